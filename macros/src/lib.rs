@@ -1,0 +1,1 @@
+//! Procedural macros for gort: `#[gort::main]`, `#[gort::test]`, `#[derive(Trace)]`.
