@@ -3,3 +3,13 @@
 #![warn(missing_docs)]
 
 pub use gort_netpoll::budget;
+
+#[allow(dead_code)] // used by the scheduler (branch exec-task)
+mod inject;
+#[allow(dead_code)] // used by the scheduler (branch exec-task)
+mod park;
+#[allow(dead_code)] // used by the scheduler (branch exec-task)
+mod queue;
+
+#[cfg(test)]
+mod tests;
