@@ -4,6 +4,9 @@
 //! loom's `Condvar::wait_timeout` never times out, so a lost wakeup shows
 //! up as a deadlock, which loom reports as a failure. The timeout path
 //! itself is covered by the plain tests in `tests/park.rs`.
+//!
+//! Mutation-checked: `unpark` without taking the mutex before `notify_one`
+//! deadlocks `loom_park_permit_then_race`.
 
 use std::time::Duration;
 

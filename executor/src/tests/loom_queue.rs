@@ -2,6 +2,13 @@
 //! runnext, overflow into the global queue) racing one or two thieves.
 //! Property: every item is popped, stolen or overflowed exactly once, and
 //! dropped exactly once (no loss, no duplicate, no leak).
+//!
+//! Items carry their id in a loom `UnsafeCell`, so a queue that hands an
+//! item to another thread without a happens-before edge fails as a causality
+//! violation. Mutation-checked (each made a model fail): the thief's
+//! `CAS head` replaced by load + store; `push_back`'s tail store made
+//! `Relaxed`; `push_next`'s swap made `Relaxed`; `steal_into`'s tail store
+//! made `Relaxed`.
 
 use gort_netpoll::loom::thread;
 

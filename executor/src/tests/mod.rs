@@ -4,6 +4,8 @@
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
+use gort_netpoll::loom::cell::UnsafeCell;
+
 use crate::queue::QueueItem;
 
 #[cfg(not(loom))]
@@ -27,7 +29,11 @@ mod loom_queue;
 pub(crate) struct Item(Box<ItemInner>);
 
 struct ItemInner {
-    id: usize,
+    /// Written once at creation, read by whoever holds the item. A loom cell
+    /// so that under loom reading it on a thread without a happens-before
+    /// edge to the creating thread (a queue publishing the item with too weak
+    /// an ordering) fails the model.
+    id: UnsafeCell<usize>,
     drops: DropLog,
 }
 
@@ -37,19 +43,28 @@ pub(crate) type DropLog = Arc<Mutex<Vec<usize>>>;
 impl Item {
     pub(crate) fn new(id: usize, drops: &DropLog) -> Item {
         Item(Box::new(ItemInner {
-            id,
+            id: UnsafeCell::new(id),
             drops: drops.clone(),
         }))
     }
 
     pub(crate) fn id(&self) -> usize {
-        self.0.id
+        self.0.id()
+    }
+}
+
+impl ItemInner {
+    fn id(&self) -> usize {
+        // SAFETY: `id` is written only by `UnsafeCell::new` in `Item::new`;
+        // every later access is this read, so no write can race it.
+        self.id.with(|p| unsafe { *p })
     }
 }
 
 impl Drop for ItemInner {
     fn drop(&mut self) {
-        self.drops.lock().unwrap().push(self.id);
+        let id = self.id();
+        self.drops.lock().unwrap().push(id);
     }
 }
 
