@@ -127,11 +127,6 @@ impl Notified {
         raw.poll();
     }
 
-    /// The task's id.
-    pub(crate) fn id(&self) -> Id {
-        self.raw.id()
-    }
-
     /// The reference as a pointer (for run queues).
     pub(crate) fn into_header_ptr(self) -> NonNull<()> {
         let ptr = self.raw.header_ptr().cast();

@@ -8,15 +8,8 @@ use std::task::{Context, Poll};
 
 use futures::task::noop_waker_ref;
 
-use super::test_sched::TestSched;
+use super::test_sched::{DropCount, TestSched};
 use crate::task::JoinHandle;
-
-struct Counted(Arc<AtomicUsize>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
 
 fn poll_join<T>(jh: &mut JoinHandle<T>) -> Poll<Result<T, crate::JoinError>> {
     Pin::new(jh).poll(&mut Context::from_waker(noop_waker_ref()))
@@ -53,7 +46,7 @@ fn panic_goes_to_join_handle() {
 fn detached_task_drops_output() {
     let s = TestSched::new();
     let drops = Arc::new(AtomicUsize::new(0));
-    let out = Counted(drops.clone());
+    let out = DropCount(drops.clone());
     let (jh, n) = s.spawn(async move { out });
     drop(jh);
     n.unwrap().run();
@@ -67,7 +60,7 @@ fn shutdown_drops_pending_future_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for _ in 0..10 {
-        let c = Counted(drops.clone());
+        let c = DropCount(drops.clone());
         let (jh, n) = s.spawn(async move {
             let _c = c;
             std::future::pending::<()>().await
