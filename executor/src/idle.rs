@@ -96,11 +96,11 @@ pub(crate) struct Idle<P> {
 }
 
 impl<P> Idle<P> {
-    /// All `ps` idle and all `ms` parked, as at runtime start.
-    pub(crate) fn new(ps: Vec<P>, ms: Vec<Arc<MNote<P>>>) -> Idle<P> {
-        let nprocs = ps.len();
+    /// `nprocs` Ps of which `ps` are idle, and the parked Ms `ms` (at runtime
+    /// start every P is idle and every M parked).
+    pub(crate) fn new(nprocs: usize, ps: Vec<P>, ms: Vec<Arc<MNote<P>>>) -> Idle<P> {
         Idle {
-            npidle: AtomicUsize::new(nprocs),
+            npidle: AtomicUsize::new(ps.len()),
             nmspinning: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             nprocs,

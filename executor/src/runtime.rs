@@ -96,7 +96,7 @@ impl Runtime {
             inject: Inject::new(),
             stealers: stealers.into_boxed_slice(),
             coprimes: p::coprimes(n).into_boxed_slice(),
-            idle: Idle::new(ps, notes.clone()),
+            idle: Idle::new(n, ps, notes.clone()),
             owned: OwnedTasks::new(n),
             notes: notes.clone().into_boxed_slice(),
             config,
@@ -171,25 +171,21 @@ impl Runtime {
         shared.inject.close();
         shared.idle.unpark_all(&shared.notes);
         let all_exited = {
-            let live = shared.live_ms.lock().unwrap();
-            match timeout {
-                None => {
-                    let live = shared.ms_exited.wait_while(live, |n| *n > 0).unwrap();
-                    *live == 0
-                }
-                Some(t) => {
-                    let deadline = Instant::now() + t;
-                    let mut live = live;
-                    while *live > 0 {
-                        let left = deadline.saturating_duration_since(Instant::now());
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let mut live = shared.live_ms.lock().unwrap();
+            while *live > 0 {
+                live = match deadline {
+                    None => shared.ms_exited.wait(live).unwrap(),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
                         if left.is_zero() {
                             break;
                         }
-                        live = shared.ms_exited.wait_timeout(live, left).unwrap().0;
+                        shared.ms_exited.wait_timeout(live, left).unwrap().0
                     }
-                    *live == 0
-                }
+                };
             }
+            *live == 0
         };
         let threads = std::mem::take(&mut self.threads);
         if all_exited {

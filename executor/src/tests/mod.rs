@@ -18,6 +18,8 @@ mod park;
 mod queue;
 
 #[cfg(loom)]
+mod loom_idle;
+#[cfg(loom)]
 mod loom_inject;
 #[cfg(loom)]
 mod loom_park;
