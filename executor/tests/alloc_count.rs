@@ -1,5 +1,7 @@
 //! At most one heap allocation per spawned task (amortised).
 
+#![cfg(not(loom))]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 

@@ -1,6 +1,8 @@
 //! gort's leaf futures spend the poll budget: after 128 Readies in one poll,
 //! the next returns Pending (and wakes its task).
 
+#![cfg(not(loom))]
+
 use gort_executor::{Builder, budget, task};
 use tokio_test::task::spawn as mock;
 

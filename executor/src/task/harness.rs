@@ -98,10 +98,17 @@ where
         let _id = context::set_current_task_id(Some(id));
         budget::budget(|| {
             cell.stage.with_mut(|p| {
-                // SAFETY: RUNNING grants us the stage; the future never moves
-                // out of the heap cell while it is `Running`, so pinning holds.
-                match unsafe { &mut *p } {
-                    Stage::Running(fut) => unsafe { Pin::new_unchecked(fut) }.poll(&mut cx),
+                // SAFETY: RUNNING (transition_to_running above) grants us
+                // exclusive access to the stage.
+                let stage = unsafe { &mut *p };
+                match stage {
+                    Stage::Running(fut) => {
+                        // SAFETY: the future lives in the heap cell and is only
+                        // dropped in place (replace_stage), never moved out
+                        // while `Running`: the pinning guarantee holds.
+                        let fut = unsafe { Pin::new_unchecked(fut) };
+                        fut.poll(&mut cx)
+                    }
                     _ => unreachable!("gort: polled a task whose future is gone"),
                 }
             })

@@ -78,7 +78,7 @@ const REF_MASK: usize = !(REF_ONE - 1);
 /// A new task has three references (the owned-tasks list, the `JoinHandle`,
 /// the first `Notified`), is notified (it is about to be queued) and has a
 /// `JoinHandle`.
-const INITIAL_STATE: usize = 3 * REF_ONE | NOTIFIED | JOIN_INTEREST;
+const INITIAL_STATE: usize = (3 * REF_ONE) | NOTIFIED | JOIN_INTEREST;
 
 /// The atomic state word.
 pub(crate) struct State {
