@@ -10,6 +10,7 @@ mod inject;
 mod park;
 #[allow(dead_code)] // used by the scheduler (branch exec-task)
 mod queue;
+pub mod time;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,8 @@ mod loom_inject;
 mod loom_park;
 #[cfg(loom)]
 mod loom_queue;
+#[cfg(loom)]
+mod loom_timers;
 
 /// A queue item that writes its id into a shared log when dropped, so a test
 /// can check that every item was dropped exactly once (none lost, none
