@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use super::{Item, assert_exactly_once, drop_log};
+use super::{Item, assert_exactly_once, drop_log, pop_global_ids};
 use crate::inject::Inject;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 
@@ -63,9 +63,7 @@ fn pop_batch_takes_oldest_up_to_max_and_clamps() {
         "one batch never exceeds a runq"
     );
     assert_eq!(inject.len(), n - 3 - LOCAL_QUEUE_CAPACITY);
-    while let Some(it) = inject.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_global_ids(&inject));
     assert_eq!(ids, (0..n).collect::<Vec<_>>());
 }
 

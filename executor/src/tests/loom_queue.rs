@@ -12,7 +12,7 @@
 
 use gort_netpoll::loom::thread;
 
-use super::{Item, assert_exactly_once, drop_log};
+use super::{Item, assert_exactly_once, drop_log, pop_global_ids, pop_ids};
 use crate::inject::Inject;
 use crate::queue::{LOCAL_QUEUE_CAPACITY, Local, Steal, local};
 
@@ -24,20 +24,14 @@ fn thief(steal: Steal<Item>, rounds: usize, steal_runnext: bool) -> Vec<usize> {
         if let Some(it) = steal.steal_into(&mut mine, steal_runnext) {
             ids.push(it.id());
         }
-        while let Some((it, _)) = mine.pop() {
-            ids.push(it.id());
-        }
+        ids.extend(pop_ids(&mut mine));
     }
     ids
 }
 
 fn drain(q: &mut Local<Item>, inject: &Inject<Item>, ids: &mut Vec<usize>) {
-    while let Some((it, _)) = q.pop() {
-        ids.push(it.id());
-    }
-    while let Some(it) = inject.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_ids(q));
+    ids.extend(pop_global_ids(inject));
 }
 
 /// The owner overflows the ring (CAP + 2 pushes, one via runnext, a pop in
