@@ -472,3 +472,26 @@ fn stress_add_cancel_and_fire_from_other_threads() {
     );
     assert_eq!(timers.len(), 0);
 }
+
+#[test]
+fn reset_moves_the_deadline_and_cancels_the_old_registration() {
+    let timers = new_timers();
+    let mut s = sleep(Duration::from_secs(3600));
+    let start = Instant::now();
+    block_on(&timers, async {
+        futures::future::poll_fn(|cx| {
+            assert!(Pin::new(&mut s).poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(timers.len(), 1);
+        assert!(!s.is_elapsed());
+        s.reset(Instant::now() + Duration::from_millis(5));
+        assert_eq!(timers.len(), 0, "reset cancelled the 1 h registration");
+        (&mut s).await;
+    });
+    assert!(s.is_elapsed());
+    assert!(start.elapsed() >= Duration::from_millis(5));
+    assert!(start.elapsed() < Duration::from_secs(3600));
+    assert!(timers.is_empty());
+}
