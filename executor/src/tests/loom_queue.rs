@@ -121,3 +121,32 @@ fn loom_queue_chained_steal_publishes_slots() {
         assert_exactly_once(ids, N, "popped or stolen");
     });
 }
+
+/// The owner pushes (ring and runnext) and pops while two thieves steal with
+/// `steal_runnext`: pushes race steals, and runnext is fought over by the
+/// owner's swap and two CASes.
+#[test]
+fn loom_queue_owner_pushes_while_two_thieves_steal() {
+    const N: usize = 3;
+    loom::model(|| {
+        let log = drop_log();
+        let inject = Inject::new();
+        let (mut owner, steal) = local::<Item>();
+        let s1 = steal.clone();
+        let t1 = thread::spawn(move || thief(s1, 1, true));
+        let t2 = thread::spawn(move || thief(steal, 1, true));
+
+        let mut ids = Vec::new();
+        owner.push_back(Item::new(0, &log), &inject);
+        owner.push_next(Item::new(1, &log), &inject);
+        if let Some((it, _)) = owner.pop() {
+            ids.push(it.id());
+        }
+        owner.push_next(Item::new(2, &log), &inject);
+        drain(&mut owner, &inject, &mut ids);
+        ids.extend(t1.join().unwrap());
+        ids.extend(t2.join().unwrap());
+        assert_exactly_once(ids, N, "popped or stolen");
+        assert_exactly_once(log.lock().unwrap().clone(), N, "dropped");
+    });
+}
