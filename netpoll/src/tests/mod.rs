@@ -1,0 +1,4 @@
+//! In-crate loom models (they need `pub(crate)` items). Run with
+//! `bash scripts/loom` from the workspace root.
+
+mod loom_registration;
