@@ -18,8 +18,8 @@
 //! - register, by the task: CAS `WAITING -> REGISTERING` (Acquire), store the
 //!   waker, then CAS `REGISTERING -> WAITING` (AcqRel). If that CAS fails the
 //!   state is `REGISTERING | TAKING`: a take came and went without the waker,
-//!   so the registering task takes the waker back out, stores `WAITING`
-//!   (Release) and wakes it itself. If the first CAS fails because a take
+//!   so the registering task takes the waker back out, swaps in `WAITING`
+//!   (AcqRel) and wakes it itself. If the first CAS fails because a take
 //!   holds the slot, the caller's waker is woken at once (the take may be
 //!   removing an older waker of the same task).
 //! - take, by the poller or by driver shutdown: `fetch_or(TAKING)` (AcqRel).
@@ -124,7 +124,10 @@ impl AtomicWaker {
                         // so the cell is still ours.
                         unsafe { (*slot).take() }
                     });
-                    self.state.store(WAITING, Ordering::Release);
+                    // A swap rather than a store: same effect (a racing take
+                    // can only have re-set TAKING, which we are answering by
+                    // waking), and loom models RMWs exactly (loom#254).
+                    self.state.swap(WAITING, Ordering::AcqRel);
                     if let Some(taken) = taken {
                         taken.wake();
                     }

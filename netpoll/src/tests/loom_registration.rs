@@ -7,7 +7,8 @@
 //!
 //! The kernel is modelled by `data` (SeqCst, like a syscall): the poller
 //! thread stores it before reporting the edge, the task's "syscall" swaps it
-//! out or gets `WouldBlock`.
+//! out or gets `WouldBlock`. Every write in the models is an RMW (see
+//! `spawn_poller` for the loom bug that rules out plain stores).
 
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -42,7 +43,10 @@ fn counting_waker() -> (Waker, StdArc<CountingWaker>) {
 /// and (standing in for the executor's batch inject) woken.
 fn spawn_poller(desc: Arc<PollDesc>, data: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        data.store(true, Ordering::SeqCst);
+        // An RMW, not a store: loom 0.7 lets a plain store slip between the
+        // read and write halves of a concurrent RMW (tokio-rs/loom#254),
+        // which would report histories no hardware can produce.
+        data.fetch_or(true, Ordering::SeqCst);
         desc.set_readiness(READABLE);
         let mut out = Vec::new();
         desc.take_wakers(READABLE, &mut out);

@@ -1,0 +1,324 @@
+//! TCP through the netpoller: round trips, concurrency, half-close, reset,
+//! split halves, the readiness API and constructor errors.
+
+mod common;
+
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+
+use common::{Runtime, spawn_local, within};
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use gort_netpoll::net::{TcpListener, TcpStream};
+
+const CONNECTIONS: usize = 128;
+const ROUNDS: usize = 20;
+
+/// Echoes until the peer closes its write side.
+async fn echo(mut s: TcpStream) -> io::Result<u64> {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        s.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+#[test]
+fn round_trip_with_many_concurrent_connections() {
+    within(60, "128 concurrent echo connections", || {
+        let rt = Runtime::new();
+        let done = Rc::new(Cell::new(0usize));
+        let done2 = done.clone();
+        rt.run_pool(move |spawner| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server_spawner = spawner.clone();
+            spawn_local(&spawner, async move {
+                loop {
+                    let (s, _) = listener.accept().await.unwrap();
+                    spawn_local(&server_spawner, async move {
+                        echo(s).await.unwrap();
+                    });
+                }
+            });
+            let (tx, mut rx) = futures::channel::mpsc::unbounded();
+            for c in 0..CONNECTIONS {
+                let tx = tx.clone();
+                let done = done2.clone();
+                spawn_local(&spawner, async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    s.set_nodelay(true).unwrap();
+                    for r in 0..ROUNDS {
+                        let msg = format!("conn {c} round {r} {}", "x".repeat(c));
+                        s.write_all(msg.as_bytes()).await.unwrap();
+                        let mut back = vec![0u8; msg.len()];
+                        s.read_exact(&mut back).await.unwrap();
+                        assert_eq!(back, msg.as_bytes(), "echo mismatch on connection {c}");
+                    }
+                    done.set(done.get() + 1);
+                    tx.unbounded_send(()).unwrap();
+                });
+            }
+            for _ in 0..CONNECTIONS {
+                futures::StreamExt::next(&mut rx).await.unwrap();
+            }
+        });
+        assert_eq!(done.get(), CONNECTIONS, "every client finishes its rounds");
+    });
+}
+
+#[test]
+fn half_close_delivers_eof_and_still_allows_the_reply() {
+    within(30, "half-close", || {
+        let rt = Runtime::new();
+        rt.run_pool(|spawner| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn_local(&spawner, async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut all = Vec::new();
+                s.read_to_end(&mut all).await.unwrap(); // ends at the client's FIN
+                s.write_all(format!("got {} bytes", all.len()).as_bytes())
+                    .await
+                    .unwrap();
+                s.close().await.unwrap();
+            });
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(&[7u8; 10_000]).await.unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut reply = String::new();
+            c.read_to_string(&mut reply).await.unwrap();
+            assert_eq!(reply, "got 10000 bytes");
+        });
+    });
+}
+
+#[test]
+fn peer_reset_wakes_the_reader_with_an_error() {
+    within(30, "peer reset", || {
+        let rt = Runtime::new();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let resetter = std::thread::spawn(move || {
+            let (s, _) = std_listener.accept().unwrap();
+            let mut one = [0u8; 1];
+            (&s).read_exact(&mut one).unwrap(); // the client is now parked on read
+            set_linger_zero(&s);
+            drop(s); // RST instead of FIN
+        });
+        rt.block_on(async {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"!").await.unwrap();
+            let mut buf = [0u8; 16];
+            let err = c
+                .read(&mut buf)
+                .await
+                .expect_err("read after RST must fail");
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        });
+        resetter.join().unwrap();
+    });
+}
+
+fn set_linger_zero(s: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `s` is an open socket for the duration of the call and
+    // `linger` is a valid `struct linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn connect_refused_is_an_error_not_a_hang() {
+    within(30, "connect to a closed port", || {
+        let rt = Runtime::new();
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        }; // closed again: nothing listens there now
+        let err = rt
+            .block_on(TcpStream::connect(addr))
+            .expect_err("connect must fail");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    });
+}
+
+#[test]
+fn borrowed_and_owned_split_halves() {
+    within(30, "split halves", || {
+        let rt = Runtime::new();
+        rt.run_pool(|spawner| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn_local(&spawner, async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                // Path syntax: `s.split()` would pick futures' `AsyncReadExt::split(self)`,
+                // which method resolution tries before our `&mut self` one.
+                let (mut r, mut w) = TcpStream::split(&mut s);
+                // Copy from the read half to the write half concurrently.
+                futures::io::copy(&mut r, &mut w).await.unwrap();
+                w.close().await.unwrap();
+            });
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (mut r, mut w) = c.into_split();
+            let writer = async move {
+                for i in 0..100u32 {
+                    w.write_all(&i.to_le_bytes()).await.unwrap();
+                }
+                w // dropping it would shut down writing; keep it for reunite
+            };
+            let reader = async move {
+                let mut got = vec![0u8; 400];
+                r.read_exact(&mut got).await.unwrap();
+                (r, got)
+            };
+            let (w, (r, got)) = futures::future::join(writer, reader).await;
+            let want: Vec<u8> = (0..100u32).flat_map(|i| i.to_le_bytes()).collect();
+            assert_eq!(got, want);
+            let mut whole = r.reunite(w).expect("halves of one stream reunite");
+            whole.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            whole.read_to_end(&mut rest).await.unwrap();
+            assert!(
+                rest.is_empty(),
+                "echo server sends nothing more after our FIN"
+            );
+        });
+    });
+}
+
+#[test]
+fn reunite_rejects_halves_of_different_streams() {
+    let rt = Runtime::new();
+    rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let a = TcpStream::connect(addr).await.unwrap();
+        let b = TcpStream::connect(addr).await.unwrap();
+        let (ra, _wa) = a.into_split();
+        let (_rb, wb) = b.into_split();
+        let err = ra.reunite(wb).expect_err("different streams");
+        assert!(err.to_string().contains("not from the same socket"));
+    });
+}
+
+#[test]
+fn readiness_api_readable_writable_try_read_try_write() {
+    within(30, "readiness API", || {
+        let rt = Runtime::new();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (s, peer) = listener.accept().await.unwrap();
+            assert_eq!(peer, c.local_addr().unwrap());
+            assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+
+            // Nothing sent yet: try_read must say WouldBlock (the optimistic
+            // first try hits the kernel and clears readiness).
+            let mut buf = [0u8; 8];
+            let e = s.try_read(&mut buf).expect_err("no data yet");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+            // And again without a syscall.
+            let e = s.try_read(&mut buf).expect_err("still no data");
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+            c.writable().await.unwrap();
+            assert_eq!(c.try_write(b"hello").unwrap(), 5);
+            loop {
+                s.readable().await.unwrap();
+                match s.try_read(&mut buf) {
+                    Ok(n) => {
+                        assert_eq!(&buf[..n], b"hello");
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("try_read: {e}"),
+                }
+            }
+        });
+    });
+}
+
+#[test]
+fn nodelay_local_addr_and_std_conversions() {
+    let rt = Runtime::new();
+    rt.block_on(async {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::from_std(std_listener).unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let c = TcpStream::connect(addr).await.unwrap();
+        c.set_nodelay(true).unwrap();
+        assert!(c.nodelay().unwrap());
+        c.set_nodelay(false).unwrap();
+        assert!(!c.nodelay().unwrap());
+        let (s, _) = listener.accept().await.unwrap();
+        assert_eq!(rt.handle().registration_count(), 3);
+
+        // into_std deregisters; the std stream still works.
+        let mut std_c = c.into_std().unwrap();
+        assert_eq!(rt.handle().registration_count(), 2);
+        std_c.set_nonblocking(false).unwrap();
+        std_c.write_all(b"ping").unwrap();
+        let mut s = s;
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+
+        // ... and from_std registers it again.
+        let mut c = TcpStream::from_std(std_c).unwrap();
+        s.write_all(b"pong").await.unwrap();
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
+        let l = listener.into_std().unwrap();
+        assert_eq!(l.local_addr().unwrap(), addr);
+    });
+}
+
+#[test]
+fn outside_a_runtime_constructors_fail_clearly() {
+    let err = futures::executor::block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect_err("no runtime entered");
+    assert_eq!(err.kind(), io::ErrorKind::Other);
+    assert_eq!(err.to_string(), "must be called from within a gort runtime");
+    let err = futures::executor::block_on(TcpStream::connect("127.0.0.1:1"))
+        .expect_err("no runtime entered");
+    assert_eq!(err.to_string(), "must be called from within a gort runtime");
+    let std_stream = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap()
+    };
+    assert!(TcpStream::from_std(std_stream).is_err());
+}
+
+#[test]
+fn bad_address_is_an_error() {
+    let rt = Runtime::new();
+    let err = rt
+        .block_on(TcpListener::bind("not an address"))
+        .expect_err("unparsable address");
+    assert_ne!(err.kind(), io::ErrorKind::Other, "{err}");
+}
