@@ -54,7 +54,7 @@
 //!   which loom cannot see, and it wakes where the poller must only collect.
 //!
 //! # Checked by
-//! `tests/loom_registration.rs`: a readiness event racing with a register or
+//! `src/tests/loom_registration.rs`: a readiness event racing with a register or
 //! with a clear after `WouldBlock` always ends with the task woken or seeing
 //! readiness.
 

@@ -60,11 +60,19 @@ impl DeadlineTimer {
 
     /// Arms the timer to expire `after` from now (one-shot).
     pub(crate) fn arm(&self, after: Duration) -> io::Result<()> {
+        // A zero it_value would disarm the timer: keep at least 1 ns.
+        self.settime(after.max(Duration::from_nanos(1)))
+    }
+
+    /// Stops a pending expiry (before a poll with no deadline, so a timer
+    /// left from an earlier poll does not end it early).
+    pub(crate) fn disarm(&self) -> io::Result<()> {
+        self.settime(Duration::ZERO)
+    }
+
+    fn settime(&self, after: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
 
-        // A zero it_value would disarm the timer; the caller only arms for a
-        // positive wait, but keep at least 1 ns to be safe.
-        let after = after.max(Duration::from_nanos(1));
         let spec = libc::itimerspec {
             it_interval: libc::timespec {
                 tv_sec: 0,
@@ -118,4 +126,9 @@ impl DeadlineTimer {
 
     /// Nothing to consume.
     pub(crate) fn acknowledge(&self) {}
+
+    /// Nothing to stop.
+    pub(crate) fn disarm(&self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -59,9 +59,10 @@
 //!   driver reads `SHUTDOWN` from memory it co-owns.
 //!
 //! # Checked by
-//! The readiness half by `tests/loom_registration.rs`; the park protocol by
-//! `tests/poller.rs` (`unpark_before_poll_is_not_lost`,
-//! `unpark_interrupts_blocked_poll`).
+//! The readiness half by `src/tests/loom_registration.rs`; the park protocol
+//! by `tests/driver.rs` (`unpark_before_poll_is_not_lost_and_is_consumed`,
+//! `unpark_interrupts_a_blocked_poll`), deadlines by
+//! `deadlines_are_sub_millisecond`.
 
 use std::io;
 use std::task::Waker;
@@ -103,6 +104,9 @@ struct Poller {
     poll: mio::Poll,
     events: mio::Events,
     timer: DeadlineTimer,
+    /// The timer may still expire (armed by an earlier poll that ended
+    /// first for another reason).
+    timer_armed: bool,
 }
 
 #[derive(Debug)]
@@ -148,6 +152,7 @@ impl Driver {
                 poll,
                 events: mio::Events::with_capacity(EVENTS_CAPACITY),
                 timer,
+                timer_armed: false,
             }),
             shared: Arc::new(Shared {
                 registry,
@@ -194,12 +199,23 @@ impl Driver {
         if blocking && !self.shared.begin_blocking() {
             timeout = Some(Duration::ZERO);
         }
-        if let Some(t) = timeout.filter(|t| !t.is_zero()) {
-            // Failure only costs precision: mio's rounded timeout still ends
-            // the wait.
-            if let Err(e) = poller.timer.arm(t) {
-                tracing::debug!(error = %e, "gort netpoll: arming the deadline timer failed");
+        match timeout {
+            Some(t) if !t.is_zero() => {
+                // Failure only costs precision: mio's rounded timeout still
+                // ends the wait.
+                match poller.timer.arm(t) {
+                    Ok(()) => poller.timer_armed = true,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "gort netpoll: arming the deadline timer failed")
+                    }
+                }
             }
+            // An expiry left over from an earlier deadline would end this
+            // unbounded wait early for nothing.
+            None if poller.timer_armed && poller.timer.disarm().is_ok() => {
+                poller.timer_armed = false;
+            }
+            _ => {}
         }
         let result = poller.poll.poll(&mut poller.events, timeout);
         if blocking {
@@ -285,7 +301,10 @@ impl Shared {
         for event in poller.events.iter() {
             match event.token().0 {
                 TOKEN_WAKER => {}
-                TOKEN_TIMER => poller.timer.acknowledge(),
+                TOKEN_TIMER => {
+                    poller.timer.acknowledge();
+                    poller.timer_armed = false;
+                }
                 token => {
                     let table = table.get_or_insert_with(|| lock(&self.table));
                     // A stale token (socket closed, slot reused) finds

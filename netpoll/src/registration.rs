@@ -75,7 +75,7 @@
 //!   result (EOF or an error) is what the task acts on.
 //!
 //! # Checked by
-//! `tests/loom_registration.rs`: (1) an event arriving while the task
+//! `src/tests/loom_registration.rs`: (1) an event arriving while the task
 //! registers its waker; (2) an event arriving between a `WouldBlock` and the
 //! clear. In every interleaving the task is woken or sees readiness.
 

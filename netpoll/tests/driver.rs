@@ -243,3 +243,16 @@ fn try_current_reports_no_runtime() {
         .unwrap();
     assert_eq!(msg, "must be called from within a gort runtime");
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Driver>();
+    send_sync::<gort_netpoll::Handle>();
+    send_sync::<TcpStream>();
+    send_sync::<TcpListener>();
+    send_sync::<gort_netpoll::net::UdpSocket>();
+    send_sync::<gort_netpoll::net::UnixStream>();
+    send_sync::<gort_netpoll::net::OwnedReadHalf>();
+    send_sync::<gort_netpoll::net::OwnedWriteHalf>();
+}
