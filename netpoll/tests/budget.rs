@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 
-use common::Runtime;
+use common::{Runtime, connected_pair};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use gort_netpoll::budget::{self, INITIAL};
-use gort_netpoll::net::{TcpListener, TcpStream};
 
 struct CountWakes(AtomicUsize);
 
@@ -19,15 +18,6 @@ impl Wake for CountWakes {
     fn wake(self: Arc<Self>) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-fn connected_pair(rt: &Runtime) -> (TcpStream, TcpStream) {
-    rt.block_on(async {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        (c, s)
-    })
 }
 
 #[test]

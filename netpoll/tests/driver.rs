@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Runtime, within};
+use common::{Runtime, connected_pair, within};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use gort_netpoll::net::{TcpListener, TcpStream};
 use gort_netpoll::{Driver, enter};
@@ -39,15 +39,6 @@ impl<F: Future> Future for SignalPending<F> {
         }
         r
     }
-}
-
-fn connected_pair(rt: &Runtime) -> (TcpStream, TcpStream) {
-    rt.block_on(async {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (s, _) = l.accept().await.unwrap();
-        (c, s)
-    })
 }
 
 #[test]

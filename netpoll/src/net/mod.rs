@@ -13,7 +13,8 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// `AsyncRead` for a stream or read half: `$get` is an expression (of the
-/// value bound to `$stream`) whose type has `poll_read_priv(&self, ..)`.
+/// value bound to `$stream`) naming the stream, whose `io` field is its
+/// `PollEvented`.
 macro_rules! impl_async_read {
     ($ty:ty, $stream:ident => $get:expr) => {
         impl futures::io::AsyncRead for $ty {
@@ -23,14 +24,14 @@ macro_rules! impl_async_read {
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $stream = &*self;
-                $get.poll_read_priv(cx, buf)
+                $get.io.poll_read(cx, buf)
             }
         }
     };
 }
 
-/// `AsyncWrite` for a stream or write half, over `poll_write_priv`,
-/// `poll_write_vectored_priv` and `shutdown`; close shuts down writing.
+/// `AsyncWrite` for a stream or write half (`$get` as for
+/// `impl_async_read`); close shuts down the write direction.
 macro_rules! impl_async_write {
     ($ty:ty, $stream:ident => $get:expr) => {
         impl futures::io::AsyncWrite for $ty {
@@ -40,7 +41,7 @@ macro_rules! impl_async_write {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $stream = &*self;
-                $get.poll_write_priv(cx, buf)
+                $get.io.poll_write(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -49,7 +50,7 @@ macro_rules! impl_async_write {
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $stream = &*self;
-                $get.poll_write_vectored_priv(cx, bufs)
+                $get.io.poll_write_vectored(cx, bufs)
             }
 
             fn poll_flush(
@@ -65,8 +66,41 @@ macro_rules! impl_async_write {
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 let $stream = &*self;
-                std::task::Poll::Ready($get.shutdown(std::net::Shutdown::Write))
+                std::task::Poll::Ready($get.io.io().shutdown(std::net::Shutdown::Write))
             }
+        }
+    };
+}
+
+/// The readiness-level and shutdown methods every stream type has; expands
+/// inside the stream's `impl` block (its `io` field is a `PollEvented`).
+macro_rules! stream_methods {
+    () => {
+        /// Shuts down the read, write or both halves of the connection.
+        pub fn shutdown(&self, how: std::net::Shutdown) -> std::io::Result<()> {
+            self.io.io().shutdown(how)
+        }
+
+        /// Waits until the stream is readable (or closed, or errored).
+        pub async fn readable(&self) -> std::io::Result<()> {
+            self.io.ready(crate::registration::Direction::Read).await
+        }
+
+        /// Waits until the stream is writable (or closed, or errored).
+        pub async fn writable(&self) -> std::io::Result<()> {
+            self.io.ready(crate::registration::Direction::Write).await
+        }
+
+        /// Reads now if the stream looks readable; `WouldBlock` otherwise
+        /// (then await `readable` and retry).
+        pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.io.try_read(buf)
+        }
+
+        /// Writes now if the stream looks writable; `WouldBlock` otherwise
+        /// (then await `writable` and retry).
+        pub fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            self.io.try_write(buf)
         }
     };
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::task::{Context, Poll};
 
 use super::split::{self, OwnedReadHalf, OwnedWriteHalf, ReadHalf, WriteHalf};
@@ -155,32 +155,7 @@ impl TcpStream {
         self.io.io().nodelay()
     }
 
-    /// Shuts down the read, write or both halves of the connection.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.io().shutdown(how)
-    }
-
-    /// Waits until the stream is readable (or closed, or errored).
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Read).await
-    }
-
-    /// Waits until the stream is writable (or closed, or errored).
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Write).await
-    }
-
-    /// Reads now if the stream looks readable; `WouldBlock` otherwise (then
-    /// await [`readable`](Self::readable) and retry).
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_read(buf)
-    }
-
-    /// Writes now if the stream looks writable; `WouldBlock` otherwise (then
-    /// await [`writable`](Self::writable) and retry).
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.try_write(buf)
-    }
+    stream_methods!();
 
     /// Borrowed read and write halves, usable from two futures of one task.
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
@@ -191,30 +166,6 @@ impl TcpStream {
     /// them back together. Dropping the write half shuts down writing.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
         split::into_split(self)
-    }
-
-    pub(super) fn poll_read_priv(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_read(cx, buf)
-    }
-
-    pub(super) fn poll_write_priv(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_write(cx, buf)
-    }
-
-    pub(super) fn poll_write_vectored_priv(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_write_vectored(cx, bufs)
     }
 }
 

@@ -2,10 +2,8 @@
 
 use std::fmt;
 use std::io;
-use std::net::Shutdown;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
-use std::task::{Context, Poll};
 
 use crate::io::{PollEvented, connect_finished};
 use crate::poller::Handle;
@@ -115,46 +113,7 @@ impl UnixStream {
         self.io.io().peer_addr()
     }
 
-    /// Shuts down the read, write or both halves of the connection.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.io.io().shutdown(how)
-    }
-
-    /// Waits until the stream is readable (or closed, or errored).
-    pub async fn readable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Read).await
-    }
-
-    /// Waits until the stream is writable (or closed, or errored).
-    pub async fn writable(&self) -> io::Result<()> {
-        self.io.ready(Direction::Write).await
-    }
-
-    /// Reads now if the stream looks readable; `WouldBlock` otherwise.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.try_read(buf)
-    }
-
-    /// Writes now if the stream looks writable; `WouldBlock` otherwise.
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.try_write(buf)
-    }
-
-    fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.io.poll_read(cx, buf)
-    }
-
-    fn poll_write_priv(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.io.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored_priv(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_write_vectored(cx, bufs)
-    }
+    stream_methods!();
 }
 
 impl fmt::Debug for UnixStream {

@@ -39,6 +39,14 @@ fn counting_waker() -> (Waker, StdArc<CountingWaker>) {
     (Waker::from(counter.clone()), counter)
 }
 
+/// A descriptor whose read readiness was cleared by an earlier WouldBlock.
+fn parked_desc() -> Arc<PollDesc> {
+    let desc = Arc::new(PollDesc::new(0));
+    let start = desc.ready_now(Direction::Read).expect("starts optimistic");
+    desc.clear_readiness(start);
+    desc
+}
+
 /// The poller's side: data arrives, the edge is recorded, wakers are taken
 /// and (standing in for the executor's batch inject) woken.
 fn spawn_poller(desc: Arc<PollDesc>, data: Arc<AtomicBool>) -> thread::JoinHandle<()> {
@@ -89,38 +97,28 @@ fn assert_not_lost(desc: &PollDesc, data: &AtomicBool, got: bool, waker: &Counti
     }
 }
 
+/// One poller event against one task's read loop, from `desc`'s state.
+fn race_one_event(desc: Arc<PollDesc>) {
+    let data = Arc::new(AtomicBool::new(false));
+    let poller = spawn_poller(desc.clone(), data.clone());
+    let (waker, count) = counting_waker();
+    let got = task_read(&desc, &data, &mut Context::from_waker(&waker));
+    poller.join().unwrap();
+    assert_not_lost(&desc, &data, got, &count);
+}
+
 /// An edge arrives while the task registers its waker (readiness starts
 /// cleared, as after an earlier WouldBlock).
 #[test]
 fn loom_event_while_registering() {
-    loom::model(|| {
-        let desc = Arc::new(PollDesc::new(0));
-        let start = desc.ready_now(Direction::Read).expect("starts optimistic");
-        desc.clear_readiness(start);
-        let data = Arc::new(AtomicBool::new(false));
-        let poller = spawn_poller(desc.clone(), data.clone());
-
-        let (waker, count) = counting_waker();
-        let got = task_read(&desc, &data, &mut Context::from_waker(&waker));
-        poller.join().unwrap();
-        assert_not_lost(&desc, &data, got, &count);
-    });
+    loom::model(|| race_one_event(parked_desc()));
 }
 
 /// An edge arrives between the task's readiness snapshot, its WouldBlock and
 /// its clear (readiness starts set: the optimistic first try).
 #[test]
 fn loom_event_while_clearing() {
-    loom::model(|| {
-        let desc = Arc::new(PollDesc::new(0));
-        let data = Arc::new(AtomicBool::new(false));
-        let poller = spawn_poller(desc.clone(), data.clone());
-
-        let (waker, count) = counting_waker();
-        let got = task_read(&desc, &data, &mut Context::from_waker(&waker));
-        poller.join().unwrap();
-        assert_not_lost(&desc, &data, got, &count);
-    });
+    loom::model(|| race_one_event(Arc::new(PollDesc::new(0))));
 }
 
 /// Driver drop races with a task about to park: it is woken or sees
@@ -128,9 +126,7 @@ fn loom_event_while_clearing() {
 #[test]
 fn loom_shutdown_while_registering() {
     loom::model(|| {
-        let desc = Arc::new(PollDesc::new(0));
-        let start = desc.ready_now(Direction::Read).expect("starts optimistic");
-        desc.clear_readiness(start);
+        let desc = parked_desc();
         let d2 = desc.clone();
         let dropper = thread::spawn(move || {
             let mut out = Vec::new();

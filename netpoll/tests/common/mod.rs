@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::executor::LocalPool;
 use futures::task::LocalSpawnExt;
+use gort_netpoll::net::{TcpListener, TcpStream};
 use gort_netpoll::{Driver, Handle, enter};
 
 /// A poller thread plus a handle to its driver.
@@ -128,4 +129,14 @@ pub fn within<T: Send + 'static>(
             }
         }
     }
+}
+
+/// A connected TCP pair `(client, server)` registered with `rt`.
+pub fn connected_pair(rt: &Runtime) -> (TcpStream, TcpStream) {
+    rt.block_on(async {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    })
 }
