@@ -76,7 +76,23 @@ impl<E: mio::event::Source> PollEvented<E> {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_drain(cx, dir, op, |_| false)
+    }
+
+    /// [`poll_io`](Self::poll_io), where `drained(&result)` says the syscall
+    /// proved the kernel buffer empty (a read) or full (a write): readiness is
+    /// then cleared now, saving the `WouldBlock` syscall the next operation
+    /// would otherwise spend to learn it. Safe for the same reason as the
+    /// `WouldBlock` clear: an edge that arrived since the readiness was read
+    /// has bumped the tick, and the clear leaves it alone.
+    fn poll_io_drain<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
         mut op: impl FnMut(&E) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         let coop = ready!(budget::poll_proceed(cx));
         loop {
@@ -90,6 +106,9 @@ impl<E: mio::event::Source> PollEvented<E> {
                     self.desc.clear_readiness(ev);
                 }
                 res => {
+                    if matches!(&res, Ok(r) if drained(r)) {
+                        self.desc.clear_drained(ev);
+                    }
                     coop.made_progress();
                     return Poll::Ready(res);
                 }
@@ -157,14 +176,25 @@ where
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Read, |mut io| io::Read::read(&mut io, buf))
+        let len = buf.len();
+        // A short read (but not EOF) emptied the receive buffer.
+        self.poll_io_drain(
+            cx,
+            Direction::Read,
+            |mut io| io::Read::read(&mut io, buf),
+            |&n| n > 0 && n < len,
+        )
     }
 
     /// `AsyncWrite::poll_write` for a stream.
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_io(cx, Direction::Write, |mut io| {
-            io::Write::write(&mut io, buf)
-        })
+        // A short write filled the send buffer.
+        self.poll_io_drain(
+            cx,
+            Direction::Write,
+            |mut io| io::Write::write(&mut io, buf),
+            |&n| n > 0 && n < buf.len(),
+        )
     }
 
     /// `AsyncWrite::poll_write_vectored` for a stream (one `writev`).

@@ -39,6 +39,12 @@
 //!   the event*. A different tick means the poller reported a new edge after
 //!   the task's snapshot, possibly after the failed syscall: clearing it would
 //!   lose that edge, so the bits stay and the task retries the syscall.
+//! - Task, [`PollDesc::clear_drained`] after a short read or write (the
+//!   kernel buffer is now empty or full): the same tick rule, but only
+//!   `READABLE`/`WRITABLE` go; the closed bits stay so a FIN that came with the
+//!   data still ends the next read with EOF; nothing goes after an `ERROR`.
+//!   This saves the one `WouldBlock` syscall per message that would otherwise
+//!   discover the same fact.
 //! - Driver drop, [`PollDesc::shutdown`]: sets `SHUTDOWN` (never cleared) and
 //!   takes both wakers; every later `poll_ready` returns at once.
 //!
@@ -209,12 +215,14 @@ impl PollDesc {
     }
 
     /// The direction's readiness right now, without registering a waker.
+    /// The event also carries `ERROR` when set, for [`clear_drained`].
+    ///
+    /// [`clear_drained`]: PollDesc::clear_drained
     pub(crate) fn ready_now(&self, dir: Direction) -> Option<ReadyEvent> {
         let curr = self.readiness.load(Ordering::Acquire);
-        let ready = curr & (dir.mask() | SHUTDOWN);
-        (ready != 0).then_some(ReadyEvent {
+        (curr & (dir.mask() | SHUTDOWN) != 0).then_some(ReadyEvent {
             tick: curr & TICK_MASK,
-            ready,
+            ready: curr & (dir.mask() | SHUTDOWN | ERROR),
         })
     }
 
@@ -238,14 +246,29 @@ impl PollDesc {
     }
 
     /// Task: the syscall behind `ev` returned `WouldBlock`; forget that
-    /// readiness unless a newer edge arrived since `ev` was taken.
+    /// readiness (closed bits included) unless a newer edge arrived since `ev`
+    /// was taken.
     pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
-        let clear = ev.ready & !SHUTDOWN;
+        self.clear_if_tick(ev.tick, ev.ready & !(SHUTDOWN | ERROR));
+    }
+
+    /// Task: a short read or write proved the kernel buffer empty or full, so
+    /// forget `READABLE`/`WRITABLE` (same tick rule). The closed bits stay: a
+    /// FIN that came with the data must still make the next read return EOF
+    /// instead of parking. After an error nothing is cleared here: the error
+    /// is still pending in the kernel and the next syscall must report it.
+    pub(crate) fn clear_drained(&self, ev: ReadyEvent) {
+        if ev.ready & ERROR == 0 {
+            self.clear_if_tick(ev.tick, ev.ready & (READABLE | WRITABLE));
+        }
+    }
+
+    fn clear_if_tick(&self, tick: usize, bits: usize) {
         let mut curr = self.readiness.load(Ordering::Acquire);
-        while curr & TICK_MASK == ev.tick {
+        while curr & TICK_MASK == tick {
             match self.readiness.compare_exchange_weak(
                 curr,
-                curr & !clear,
+                curr & !bits,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
