@@ -322,3 +322,64 @@ fn bad_address_is_an_error() {
         .expect_err("unparsable address");
     assert_ne!(err.kind(), io::ErrorKind::Other, "{err}");
 }
+
+#[test]
+fn short_read_with_fin_already_queued_still_sees_eof() {
+    within(30, "short read then EOF", || {
+        let rt = Runtime::new();
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut std_c = std::net::TcpStream::connect(std_l.local_addr().unwrap()).unwrap();
+        let (std_s, _) = std_l.accept().unwrap();
+        // Data and FIN are both queued before the first read: the short read
+        // clears READABLE, and only the kept READ_CLOSED bit stops the next
+        // read from parking forever.
+        std_c.write_all(b"tail").unwrap();
+        std_c.shutdown(Shutdown::Write).unwrap();
+        rt.block_on(async {
+            let mut s = TcpStream::from_std(std_s).unwrap();
+            let mut buf = [0u8; 64];
+            let mut got = Vec::new();
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, b"tail");
+        });
+    });
+}
+
+#[test]
+fn full_send_buffer_parks_the_writer_until_the_peer_reads() {
+    const TOTAL: usize = 8 << 20;
+    within(60, "8 MiB through a slow reader", || {
+        let rt = Runtime::new();
+        rt.run_pool(|spawner| async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            spawn_local(&spawner, async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let chunk = vec![0xabu8; 1 << 20];
+                for _ in 0..TOTAL / chunk.len() {
+                    // Each write_all outruns the reader: short writes, then
+                    // parking on a full send buffer.
+                    s.write_all(&chunk).await.unwrap();
+                }
+            });
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut total = 0;
+            loop {
+                let n = c.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                assert!(buf[..n].iter().all(|&b| b == 0xab));
+                total += n;
+            }
+            assert_eq!(total, TOTAL);
+        });
+    });
+}
