@@ -326,28 +326,33 @@ fn bad_address_is_an_error() {
 #[test]
 fn short_read_with_fin_already_queued_still_sees_eof() {
     within(30, "short read then EOF", || {
-        let rt = Runtime::new();
+        // No poller thread: this test decides when events are dispatched.
+        let driver = gort_netpoll::Driver::new().unwrap();
+        let _g = gort_netpoll::enter(driver.handle());
         let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut std_c = std::net::TcpStream::connect(std_l.local_addr().unwrap()).unwrap();
         let (std_s, _) = std_l.accept().unwrap();
-        // Data and FIN are both queued before the first read: the short read
-        // clears READABLE, and only the kept READ_CLOSED bit stops the next
-        // read from parking forever.
         std_c.write_all(b"tail").unwrap();
         std_c.shutdown(Shutdown::Write).unwrap();
-        rt.block_on(async {
-            let mut s = TcpStream::from_std(std_s).unwrap();
-            let mut buf = [0u8; 64];
-            let mut got = Vec::new();
-            loop {
-                let n = s.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(got, b"tail");
-        });
+        let mut s = TcpStream::from_std(std_s).unwrap();
+        // Data and FIN are queued: the registration edge reports both
+        // (READABLE | READ_CLOSED) once dispatched.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        driver.poll(Some(deadline), &mut Vec::new()).unwrap();
+
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut buf = [0u8; 64];
+        let mut read = |s: &mut TcpStream| {
+            futures::io::AsyncRead::poll_read(std::pin::Pin::new(s), &mut cx, &mut buf)
+        };
+        // The short read clears READABLE; only the kept READ_CLOSED bit
+        // lets the next read find the EOF instead of parking for ever.
+        assert!(matches!(read(&mut s), std::task::Poll::Ready(Ok(4))));
+        match read(&mut s) {
+            std::task::Poll::Ready(Ok(0)) => {}
+            other => panic!("expected EOF after the short read, got {other:?}"),
+        }
     });
 }
 
