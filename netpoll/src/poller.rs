@@ -269,10 +269,14 @@ impl Shared {
             .compare_exchange(IDLE, POLLING, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => true,
-            Err(_) => {
+            Err(actual) => {
                 // Only NOTIFIED is possible here: POLLING and WOKEN are set
                 // only by the holder of the poller mutex, which is us.
-                self.park.store(IDLE, Ordering::Release);
+                debug_assert_eq!(
+                    actual, NOTIFIED,
+                    "gort netpoll: begin_blocking: bad park state"
+                );
+                self.park.swap(IDLE, Ordering::AcqRel);
                 false
             }
         }

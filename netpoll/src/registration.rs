@@ -64,8 +64,9 @@
 //!   registered waker; if it comes earlier, the register's CAS (Acquire) reads
 //!   the take's Release store, so the re-load sees the new readiness. This is
 //!   Go's `netpollblock` re-check after publishing `pdWait`, without SeqCst.
-//! - `clear_readiness` (AcqRel CAS) against `set_readiness` (AcqRel CAS): both
-//!   are RMWs on `readiness`, so the tick comparison is exact; no fence needed.
+//! - `clear_readiness` / `clear_drained` (AcqRel CAS) against
+//!   `set_readiness` (AcqRel CAS): all are RMWs on `readiness`, so the tick
+//!   comparison is exact; no fence needed.
 //!
 //! # Rejected alternatives
 //! - Clearing readiness unconditionally on `WouldBlock`: an edge reported
@@ -80,10 +81,17 @@
 //!   direction's closed bit is cleared with its readiness, and the syscall's own
 //!   result (EOF or an error) is what the task acts on.
 //!
+//! The tick is 16 bits: a clear is wrongly allowed only if exactly 65,536
+//! poller updates land between one task's snapshot and its clear.
+//!
 //! # Checked by
-//! `src/tests/loom_registration.rs`: (1) an event arriving while the task
-//! registers its waker; (2) an event arriving between a `WouldBlock` and the
-//! clear. In every interleaving the task is woken or sees readiness.
+//! `src/tests/loom_registration.rs`, in every interleaving the task is woken
+//! or sees readiness (and the readiness it will re-check is still set):
+//! `loom_event_while_registering`, `loom_event_while_clearing`,
+//! `loom_reregister_new_waker_while_taking`, `loom_two_directions_independent`
+//! (a clear in one direction never erases the other's), and
+//! `loom_shutdown_while_registering` (driver drop). `clear_drained`'s closed-
+//! bit rule: `tests/tcp.rs` `short_read_with_fin_already_queued_still_sees_eof`.
 
 use std::fmt;
 use std::task::{Context, Poll, Waker};
