@@ -4,6 +4,7 @@
 mod common;
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -121,6 +122,56 @@ fn peer_reset_wakes_the_reader_with_an_error() {
                 .await
                 .expect_err("read after RST must fail");
             assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+        });
+        resetter.join().unwrap();
+    });
+}
+
+#[test]
+fn peer_reset_wakes_a_writer_parked_on_a_full_buffer() {
+    within(30, "reset while writer parked", || {
+        let rt = Runtime::new();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let (parked_tx, parked_rx) = std::sync::mpsc::channel::<()>();
+        let resetter = std::thread::spawn(move || {
+            let (s, _) = std_listener.accept().unwrap();
+            parked_rx.recv().unwrap(); // the writer has filled both buffers
+            set_linger_zero(&s);
+            drop(s);
+        });
+        rt.block_on(async {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let chunk = vec![1u8; 256 << 10];
+            let mut parked = Some(parked_tx);
+            // Write until a write parks, then let the peer reset.
+            let err = loop {
+                let write = c.write(&chunk);
+                let r = futures::future::poll_fn({
+                    let mut write = Box::pin(write);
+                    let parked = &mut parked;
+                    move |cx| {
+                        let r = write.as_mut().poll(cx);
+                        if r.is_pending() {
+                            if let Some(tx) = parked.take() {
+                                tx.send(()).unwrap();
+                            }
+                        }
+                        r
+                    }
+                })
+                .await;
+                if let Err(e) = r {
+                    break e;
+                }
+            };
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+                ),
+                "{err}"
+            );
         });
         resetter.join().unwrap();
     });
