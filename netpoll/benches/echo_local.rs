@@ -9,6 +9,8 @@
 //!
 //! `cargo bench -p gort-netpoll --bench echo_local [-- SECONDS]`
 
+#![cfg(not(loom))]
+
 use std::cell::Cell;
 use std::future::Future;
 use std::io;

@@ -25,6 +25,7 @@ mod io;
 #[doc(hidden)]
 pub mod loom;
 pub mod net;
+mod park;
 mod poller;
 mod registration;
 mod slab;

@@ -9,23 +9,14 @@
 //! `netpollBreak`).
 //!
 //! # States
-//! `park` (an `AtomicUsize`) says whether a thread is blocked in `poll`:
-//! - `IDLE`: nobody is blocked and no interrupt is pending.
-//! - `NOTIFIED`: `unpark` came while nobody was blocked; the next blocking
-//!   poll returns at once instead of sleeping (the wakeup is not lost).
-//! - `POLLING`: a thread is in (or about to enter) a blocking wait.
-//! - `WOKEN`: `POLLING`, and the mio `Waker` has been fired for it.
-//!
-//! The registration table ([`Slab`]) and a `shut_down` flag live under one
-//! `Mutex`, `table`.
+//! - `park` ([`Park`], `park.rs`): whether a thread is blocked in `poll` and
+//!   whether an interrupt is pending.
+//! - `table`: the registration [`Slab`] and a `shut_down` flag, under one
+//!   `Mutex`.
 //!
 //! # Transitions
-//! - `poll` (blocking): CAS `IDLE -> POLLING`; if it finds `NOTIFIED`, it
-//!   stores `IDLE` and polls without waiting. After the wait: swap to `IDLE`.
-//!   Only the thread that holds the `poller` mutex makes these transitions.
-//! - `unpark`: CAS `IDLE -> NOTIFIED` (no syscall), or CAS `POLLING -> WOKEN`
-//!   followed by `mio::Waker::wake` (one eventfd write). From `NOTIFIED` or
-//!   `WOKEN` it does nothing: a wakeup is already on its way.
+//! - `poll` (blocking): `Park::begin_blocking`, the wait, `end_blocking`.
+//! - `unpark`: `Park::unpark`, then `mio::Waker::wake` only if it says so.
 //! - Driver drop: under `table`, set `shut_down` and drain the slab; then
 //!   every drained [`PollDesc`] gets `SHUTDOWN` and its wakers are woken.
 //!
@@ -39,45 +30,36 @@
 //! - `last_poll`: written by the poller after each poll, read by anyone.
 //!
 //! # Orderings
-//! - `park` is only changed by RMWs (AcqRel), so an `unpark` and the CAS in
-//!   `poll` are totally ordered: either `unpark` sees `POLLING` and fires the
-//!   waker, or `poll` sees `NOTIFIED` and does not sleep. The executor's own
-//!   work (a pushed task) is published before it calls `unpark`, and it checks
-//!   its queues before calling `poll`; the RMW chain on `park` carries that
-//!   publication to the poller's next look at its queues.
+//! - `park`: see `park.rs`.
+//! - `table`: a `Mutex`; a registration inserted under it happens before the
+//!   poller's lookup of its token under it.
 //! - `last_poll` is a plain Relaxed timestamp: sysmon only compares it with
 //!   the clock, a stale read costs one extra non-blocking poll.
 //!
 //! # Rejected alternatives
 //! - Letting several threads block in `poll`: epoll would report one edge to
 //!   one of them at random and the others would wake for nothing.
-//! - Always firing the mio `Waker` in `unpark`: one syscall per spawned task
-//!   when no thread is blocked, which is the common case under load.
 //! - Holding a strong reference to sockets in the table only (weak in the
 //!   socket): a socket would then need the driver alive to read its own
 //!   state; here both hold an `Arc<PollDesc>`, so a socket outliving its
 //!   driver reads `SHUTDOWN` from memory it co-owns.
 //!
 //! # Checked by
-//! The readiness half by `src/tests/loom_registration.rs`; the park protocol
-//! by `tests/driver.rs` (`unpark_before_poll_is_not_lost_and_is_consumed`,
-//! `unpark_interrupts_a_blocked_poll`), deadlines by
-//! `deadlines_are_sub_millisecond`.
+//! Readiness: `src/tests/loom_registration.rs`; park: `src/tests/loom_park.rs`
+//! and `tests/driver.rs` (`unpark_interrupts_a_blocked_poll`,
+//! `unpark_before_poll_is_not_lost_and_is_consumed`); shutdown and several
+//! drivers: `tests/driver.rs`; deadlines: `deadlines_are_sub_millisecond`.
 
 use std::io;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::deadline::DeadlineTimer;
-use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Arc, Mutex, MutexGuard};
+use crate::park::Park;
 use crate::registration::{PollDesc, bits_from_event};
 use crate::slab::{Slab, TOKEN_TIMER, TOKEN_WAKER};
-
-const IDLE: usize = 0;
-const NOTIFIED: usize = 1;
-const POLLING: usize = 2;
-const WOKEN: usize = 3;
 
 /// Events read from the kernel per wait; more ready fds are picked up by the
 /// next poll (edge-triggered events stay queued in the kernel).
@@ -119,7 +101,7 @@ struct Table {
 pub(crate) struct Shared {
     registry: mio::Registry,
     waker: mio::Waker,
-    park: AtomicUsize,
+    park: Park,
     table: Mutex<Table>,
     /// When the driver was created; `last_poll` counts from here.
     base: Instant,
@@ -157,7 +139,7 @@ impl Driver {
             shared: Arc::new(Shared {
                 registry,
                 waker,
-                park: AtomicUsize::new(IDLE),
+                park: Park::new(),
                 table: Mutex::new(Table {
                     slab: Slab::default(),
                     shut_down: false,
@@ -196,7 +178,7 @@ impl Driver {
         let now = Instant::now();
         let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
         let blocking = timeout != Some(Duration::ZERO);
-        if blocking && !self.shared.begin_blocking() {
+        if blocking && !self.shared.park.begin_blocking() {
             timeout = Some(Duration::ZERO);
         }
         match timeout {
@@ -219,7 +201,7 @@ impl Driver {
         }
         let result = poller.poll.poll(&mut poller.events, timeout);
         if blocking {
-            self.shared.park.swap(IDLE, Ordering::AcqRel);
+            self.shared.park.end_blocking();
         }
         self.shared.record_poll();
         match result {
@@ -232,7 +214,7 @@ impl Driver {
 
     /// Whether a thread is blocked in [`poll`](Self::poll) right now.
     pub fn is_polling(&self) -> bool {
-        self.shared.is_polling()
+        self.shared.park.is_polling()
     }
 
     /// When the last poll (blocking or not) ended, if any has.
@@ -261,31 +243,6 @@ impl Drop for Driver {
 }
 
 impl Shared {
-    /// Moves `park` to `POLLING`. Returns false if an `unpark` is pending,
-    /// which it consumes: the caller then polls without waiting.
-    fn begin_blocking(&self) -> bool {
-        match self
-            .park
-            .compare_exchange(IDLE, POLLING, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => true,
-            Err(actual) => {
-                // Only NOTIFIED is possible here: POLLING and WOKEN are set
-                // only by the holder of the poller mutex, which is us.
-                debug_assert_eq!(
-                    actual, NOTIFIED,
-                    "gort netpoll: begin_blocking: bad park state"
-                );
-                self.park.swap(IDLE, Ordering::AcqRel);
-                false
-            }
-        }
-    }
-
-    fn is_polling(&self) -> bool {
-        self.park.load(Ordering::Acquire) >= POLLING
-    }
-
     fn record_poll(&self) {
         let nanos = self.base.elapsed().as_nanos().min(u64::MAX as u128 - 1) as u64;
         self.last_poll.store(nanos + 1, Ordering::Relaxed);
@@ -330,20 +287,7 @@ impl Handle {
     /// thread is blocked this costs one CAS and no syscall; the next blocking
     /// poll then returns at once.
     pub fn unpark(&self) {
-        let park = &self.shared.park;
-        let mut curr = park.load(Ordering::Acquire);
-        loop {
-            let next = match curr {
-                IDLE => NOTIFIED,
-                POLLING => WOKEN,
-                _ => return,
-            };
-            match park.compare_exchange(curr, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(actual) => curr = actual,
-            }
-        }
-        if curr == POLLING {
+        if self.shared.park.unpark() {
             if let Err(e) = self.shared.waker.wake() {
                 tracing::warn!(error = %e, "gort netpoll: waking the poller failed");
             }
@@ -352,7 +296,7 @@ impl Handle {
 
     /// Whether a thread is blocked in [`Driver::poll`] right now.
     pub fn is_polling(&self) -> bool {
-        self.shared.is_polling()
+        self.shared.park.is_polling()
     }
 
     /// When the driver's last poll ended, if any has (sysmon polls when
