@@ -439,3 +439,60 @@ fn full_send_buffer_parks_the_writer_until_the_peer_reads() {
         });
     });
 }
+
+#[test]
+fn several_task_threads_share_one_driver() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 16;
+    within(60, "4 threads x 16 connections", || {
+        let rt = Runtime::new();
+        let handle = rt.handle();
+        let server = rt.block_on(async { TcpListener::bind("127.0.0.1:0").await.unwrap() });
+        let addr = server.local_addr().unwrap();
+        // The server runs on its own thread, the clients on THREADS more:
+        // every wakeup crosses from the poller thread to a task thread.
+        let server_handle = handle.clone();
+        let server_thread = std::thread::spawn(move || {
+            let _g = gort_netpoll::enter(server_handle);
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            pool.run_until(async move {
+                for _ in 0..THREADS * PER_THREAD {
+                    let (s, _) = server.accept().await.unwrap();
+                    spawn_local(&sp, async move {
+                        echo(s).await.unwrap();
+                    });
+                }
+            });
+            pool.run(); // until every echo task has seen its client's FIN
+        });
+        let clients: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let h = handle.clone();
+                std::thread::spawn(move || {
+                    let _g = gort_netpoll::enter(h);
+                    let mut pool = futures::executor::LocalPool::new();
+                    let sp = pool.spawner();
+                    for c in 0..PER_THREAD {
+                        spawn_local(&sp, async move {
+                            let mut s = TcpStream::connect(addr).await.unwrap();
+                            for r in 0..50u32 {
+                                let msg = [t as u8, c as u8, r as u8, 0xee];
+                                s.write_all(&msg).await.unwrap();
+                                let mut back = [0u8; 4];
+                                s.read_exact(&mut back).await.unwrap();
+                                assert_eq!(back, msg);
+                            }
+                        });
+                    }
+                    pool.run();
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client thread");
+        }
+        server_thread.join().expect("server thread");
+        assert_eq!(handle.registration_count(), 0, "all sockets deregistered");
+    });
+}
