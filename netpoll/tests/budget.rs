@@ -4,28 +4,17 @@
 mod common;
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 
-use common::{Runtime, connected_pair};
+use common::{CountWakes, Runtime, connected_pair};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use gort_netpoll::budget::{self, INITIAL};
-
-struct CountWakes(AtomicUsize);
-
-impl Wake for CountWakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn always_writable_socket_yields_after_the_budget() {
     let rt = Runtime::new();
     let (mut c, _s) = connected_pair(&rt);
-    let counter = Arc::new(CountWakes(AtomicUsize::new(0)));
-    let waker = Waker::from(counter.clone());
+    let (waker, counter) = CountWakes::waker();
     let mut cx = Context::from_waker(&waker);
     budget::budget(|| {
         for i in 0..INITIAL {
@@ -41,7 +30,7 @@ fn always_writable_socket_yields_after_the_budget() {
         );
     });
     assert_eq!(
-        counter.0.load(Ordering::SeqCst),
+        counter.count(),
         1,
         "the yielding socket wakes its task so it is polled again"
     );

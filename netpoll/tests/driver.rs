@@ -7,13 +7,12 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Runtime, connected_pair, within};
+use common::{CountWakes, Runtime, connected_pair, within};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use gort_netpoll::net::{TcpListener, TcpStream};
 use gort_netpoll::{Driver, enter};
@@ -100,14 +99,6 @@ fn two_drivers_are_independent() {
     });
 }
 
-struct CountWakes(AtomicUsize);
-
-impl Wake for CountWakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn poll_collects_wakers_without_waking_them() {
     within(30, "poll returns wakers", || {
@@ -118,8 +109,7 @@ fn poll_collects_wakers_without_waking_them() {
         let (std_s, _) = std_l.accept().unwrap();
         let mut s = TcpStream::from_std(std_s).unwrap();
 
-        let counter = Arc::new(CountWakes(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (waker, counter) = CountWakes::waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = [0u8; 4];
         let mut read = s.read(&mut buf);
@@ -133,7 +123,7 @@ fn poll_collects_wakers_without_waking_them() {
         }
         assert_eq!(pushed, 1, "exactly the parked reader");
         assert_eq!(ready.len(), 1);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "poll must not wake");
+        assert_eq!(counter.count(), 0, "poll must not wake");
         assert!(ready[0].will_wake(&waker));
         match Pin::new(&mut read).poll(&mut cx) {
             Poll::Ready(Ok(4)) => assert_eq!(&buf, b"ping"),

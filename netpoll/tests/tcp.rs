@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 
-use common::{Runtime, spawn_local, within};
+use common::{Runtime, serve_one, spawn_local, within};
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use gort_netpoll::net::{TcpListener, TcpStream};
 
@@ -79,17 +79,15 @@ fn half_close_delivers_eof_and_still_allows_the_reply() {
     within(30, "half-close", || {
         let rt = Runtime::new();
         rt.run_pool(|spawner| async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            spawn_local(&spawner, async move {
-                let (mut s, _) = listener.accept().await.unwrap();
+            let addr = serve_one(&spawner, |mut s| async move {
                 let mut all = Vec::new();
                 s.read_to_end(&mut all).await.unwrap(); // ends at the client's FIN
                 s.write_all(format!("got {} bytes", all.len()).as_bytes())
                     .await
                     .unwrap();
                 s.close().await.unwrap();
-            });
+            })
+            .await;
             let mut c = TcpStream::connect(addr).await.unwrap();
             c.write_all(&[7u8; 10_000]).await.unwrap();
             c.shutdown(Shutdown::Write).unwrap();
@@ -222,17 +220,15 @@ fn borrowed_and_owned_split_halves() {
     within(30, "split halves", || {
         let rt = Runtime::new();
         rt.run_pool(|spawner| async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            spawn_local(&spawner, async move {
-                let (mut s, _) = listener.accept().await.unwrap();
+            let addr = serve_one(&spawner, |mut s| async move {
                 // Path syntax: `s.split()` would pick futures' `AsyncReadExt::split(self)`,
                 // which method resolution tries before our `&mut self` one.
                 let (mut r, mut w) = TcpStream::split(&mut s);
                 // Copy from the read half to the write half concurrently.
                 futures::io::copy(&mut r, &mut w).await.unwrap();
                 w.close().await.unwrap();
-            });
+            })
+            .await;
             let c = TcpStream::connect(addr).await.unwrap();
             let (mut r, mut w) = c.into_split();
             let writer = async move {
@@ -413,17 +409,15 @@ fn full_send_buffer_parks_the_writer_until_the_peer_reads() {
     within(60, "8 MiB through a slow reader", || {
         let rt = Runtime::new();
         rt.run_pool(|spawner| async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            spawn_local(&spawner, async move {
-                let (mut s, _) = listener.accept().await.unwrap();
+            let addr = serve_one(&spawner, |mut s| async move {
                 let chunk = vec![0xabu8; 1 << 20];
                 for _ in 0..TOTAL / chunk.len() {
                     // Each write_all outruns the reader: short writes, then
                     // parking on a full send buffer.
                     s.write_all(&chunk).await.unwrap();
                 }
-            });
+            })
+            .await;
             let mut c = TcpStream::connect(addr).await.unwrap();
             let mut buf = vec![0u8; 4096];
             let mut total = 0;

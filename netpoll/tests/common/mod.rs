@@ -8,8 +8,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::task::{Wake, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -139,4 +140,44 @@ pub fn connected_pair(rt: &Runtime) -> (TcpStream, TcpStream) {
         let (s, _) = l.accept().await.unwrap();
         (c, s)
     })
+}
+
+/// Binds a listener and spawns a task that accepts one connection and hands
+/// it to `serve`; returns the address to connect to.
+pub async fn serve_one<Fut>(
+    spawner: &futures::executor::LocalSpawner,
+    serve: impl FnOnce(TcpStream) -> Fut + 'static,
+) -> std::net::SocketAddr
+where
+    Fut: Future<Output = ()> + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    spawn_local(spawner, async move {
+        let (s, _) = listener.accept().await.unwrap();
+        serve(s).await;
+    });
+    addr
+}
+
+/// A waker that counts its wakes.
+pub struct CountWakes(pub AtomicUsize);
+
+impl CountWakes {
+    /// A fresh counter and a waker that bumps it.
+    pub fn waker() -> (Waker, Arc<CountWakes>) {
+        let c = Arc::new(CountWakes(AtomicUsize::new(0)));
+        (Waker::from(c.clone()), c)
+    }
+
+    /// Wakes so far.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
