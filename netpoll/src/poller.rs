@@ -28,11 +28,15 @@
 //!   once per batch of events; never on a socket's read/write path.
 //! - `registry`, `waker`: shared, used through `&self` (mio's types are Sync).
 //! - `last_poll`: written by the poller after each poll, read by anyone.
+//! - `registered`: written under `table` (a copy of the slab's length), read
+//!   by anyone without the lock.
 //!
 //! # Orderings
 //! - `park`: see `park.rs`.
 //! - `table`: a `Mutex`; a registration inserted under it happens before the
 //!   poller's lookup of its token under it.
+//! - `registered` is Relaxed: a hint for skipping non-blocking polls; a
+//!   registration it misses is picked up by the next poll that does run.
 //! - `last_poll` is a plain Relaxed timestamp: sysmon only compares it with
 //!   the clock, a stale read costs one extra non-blocking poll.
 //!
@@ -55,7 +59,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::deadline::DeadlineTimer;
-use crate::loom::sync::atomic::{AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::loom::sync::{Arc, Mutex, MutexGuard};
 use crate::park::Park;
 use crate::registration::{PollDesc, bits_from_event};
@@ -86,9 +90,10 @@ struct Poller {
     poll: mio::Poll,
     events: mio::Events,
     timer: DeadlineTimer,
-    /// The timer may still expire (armed by an earlier poll that ended
-    /// first for another reason).
-    timer_armed: bool,
+    /// The deadline the timer is armed for, until it is seen to fire. A poll
+    /// woken early (by I/O) and repeated with the same deadline (the same
+    /// next timer) skips re-arming; a poll without a deadline disarms it.
+    timer_armed: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -103,6 +108,8 @@ pub(crate) struct Shared {
     waker: mio::Waker,
     park: Park,
     table: Mutex<Table>,
+    /// `table.slab.len()`, written under `table`, readable without it.
+    registered: AtomicUsize,
     /// When the driver was created; `last_poll` counts from here.
     base: Instant,
     /// Nanoseconds after `base` at which the last poll ended, plus one;
@@ -134,7 +141,7 @@ impl Driver {
                 poll,
                 events: mio::Events::with_capacity(EVENTS_CAPACITY),
                 timer,
-                timer_armed: false,
+                timer_armed: None,
             }),
             shared: Arc::new(Shared {
                 registry,
@@ -144,6 +151,7 @@ impl Driver {
                     slab: Slab::default(),
                     shut_down: false,
                 }),
+                registered: AtomicUsize::new(0),
                 base: Instant::now(),
                 last_poll: AtomicU64::new(0),
             }),
@@ -181,12 +189,12 @@ impl Driver {
         if blocking && !self.shared.park.begin_blocking() {
             timeout = Some(Duration::ZERO);
         }
-        match timeout {
-            Some(t) if !t.is_zero() => {
+        match (timeout, deadline) {
+            (Some(t), Some(d)) if !t.is_zero() && poller.timer_armed != Some(d) => {
                 // Failure only costs precision: mio's rounded timeout still
                 // ends the wait.
                 match poller.timer.arm(t) {
-                    Ok(()) => poller.timer_armed = true,
+                    Ok(()) => poller.timer_armed = Some(d),
                     Err(e) => {
                         tracing::debug!(error = %e, "gort netpoll: arming the deadline timer failed")
                     }
@@ -194,8 +202,8 @@ impl Driver {
             }
             // An expiry left over from an earlier deadline would end this
             // unbounded wait early for nothing.
-            None if poller.timer_armed && poller.timer.disarm().is_ok() => {
-                poller.timer_armed = false;
+            (None, _) if poller.timer_armed.is_some() && poller.timer.disarm().is_ok() => {
+                poller.timer_armed = None;
             }
             _ => {}
         }
@@ -228,6 +236,7 @@ impl Drop for Driver {
         let live = {
             let mut table = lock(&self.shared.table);
             table.shut_down = true;
+            self.shared.registered.store(0, Ordering::Relaxed);
             table.slab.drain()
         };
         let mut wakers = Vec::new();
@@ -264,7 +273,7 @@ impl Shared {
                 TOKEN_WAKER => {}
                 TOKEN_TIMER => {
                     poller.timer.acknowledge();
-                    poller.timer_armed = false;
+                    poller.timer_armed = None;
                 }
                 token => {
                     let table = table.get_or_insert_with(|| lock(&self.table));
@@ -310,6 +319,14 @@ impl Handle {
         lock(&self.shared.table).slab.len()
     }
 
+    /// Whether any socket is registered, without taking a lock: with none,
+    /// a non-blocking poll can only find an `unpark`, so findrunnable may
+    /// skip it (Go checks `netpollAnyWaiters` for the same reason). A racy
+    /// hint: a socket registered concurrently is seen on the next call.
+    pub fn has_registrations(&self) -> bool {
+        self.shared.registered.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether the driver behind this handle has been dropped.
     pub fn is_shut_down(&self) -> bool {
         lock(&self.shared.table).shut_down
@@ -325,6 +342,9 @@ impl Handle {
             return Err(shutdown_error());
         }
         let desc = table.slab.insert()?;
+        self.shared
+            .registered
+            .store(table.slab.len(), Ordering::Relaxed);
         let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
         if let Err(e) = self
             .shared
@@ -332,6 +352,9 @@ impl Handle {
             .register(source, mio::Token(desc.token()), interest)
         {
             table.slab.remove(desc.token());
+            self.shared
+                .registered
+                .store(table.slab.len(), Ordering::Relaxed);
             return Err(e);
         }
         Ok(desc)
@@ -341,6 +364,9 @@ impl Handle {
     pub(crate) fn deregister(&self, desc: &PollDesc, source: &mut impl mio::event::Source) {
         let mut table = lock(&self.shared.table);
         table.slab.remove(desc.token());
+        self.shared
+            .registered
+            .store(table.slab.len(), Ordering::Relaxed);
         // After shutdown the epoll instance may be gone with the Poll; the
         // fd is about to be closed anyway, which removes it from epoll.
         if !table.shut_down {

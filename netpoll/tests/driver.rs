@@ -85,6 +85,7 @@ fn two_drivers_are_independent() {
         let (mut b_c, mut b_s) = connected_pair(&b);
         assert_eq!(a.handle().registration_count(), 2);
         assert_eq!(b.handle().registration_count(), 2);
+        assert!(a.handle().has_registrations());
         let a_handle = a.handle();
         a.shutdown();
         b.block_on(async {
@@ -93,6 +94,10 @@ fn two_drivers_are_independent() {
             b_s.read_exact(&mut got).await.unwrap();
             assert_eq!(&got, b"still here");
         });
+        assert!(
+            !a_handle.has_registrations(),
+            "a dropped driver tracks nothing"
+        );
         let _g = enter(a_handle);
         let err = a_c.try_write(b"x").expect_err("driver A is gone");
         assert_eq!(err.to_string(), SHUTDOWN_MSG);
@@ -236,4 +241,35 @@ fn public_types_are_send_and_sync() {
     send_sync::<gort_netpoll::net::UnixStream>();
     send_sync::<gort_netpoll::net::OwnedReadHalf>();
     send_sync::<gort_netpoll::net::OwnedWriteHalf>();
+}
+
+#[test]
+fn repeating_a_deadline_after_an_early_wake_still_ends_on_time() {
+    within(30, "same deadline twice", || {
+        let driver = Arc::new(Driver::new().unwrap());
+        let handle = driver.handle();
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let waker_thread = thread::spawn(move || {
+            while !handle.is_polling() {
+                thread::yield_now();
+            }
+            handle.unpark();
+        });
+        // Ends early (the unpark), leaving the timer armed for `deadline`.
+        driver.poll(Some(deadline), &mut Vec::new()).unwrap();
+        waker_thread.join().unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "the unpark should end the first poll early"
+        );
+        // Same deadline: the armed timer is reused, not lost.
+        driver.poll(Some(deadline), &mut Vec::new()).unwrap();
+        let now = Instant::now();
+        assert!(now >= deadline, "returned {:?} early", deadline - now);
+        assert!(
+            now < deadline + Duration::from_millis(100),
+            "returned {:?} late",
+            now - deadline
+        );
+    });
 }

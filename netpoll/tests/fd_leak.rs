@@ -29,6 +29,7 @@ fn ten_thousand_connections_leak_no_descriptors() {
         let before = open_fds();
         let rt = Runtime::new();
         let handle = rt.handle();
+        assert!(!handle.has_registrations());
         let served = Rc::new(Cell::new(0usize));
         let served2 = served.clone();
         rt.run_pool(move |spawner| async move {
@@ -70,6 +71,7 @@ fn ten_thousand_connections_leak_no_descriptors() {
             0,
             "every socket deregistered once dropped"
         );
+        assert!(!handle.has_registrations());
         drop(handle);
         rt.shutdown();
         let after = open_fds();
