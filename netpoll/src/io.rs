@@ -8,7 +8,9 @@
 //! 2. wait for the direction's readiness (`PollDesc::poll_ready`);
 //! 3. run the syscall; on `WouldBlock` clear exactly the readiness seen in
 //!    step 2 (`PollDesc::clear_readiness`) and go back to 2; otherwise keep
-//!    the unit spent and return the result.
+//!    the unit spent and return the result. A short stream read or write
+//!    also clears it (`PollDesc::clear_drained`), so the next operation parks
+//!    without first spending a syscall on `WouldBlock`.
 //!
 //! No lock and no allocation on this path: step 2 is one atomic load when the
 //! socket is ready, and a waker registration (two CASes) when it is not.
