@@ -7,7 +7,7 @@
 //! `futures::executor::LocalPool` that calls `Driver::poll` when it stalls;
 //! tokio side: a current-thread runtime. Prints round trips per second.
 //!
-//! `cargo bench -p gort-netpoll --bench echo_local [-- SECONDS]`
+//! `cargo bench -p gort-netpoll --bench echo_local [-- SECONDS] [gort|tokio] [conns=N]`
 
 #![cfg(not(loom))]
 
@@ -172,18 +172,28 @@ fn tokio_run(conns: usize, secs: f64) -> io::Result<u64> {
 }
 
 fn main() -> io::Result<()> {
-    let secs: f64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1.0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secs: f64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1.0);
+    // `gort` or `tokio` runs one side only (for strace/perf).
+    let only = args.iter().find(|a| *a == "gort" || *a == "tokio");
+    let conns_list: Vec<usize> = args
+        .iter()
+        .find_map(|a| a.strip_prefix("conns=").and_then(|c| c.parse().ok()))
+        .map_or(vec![1, 50, 500], |c| vec![c]);
     println!("single-thread echo, {MSG}-byte round trips, {secs} s per run");
     println!(
         "{:>6} {:>14} {:>14} {:>7}",
         "conns", "gort rt/s", "tokio rt/s", "ratio"
     );
-    for conns in [1, 50, 500] {
-        let g = gort_run(conns, secs)? as f64 / secs;
-        let t = tokio_run(conns, secs)? as f64 / secs;
+    for conns in conns_list {
+        let g = match only.map(String::as_str) {
+            Some("tokio") => f64::NAN,
+            _ => gort_run(conns, secs)? as f64 / secs,
+        };
+        let t = match only.map(String::as_str) {
+            Some("gort") => f64::NAN,
+            _ => tokio_run(conns, secs)? as f64 / secs,
+        };
         println!("{conns:>6} {g:>14.0} {t:>14.0} {:>7.2}", g / t);
     }
     Ok(())
