@@ -226,9 +226,17 @@ mod tests {
                     Poll::Pending => panic!("budget ran out after {i} units, expected {INITIAL}"),
                 }
             }
-            assert!(poll_proceed(&mut cx).is_pending(), "unit {} should yield", INITIAL + 1);
+            assert!(
+                poll_proceed(&mut cx).is_pending(),
+                "unit {} should yield",
+                INITIAL + 1
+            );
         });
-        assert_eq!(current(), Budget::unconstrained(), "budget() must restore the outer value");
+        assert_eq!(
+            current(),
+            Budget::unconstrained(),
+            "budget() must restore the outer value"
+        );
     }
 
     #[test]
