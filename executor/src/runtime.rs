@@ -32,11 +32,13 @@ use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
 use crate::m;
+use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
 use crate::scheduler::Shared;
 use crate::task::JoinHandle;
 use crate::task::list::OwnedTasks;
+use crate::time::{self, Timers};
 
 /// A gort runtime: Ps, the Ms running them, and the queues between.
 ///
@@ -84,7 +86,12 @@ impl Runtime {
 
     pub(crate) fn start(config: Config) -> io::Result<Runtime> {
         let n = config.nprocs;
+        let netpoller = Netpoller::new()?;
         let (ps, stealers): (Vec<Box<P>>, Vec<_>) = (0..n).map(P::new).unzip();
+        let timers = (0..n)
+            .map(|_| Arc::new(Timers::with_wake_hook(Box::new(timer_wake_hook))))
+            .collect::<Vec<_>>();
+        let netpoll = netpoller.handle().clone();
         let mut parkers = Vec::with_capacity(n);
         let mut notes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -96,7 +103,10 @@ impl Runtime {
             inject: Inject::new(),
             stealers: stealers.into_boxed_slice(),
             coprimes: p::coprimes(n).into_boxed_slice(),
-            idle: Idle::new(n, ps, notes.clone()),
+            idle: Idle::new(n, ps, notes.clone())
+                .with_netpoll_break(Box::new(move || netpoll.unpark())),
+            timers: timers.into_boxed_slice(),
+            netpoller,
             owned: OwnedTasks::new(n),
             notes: notes.clone().into_boxed_slice(),
             config,
@@ -256,6 +266,12 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
+        // Sockets created here register with this runtime's poller; sleeps
+        // go on P0's heap (this thread holds no P): whoever holds P0 runs
+        // them, or, with P0 idle, the M in netpoll sleeps until them and the
+        // heap's wake hook breaks its poll when a sleep is due sooner.
+        let _netpoll = gort_netpoll::enter(self.shared.netpoller.handle().clone());
+        let _timers = time::enter(self.shared.timers[0].clone());
         let (mut parker, unparker) = Parker::new();
         // std's Arc: `Wake` is implemented for it only. Not a protocol object.
         let waker = Waker::from(std::sync::Arc::new(BlockOnWaker(unparker)));
@@ -285,6 +301,17 @@ impl fmt::Debug for Handle {
             .field("spinningthreads", &idle.nmspinning())
             .field("runqueue", &self.shared.inject.len())
             .finish()
+    }
+}
+
+/// The wake hook of every P's timer heap: a P's earliest deadline became
+/// earlier, so the M sleeping in netpoll may have to wake sooner. Called on
+/// the thread that added the timer, which is inside the heap's runtime (an M,
+/// or a `block_on` caller: `time::context` is only entered with this
+/// runtime's heaps alongside `context::enter`).
+fn timer_wake_hook(deadline: Instant) {
+    if let Some(h) = context::try_current_handle() {
+        h.shared.netpoller.timer_added(deadline);
     }
 }
 

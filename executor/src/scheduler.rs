@@ -16,6 +16,7 @@
 
 use std::future::Future;
 use std::ptr;
+use std::time::Instant;
 
 use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
 
@@ -23,12 +24,14 @@ use crate::builder::Config;
 use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
+use crate::netpoller::Netpoller;
 use crate::p::P;
 use crate::queue::{QueueItem, Steal};
 use crate::runtime::Handle;
 use crate::task::list::OwnedTasks;
 use crate::task::raw::Header;
 use crate::task::{Hint, Id, JoinHandle, Notified, Schedule};
+use crate::time::Timers;
 
 /// Everything the Ms of one runtime share.
 pub(crate) struct Shared {
@@ -40,6 +43,14 @@ pub(crate) struct Shared {
     pub(crate) coprimes: Box<[usize]>,
     /// Idle Ps and Ms, spinning count.
     pub(crate) idle: Idle<Box<P>>,
+    /// Every P's timer heap, by P id (Go keeps them in the P). The heap
+    /// belongs to the P (the M holding P `i` runs `timers[i]` first in
+    /// findrunnable); it lives here so that idle Ms read every P's next
+    /// deadline, thieves run a victim's expired timers, and a `block_on`
+    /// thread, which holds no P, registers its sleeps on P0's heap.
+    pub(crate) timers: Box<[Arc<Timers>]>,
+    /// The network poller and the M blocked in it.
+    pub(crate) netpoller: Netpoller,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
     /// One note per M, to unpark them all at shutdown.
@@ -52,9 +63,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether any queue holds work: the re-check of Go's "delicate dance".
+    /// Whether any queue holds work or any timer is due: the re-check of
+    /// Go's "delicate dance".
     pub(crate) fn has_work(&self) -> bool {
-        !self.inject.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.inject.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.has_expired_timers()
+    }
+
+    /// The earliest pending deadline over every P's heap (lock-free reads;
+    /// a cancelled entry not yet swept only makes an M wake early).
+    pub(crate) fn earliest_timer(&self) -> Option<Instant> {
+        self.timers.iter().filter_map(|t| t.next_deadline()).min()
+    }
+
+    /// Whether a timer of some P is due.
+    pub(crate) fn has_expired_timers(&self) -> bool {
+        self.earliest_timer().is_some_and(|d| d <= Instant::now())
     }
 
     /// Called by each M as it exits.

@@ -12,7 +12,7 @@ use gort_netpoll::loom::sync::Arc;
 use gort_netpoll::loom::thread;
 
 use super::{Item, assert_exactly_once, drop_log};
-use crate::idle::{Idle, MNote};
+use crate::idle::{Idle, MNote, NextP};
 use crate::inject::Inject;
 use crate::park::Parker;
 
@@ -41,7 +41,13 @@ fn run_model(m_was_spinning: bool) {
 
         // The M: its last look found nothing; now the delicate dance.
         let q = inject.clone();
-        let got = idle.park_m(0, &note, &mut parker, m_was_spinning, move || !q.is_empty());
+        let got = idle.park_m(
+            0,
+            &note,
+            m_was_spinning,
+            move || !q.is_empty(),
+            || idle.wait_for_p(&note, &mut parker),
+        );
         let (p, _spinning) = got.expect("no shutdown in this model");
         assert_eq!(p, 0);
         let item = inject
@@ -63,4 +69,50 @@ fn loom_idle_last_spinning_m_parks_while_work_arrives() {
 #[test]
 fn loom_idle_non_spinning_m_parks_while_work_arrives() {
     run_model(false);
+}
+
+/// The M runs `stopm`'s netpoller path (take_nextp, begin_netpoll, sleep
+/// in the poller, end_netpoll) while a submitter `wakep`s and `startm`
+/// hands it the idle P. The poller is a second parker whose unpark is the
+/// idle list's netpoll break. If `wake_m` could read `in_netpoll` as false
+/// after the M's last look at its note, the M would sleep in the poller
+/// forever (loom reports the deadlock); the P must reach it exactly once.
+#[test]
+fn loom_idle_startm_breaks_the_netpoller() {
+    loom::model(|| {
+        let (_parker, unparker) = Parker::new();
+        let note = MNote::<Pid>::new(unparker);
+        let (mut poller, poller_unparker) = Parker::new();
+        // One P, idle; the M idle in midle.
+        let idle = Arc::new(
+            Idle::<Pid>::new(1, vec![0], vec![note.clone()])
+                .with_netpoll_break(Box::new(move || poller_unparker.unpark())),
+        );
+
+        let submitter = {
+            let idle = idle.clone();
+            thread::spawn(move || idle.wakep())
+        };
+
+        let got = loop {
+            match idle.take_nextp(&note) {
+                NextP::Got(got) => break got,
+                NextP::Shutdown => panic!("no shutdown in this model"),
+                NextP::Empty => {}
+            }
+            match idle.begin_netpoll(&note) {
+                NextP::Got(got) => break got,
+                NextP::Shutdown => panic!("no shutdown in this model"),
+                NextP::Empty => {}
+            }
+            poller.park();
+            idle.end_netpoll(&note);
+        };
+        assert_eq!(got, (0, true), "startm hands over the one P, spinning");
+        submitter.join().unwrap();
+        assert!(
+            matches!(idle.take_nextp(&note), NextP::Empty),
+            "the P was handed over exactly once"
+        );
+    });
 }
