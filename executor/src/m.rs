@@ -11,7 +11,7 @@
 //!    onto this P through `schedule_local`).
 //!
 //! # Search order (`find_runnable`)
-//! 1. Every 61st schedtick, a batch from the global queue (fairness).
+//! 1. Every 61st poll, a batch from the global queue (fairness).
 //! 2. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 3. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
 //! 4. [hook] netpoll (non-blocking) and expired timers, once they exist.
@@ -110,7 +110,7 @@ impl MCore {
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
-                if p.schedtick % GLOBAL_QUEUE_INTERVAL == 0
+                if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
                 {
