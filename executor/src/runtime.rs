@@ -41,7 +41,8 @@ use crate::task::list::OwnedTasks;
 /// A gort runtime: Ps, the Ms running them, and the queues between.
 ///
 /// Dropping it shuts it down (see [`Runtime::shutdown_timeout`]), waiting
-/// for the Ms to finish the polls they are in.
+/// for the Ms to finish the polls they are in; dropped from one of its own
+/// tasks it does not wait (as `shutdown_timeout(Duration::ZERO)`).
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
@@ -161,11 +162,20 @@ impl Runtime {
         self.shutdown(Some(timeout));
     }
 
-    fn shutdown(&mut self, timeout: Option<Duration>) {
+    fn shutdown(&mut self, mut timeout: Option<Duration>) {
         if std::mem::replace(&mut self.shut_down, true) {
             return;
         }
         let shared = &self.handle.shared;
+        let on_own_m = context::with_current_m(|m| {
+            m.is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(shared)))
+        });
+        // From one of its own tasks, waiting for every M (this one included)
+        // would never return: signal and detach instead, as a zero timeout.
+        // This M exits after the current poll.
+        if on_own_m {
+            timeout = Some(Duration::ZERO);
+        }
         shared.owned.close();
         shared.idle.shutdown();
         shared.inject.close();

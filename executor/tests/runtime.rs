@@ -472,3 +472,26 @@ fn unconstrained_never_yields_for_budget() {
         polls.load(SeqCst)
     );
 }
+
+#[test]
+fn dropping_a_runtime_inside_its_own_task_detaches() {
+    let rt = rt(1);
+    let inner = rt.handle();
+    let victim = Runtime::new().unwrap();
+    // Dropping *another* runtime from a task waits for it as usual.
+    rt.block_on(rt.spawn(async move { drop(victim) })).unwrap();
+    let own = Arc::new(std::sync::Mutex::new(Some(rt)));
+    let own2 = own.clone();
+    let h = inner.spawn(async move {
+        let rt = own2.lock().unwrap().take().unwrap();
+        drop(rt); // must not wait for this very M
+        5
+    });
+    assert_eq!(futures::executor::block_on(h).unwrap(), 5);
+    let late = inner.spawn(async { 1 });
+    assert!(
+        futures::executor::block_on(late)
+            .unwrap_err()
+            .is_cancelled()
+    );
+}
