@@ -442,34 +442,36 @@ fn unconstrained_never_yields_for_budget() {
             Pin::new(&mut self.0).poll(cx)
         }
     }
-    let rt = rt(1);
-    let polls = Arc::new(AtomicUsize::new(0));
-    let p = polls.clone();
-    rt.block_on(rt.spawn(async move {
-        let work = Box::pin(async {
-            for _ in 0..1000 {
-                task::consume_budget().await;
+    /// Polls of the task's top future while it spends 1000 budget units,
+    /// inside `unconstrained` or not.
+    fn polls_for_1000_units(rt: &Runtime, unconstrained: bool) -> usize {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let p = polls.clone();
+        rt.block_on(rt.spawn(async move {
+            let work = async {
+                for _ in 0..1000 {
+                    task::consume_budget().await;
+                }
+            };
+            if unconstrained {
+                CountPolls(Box::pin(task::unconstrained(work)), p).await;
+            } else {
+                CountPolls(Box::pin(work), p).await;
             }
-        });
-        CountPolls(Box::pin(task::unconstrained(work)), p).await;
-    }))
-    .unwrap();
-    assert_eq!(polls.load(SeqCst), 1, "unconstrained work ran in one poll");
-    let polls = Arc::new(AtomicUsize::new(0));
-    let p = polls.clone();
-    rt.block_on(rt.spawn(async move {
-        let work = Box::pin(async {
-            for _ in 0..1000 {
-                task::consume_budget().await;
-            }
-        });
-        CountPolls(work, p).await;
-    }))
-    .unwrap();
-    assert!(
-        polls.load(SeqCst) >= 1000 / 128,
-        "budgeted work yields every 128 units: {} polls",
+        }))
+        .unwrap();
         polls.load(SeqCst)
+    }
+    let rt = rt(1);
+    assert_eq!(
+        polls_for_1000_units(&rt, true),
+        1,
+        "unconstrained work ran in one poll"
+    );
+    let polls = polls_for_1000_units(&rt, false);
+    assert!(
+        polls >= 1000 / 128,
+        "budgeted work yields every 128 units: {polls} polls"
     );
 }
 
