@@ -32,6 +32,7 @@ mod queue;
 mod runtime;
 mod scheduler;
 pub mod task;
+pub mod time;
 
 pub use builder::Builder;
 pub use runtime::{Handle, Runtime};

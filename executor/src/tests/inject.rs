@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::thread;
 
-use super::{Item, assert_exactly_once, drop_log};
+use super::{Item, assert_exactly_once, drop_log, pop_global_ids};
 use crate::inject::Inject;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 
@@ -63,9 +63,7 @@ fn pop_batch_takes_oldest_up_to_max_and_clamps() {
         "one batch never exceeds a runq"
     );
     assert_eq!(inject.len(), n - 3 - LOCAL_QUEUE_CAPACITY);
-    while let Some(it) = inject.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_global_ids(&inject));
     assert_eq!(ids, (0..n).collect::<Vec<_>>());
 }
 
@@ -137,4 +135,37 @@ fn stress_concurrent_batches_conserve_items() {
     }
     assert!(inject.is_empty());
     assert_exactly_once(ids, 2 * PER, "popped");
+}
+
+/// Cost of the global queue on its hot paths, single-threaded (release:
+/// `cargo test --release -p gort-executor -- --ignored --nocapture measure_inject`).
+#[test]
+#[ignore = "measurement, prints figures"]
+fn measure_inject_cost() {
+    const ROUNDS: usize = 20_000;
+    const BATCH: usize = LOCAL_QUEUE_CAPACITY / 2;
+    let log = drop_log();
+    let inject = Inject::new();
+    let items: Vec<Item> = (0..BATCH).map(|i| Item::new(i, &log)).collect();
+    let mut items = Some(items);
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        inject.push_batch(items.take().unwrap().into_iter());
+        let mut back = Vec::with_capacity(BATCH);
+        inject.pop_batch(BATCH, |it| back.push(it));
+        items = Some(back);
+    }
+    let batch_ns = start.elapsed().as_nanos() as f64 / (ROUNDS * BATCH) as f64;
+    let mut items = items.unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        for it in items.drain(..) {
+            inject.push(it).ok().unwrap();
+        }
+        items.extend(std::iter::from_fn(|| inject.pop()));
+    }
+    let single_ns = start.elapsed().as_nanos() as f64 / (ROUNDS * BATCH) as f64;
+    println!(
+        "inject: batch push+pop {batch_ns:.1} ns/item, single push+pop {single_ns:.1} ns/item"
+    );
 }

@@ -12,7 +12,7 @@
 
 use gort_netpoll::loom::thread;
 
-use super::{Item, assert_exactly_once, drop_log};
+use super::{Item, assert_exactly_once, drop_log, pop_global_ids, pop_ids};
 use crate::inject::Inject;
 use crate::queue::{LOCAL_QUEUE_CAPACITY, Local, Steal, local};
 
@@ -24,20 +24,14 @@ fn thief(steal: Steal<Item>, rounds: usize, steal_runnext: bool) -> Vec<usize> {
         if let Some(it) = steal.steal_into(&mut mine, steal_runnext) {
             ids.push(it.id());
         }
-        while let Some((it, _)) = mine.pop() {
-            ids.push(it.id());
-        }
+        ids.extend(pop_ids(&mut mine));
     }
     ids
 }
 
 fn drain(q: &mut Local<Item>, inject: &Inject<Item>, ids: &mut Vec<usize>) {
-    while let Some((it, _)) = q.pop() {
-        ids.push(it.id());
-    }
-    while let Some(it) = inject.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_ids(q));
+    ids.extend(pop_global_ids(inject));
 }
 
 /// The owner overflows the ring (CAP + 2 pushes, one via runnext, a pop in
@@ -125,5 +119,34 @@ fn loom_queue_chained_steal_publishes_slots() {
         drain(&mut origin, &inject, &mut ids);
         ids.extend(th.join().unwrap());
         assert_exactly_once(ids, N, "popped or stolen");
+    });
+}
+
+/// The owner pushes (ring and runnext) and pops while two thieves steal with
+/// `steal_runnext`: pushes race steals, and runnext is fought over by the
+/// owner's swap and two CASes.
+#[test]
+fn loom_queue_owner_pushes_while_two_thieves_steal() {
+    const N: usize = 3;
+    loom::model(|| {
+        let log = drop_log();
+        let inject = Inject::new();
+        let (mut owner, steal) = local::<Item>();
+        let s1 = steal.clone();
+        let t1 = thread::spawn(move || thief(s1, 1, true));
+        let t2 = thread::spawn(move || thief(steal, 1, true));
+
+        let mut ids = Vec::new();
+        owner.push_back(Item::new(0, &log), &inject);
+        owner.push_next(Item::new(1, &log), &inject);
+        if let Some((it, _)) = owner.pop() {
+            ids.push(it.id());
+        }
+        owner.push_next(Item::new(2, &log), &inject);
+        drain(&mut owner, &inject, &mut ids);
+        ids.extend(t1.join().unwrap());
+        ids.extend(t2.join().unwrap());
+        assert_exactly_once(ids, N, "popped or stolen");
+        assert_exactly_once(log.lock().unwrap().clone(), N, "dropped");
     });
 }

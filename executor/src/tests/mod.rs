@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use gort_netpoll::loom::cell::UnsafeCell;
 
-use crate::queue::QueueItem;
+use crate::inject::Inject;
+use crate::queue::{Local, QueueItem};
 
 pub(crate) mod test_sched;
 
@@ -27,6 +28,8 @@ mod loom_park;
 mod loom_queue;
 #[cfg(loom)]
 mod loom_task;
+#[cfg(loom)]
+mod loom_timers;
 #[cfg(not(loom))]
 mod task_unit;
 
@@ -99,4 +102,18 @@ pub(crate) fn assert_exactly_once(mut ids: Vec<usize>, n: usize, what: &str) {
     ids.sort_unstable();
     let expected: Vec<usize> = (0..n).collect();
     assert_eq!(ids, expected, "{what}: every item exactly once");
+}
+
+/// Pops `q` (runnext first, then the ring) until empty: the ids in order.
+pub(crate) fn pop_ids(q: &mut Local<Item>) -> Vec<usize> {
+    std::iter::from_fn(|| q.pop())
+        .map(|(it, _)| it.id())
+        .collect()
+}
+
+/// Pops the global queue until empty: the ids in order.
+pub(crate) fn pop_global_ids(inject: &Inject<Item>) -> Vec<usize> {
+    std::iter::from_fn(|| inject.pop())
+        .map(|it| it.id())
+        .collect()
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use super::{Item, assert_exactly_once, drop_log};
+use super::{Item, assert_exactly_once, drop_log, pop_global_ids, pop_ids};
 use crate::inject::Inject;
 use crate::queue::{LOCAL_QUEUE_CAPACITY, local};
 
@@ -189,9 +189,7 @@ fn stress_owner_and_two_thieves_conserve_items() {
                         None if finished && steal.is_empty() => break,
                         None => std::hint::spin_loop(),
                     }
-                    while let Some((it, _)) = mine.pop() {
-                        ids.push(it.id());
-                    }
+                    ids.extend(pop_ids(&mut mine));
                 }
                 ids
             })
@@ -211,16 +209,12 @@ fn stress_owner_and_two_thieves_conserve_items() {
             }
         }
     }
-    while let Some((it, _)) = owner.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_ids(&mut owner));
     done.store(true, Ordering::Release);
     for t in thieves {
         ids.extend(t.join().expect("thief panicked"));
     }
-    while let Some(it) = inject.pop() {
-        ids.push(it.id());
-    }
+    ids.extend(pop_global_ids(&inject));
     assert_exactly_once(ids, N, "popped, stolen or overflowed");
     assert_exactly_once(log.lock().unwrap().clone(), N, "dropped");
 }
