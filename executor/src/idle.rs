@@ -57,6 +57,8 @@
 //! idle is run exactly once, and no thread sleeps forever (loom reports a
 //! deadlock otherwise).
 
+use std::time::Instant;
+
 use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*, fence};
 use gort_netpoll::loom::sync::{Arc, Mutex, MutexGuard};
 
@@ -217,6 +219,7 @@ impl<P> Idle<P> {
         parker: &mut Parker,
         was_spinning: bool,
         has_work: impl Fn() -> bool,
+        next_deadline: impl Fn() -> Option<Instant>,
     ) -> Option<(P, bool)> {
         {
             let mut lists = self.lock();
@@ -240,15 +243,22 @@ impl<P> Idle<P> {
         {
             return Some(got);
         }
-        self.wait_for_p(note, parker)
+        self.wait_for_p(note, parker, next_deadline)
     }
 
     /// Parks an M that is in `midle` until `startm` hands it a P, or until
     /// shutdown (`None`). Spurious unparks loop.
+    ///
+    /// Timers: the park is bounded by the earliest deadline of any timer heap
+    /// (`next_deadline`, read after this M is in `midle`, so a timer added
+    /// later kicks it through the heap's wake hook, which calls `wakep`).
+    /// When that deadline passes the M takes an idle P itself, to run the
+    /// expired timers in `find_runnable`; with no idle P the busy Ms will.
     pub(crate) fn wait_for_p(
         &self,
         note: &Arc<MNote<P>>,
         parker: &mut Parker,
+        next_deadline: impl Fn() -> Option<Instant>,
     ) -> Option<(P, bool)> {
         loop {
             {
@@ -260,7 +270,20 @@ impl<P> Idle<P> {
                     return None;
                 }
             }
-            parker.park();
+            match next_deadline() {
+                None => parker.park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if deadline > now {
+                        parker.park_timeout(deadline - now);
+                    } else if let Some(got) = self.reacquire(note, false) {
+                        return Some(got);
+                    } else {
+                        // Every P is busy: their Ms run the expired timers.
+                        parker.park();
+                    }
+                }
+            }
         }
     }
 

@@ -11,14 +11,16 @@
 //!    onto this P through `schedule_local`).
 //!
 //! # Search order (`find_runnable`)
+//! 0. Fire expired timers of every heap (Go's `pp.timers.check`).
 //! 1. Every 61st poll, a batch from the global queue (fairness).
 //! 2. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 3. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
-//! 4. [hook] netpoll (non-blocking) and expired timers, once they exist.
+//! 4. [hook] a non-blocking netpoll, once netpoll is wired in.
 //! 5. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
 //!    `runnext` (after the victim's grace period, queue.rs).
-//! 6. Release the P and park (`Idle::park_m`: the "delicate dance" re-check).
+//! 6. Release the P and park (`Idle::park_m`: the "delicate dance" re-check,
+//!    timers included), at most until the earliest timer deadline.
 //!
 //! # Exit
 //! At shutdown the M drops what its P still queues (the tasks themselves are
@@ -35,6 +37,7 @@ use crate::park::Parker;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
+use crate::time::{self, TimersGuard};
 
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
@@ -45,6 +48,8 @@ pub(crate) struct MCore {
     /// The P this M holds, if any. Borrowed briefly: never across a poll.
     p: RefCell<Option<Box<P>>>,
     spinning: Cell<bool>,
+    /// Makes the held P's timer heap current for the tasks this M polls.
+    timers: RefCell<Option<TimersGuard>>,
     note: Arc<MNote<Box<P>>>,
     parker: RefCell<Parker>,
 }
@@ -55,6 +60,7 @@ pub(crate) fn run(handle: Handle, note: Arc<MNote<Box<P>>>, parker: Parker) {
         handle: handle.clone(),
         p: RefCell::new(None),
         spinning: Cell::new(false),
+        timers: RefCell::new(None),
         note,
         parker: RefCell::new(parker),
     };
@@ -69,12 +75,15 @@ pub(crate) fn run(handle: Handle, note: Arc<MNote<Box<P>>>, parker: Parker) {
 
 impl MCore {
     fn main_loop(&self) {
-        let idle = &self.handle.shared.idle;
-        let Some((p, spinning)) = idle.wait_for_p(&self.note, &mut self.parker.borrow_mut()) else {
+        let shared = &self.handle.shared;
+        let idle = &shared.idle;
+        let first = idle.wait_for_p(&self.note, &mut self.parker.borrow_mut(), || {
+            shared.next_deadline()
+        });
+        let Some((p, spinning)) = first else {
             return;
         };
-        *self.p.borrow_mut() = Some(p);
-        self.spinning.set(spinning);
+        self.acquire_p(p, spinning);
         while let Some((task, inherit)) = self.find_runnable() {
             if self.spinning.replace(false) && idle.stop_spinning() {
                 idle.wakep();
@@ -94,10 +103,31 @@ impl MCore {
         if self.spinning.replace(false) {
             let _ = idle.stop_spinning();
         }
+        *self.timers.borrow_mut() = None;
         if let Some(mut p) = self.p.borrow_mut().take() {
             p.drain();
             idle.put_p_at_exit(p);
         }
+    }
+
+    /// Takes `p` (from `startm` or the idle list) and makes its timer heap
+    /// current.
+    fn acquire_p(&self, p: Box<P>, spinning: bool) {
+        let heap = self.handle.shared.timers[p.id].clone();
+        let mut guard = self.timers.borrow_mut();
+        *guard = None; // restore the previous heap before entering the next
+        *guard = Some(time::enter(heap));
+        *self.p.borrow_mut() = Some(p);
+        self.spinning.set(spinning);
+    }
+
+    /// Gives up the P (to the idle list, by the caller).
+    fn release_p(&self) -> Box<P> {
+        *self.timers.borrow_mut() = None;
+        self.p
+            .borrow_mut()
+            .take()
+            .expect("gort: release_p without a P")
     }
 
     /// Go's `findRunnable`. `None` at shutdown.
@@ -107,6 +137,9 @@ impl MCore {
             if shared.idle.is_closed() {
                 return None;
             }
+            // Go's `pp.timers.check`: fire expired timers first; the woken
+            // tasks land in this P's runq through `schedule`.
+            shared.run_timers();
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
@@ -124,9 +157,8 @@ impl MCore {
                 {
                     return Some((task, false));
                 }
-                // HOOK (netpoll/timers issue): run expired timers of this P
-                // and do a non-blocking netpoll here; inject what they
-                // readied and return the first task.
+                // HOOK (netpoll issue): a non-blocking netpoll goes here;
+                // inject what it readied and return the first task.
                 if self.spinning.get() || shared.idle.spinning_allowed() {
                     if !self.spinning.replace(true) {
                         shared.idle.start_spinning();
@@ -136,23 +168,20 @@ impl MCore {
                     }
                 }
             }
-            // Nothing anywhere: release the P and park (the delicate dance).
-            // HOOK (timers issue): bound the park by this P's next timer.
-            let p = self
-                .p
-                .borrow_mut()
-                .take()
-                .expect("gort: find_runnable without a P");
+            // Nothing anywhere: release the P and park (the delicate dance),
+            // at most until the earliest timer. HOOK (netpoll issue): the
+            // last idle M blocks in netpoll with that timeout instead.
+            let p = self.release_p();
             let was_spinning = self.spinning.replace(false);
-            let got = shared.idle.park_m(
+            let (p, spinning) = shared.idle.park_m(
                 p,
                 &self.note,
                 &mut self.parker.borrow_mut(),
                 was_spinning,
                 || shared.has_work(),
+                || shared.next_deadline(),
             )?;
-            *self.p.borrow_mut() = Some(got.0);
-            self.spinning.set(got.1);
+            self.acquire_p(p, spinning);
         }
     }
 

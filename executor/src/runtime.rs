@@ -37,6 +37,7 @@ use crate::park::{Parker, Unparker};
 use crate::scheduler::Shared;
 use crate::task::JoinHandle;
 use crate::task::list::OwnedTasks;
+use crate::time::{self, Timers};
 
 /// A gort runtime: Ps, the Ms running them, and the queues between.
 ///
@@ -93,11 +94,21 @@ impl Runtime {
             parkers.push(parker);
             notes.push(MNote::new(unparker));
         }
+        let idle = Arc::new(Idle::new(n, ps, notes.clone()));
+        // A heap whose earliest deadline moved earlier may need a parked M
+        // to shorten its sleep: `wakep` starts one if none spins.
+        let timers = (0..=n)
+            .map(|_| {
+                let idle = idle.clone();
+                Arc::new(Timers::with_wake_hook(Box::new(move |_| idle.wakep())))
+            })
+            .collect();
         let shared = Arc::new(Shared {
             inject: Inject::new(),
+            timers,
             stealers: stealers.into_boxed_slice(),
             coprimes: p::coprimes(n).into_boxed_slice(),
-            idle: Idle::new(n, ps, notes.clone()),
+            idle,
             owned: OwnedTasks::new(n),
             notes: notes.clone().into_boxed_slice(),
             config,
@@ -266,6 +277,7 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
+        let _timers = time::enter(self.shared.block_on_timers().clone());
         let (mut parker, unparker) = Parker::new();
         // std's Arc: `Wake` is implemented for it only. Not a protocol object.
         let waker = Waker::from(std::sync::Arc::new(BlockOnWaker(unparker)));
