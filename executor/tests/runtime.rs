@@ -497,3 +497,27 @@ fn dropping_a_runtime_inside_its_own_task_detaches() {
             .is_cancelled()
     );
 }
+
+#[test]
+fn no_lost_wakeup_when_ms_go_idle_between_rounds() {
+    // Each round finds every M parked (or parking) and must wake one; a lost
+    // wakeup hangs a round, which the watchdog turns into a failure.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = rt(2);
+        for i in 0..20_000u32 {
+            let h = rt.handle();
+            let got = std::thread::scope(|s| {
+                s.spawn(|| futures::executor::block_on(h.spawn(async move { i })))
+                    .join()
+            });
+            assert_eq!(got.unwrap().unwrap(), i);
+            if i % 2 == 0 {
+                assert_eq!(rt.block_on(rt.spawn(async move { i + 1 })).unwrap(), i + 1);
+            }
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("a round hung: lost wakeup");
+}
