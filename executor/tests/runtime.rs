@@ -521,3 +521,23 @@ fn no_lost_wakeup_when_ms_go_idle_between_rounds() {
     rx.recv_timeout(Duration::from_secs(120))
         .expect("a round hung: lost wakeup");
 }
+
+#[test]
+fn spawned_task_takes_runnext_and_yield_goes_to_the_tail() {
+    use std::sync::Mutex;
+    let rt = rt(1);
+    let order = rt
+        .block_on(rt.spawn(async {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let (a, b) = (log.clone(), log.clone());
+            spawn(async move { a.lock().unwrap().push("a") });
+            // Takes runnext; "a" is kicked to the tail of the runq.
+            spawn(async move { b.lock().unwrap().push("b") });
+            // The yielding task goes behind "a".
+            task::yield_now().await;
+            let order = log.lock().unwrap().clone();
+            order
+        }))
+        .unwrap();
+    assert_eq!(order, ["b", "a"]);
+}
