@@ -535,8 +535,7 @@ fn spawned_task_takes_runnext_and_yield_goes_to_the_tail() {
             spawn(async move { b.lock().unwrap().push("b") });
             // The yielding task goes behind "a".
             task::yield_now().await;
-            let order = log.lock().unwrap().clone();
-            order
+            log.lock().unwrap().clone()
         }))
         .unwrap();
     assert_eq!(order, ["b", "a"]);
