@@ -248,7 +248,7 @@ impl MCore {
         };
         drop(guard);
         if more {
-            shared.idle.wakep();
+            shared.idle.wakep_local();
         }
         None
     }
