@@ -12,21 +12,8 @@ use std::time::{Duration, Instant};
 
 use gort_executor::{Builder, Handle, Runtime, spawn, task};
 
-const GENEROUS: Duration = Duration::from_secs(20);
-
-fn rt(n: usize) -> Runtime {
-    Builder::new()
-        .worker_threads(n)
-        .build()
-        .expect("runtime builds")
-}
-
-struct DropCount(Arc<AtomicUsize>);
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
+mod common;
+use common::{DropCount, GENEROUS, rt};
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()

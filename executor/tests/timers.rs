@@ -5,16 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use gort_executor::{Builder, Runtime, spawn, time};
+use gort_executor::{spawn, time};
 
-const GENEROUS: Duration = Duration::from_secs(20);
-
-fn rt(n: usize) -> Runtime {
-    Builder::new()
-        .worker_threads(n)
-        .build()
-        .expect("runtime builds")
-}
+mod common;
+use common::{DropCount, GENEROUS, rt};
 
 #[test]
 fn spawned_task_sleep_fires_on_an_idle_runtime() {
@@ -79,17 +73,11 @@ fn timeout_fires_on_a_pending_future() {
 fn shutdown_cancels_sleeping_tasks() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-    struct D(Arc<AtomicUsize>);
-    impl Drop for D {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     {
         let rt = rt(2);
         for _ in 0..100 {
-            let d = D(drops.clone());
+            let d = DropCount(drops.clone());
             rt.spawn(async move {
                 let _d = d;
                 time::sleep(Duration::from_secs(3600)).await;
