@@ -527,3 +527,13 @@ fn spawned_task_takes_runnext_and_yield_goes_to_the_tail() {
         .unwrap();
     assert_eq!(order, ["b", "a"]);
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runtime>();
+    assert_send_sync::<Handle>();
+    assert_send_sync::<gort_executor::JoinHandle<u8>>();
+    assert_send_sync::<gort_executor::JoinError>();
+    assert_send_sync::<Builder>();
+}
