@@ -36,7 +36,7 @@ pub mod task;
 pub mod time;
 
 pub use builder::Builder;
-pub use runtime::{Handle, Runtime};
+pub use runtime::{Handle, Runtime, TryCurrentError};
 pub use task::{JoinError, JoinHandle};
 
 #[cfg(test)]

@@ -11,9 +11,10 @@
 //!    onto this P through `schedule_local`).
 //!
 //! # Search order (`find_runnable`)
-//! 1. This P's expired timers (Go's `checkTimers`): one atomic load when
-//!    none is due; the tasks they wake go to the local runq.
-//! 2. Every 61st schedtick, a batch from the global queue (fairness).
+//! 1. This P's expired timers (Go's `checkTimers`) and those of the
+//!    `block_on` heap: two atomic loads when none is pending; the tasks they
+//!    wake go to the local runq.
+//! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue (fairness).
 //! 3. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 4. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
 //! 5. Netpoll, non-blocking, when a socket is registered and no M is in
@@ -169,11 +170,15 @@ impl MCore {
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
+                // This P's heap and the block_on heap (which no P owns).
                 let own = &shared.timers[p.id];
-                if own.next_deadline().is_some() {
-                    self.run_timers(p, own, Instant::now());
+                let block_on = shared.block_on_timers();
+                if own.next_deadline().is_some() || block_on.next_deadline().is_some() {
+                    let now = Instant::now();
+                    self.run_timers(p, own, now);
+                    self.run_timers(p, block_on, now);
                 }
-                if p.schedtick % GLOBAL_QUEUE_INTERVAL == 0
+                if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
                 {
@@ -245,7 +250,8 @@ impl MCore {
         }
         drop(batch);
         if n > 1 {
-            shared.idle.wakep();
+            // Our own runq: this M runs them anyway (idle.rs, `wakep_local`).
+            shared.idle.wakep_local();
         }
         n
     }
@@ -417,7 +423,7 @@ impl MCore {
         };
         drop(guard);
         if more {
-            shared.idle.wakep();
+            shared.idle.wakep_local();
         }
         None
     }
