@@ -8,10 +8,9 @@ mod common;
 #[path = "../examples/echo-server.rs"]
 mod echo_server;
 
-use std::io::{ErrorKind, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
 
-use common::{rss_bytes, watchdog};
+use common::{fill_until_blocked, rss_bytes, watchdog};
 use gort::net::TcpListener;
 
 const CLIENTS: usize = 50;
@@ -40,31 +39,10 @@ fn clients_that_never_read_do_not_grow_the_server() {
         std::io::Read::read_exact(&mut s, &mut b).unwrap();
     }
     let before = rss_bytes();
-    let chunk = vec![1u8; 64 << 10];
     let mut clients = Vec::new();
     let mut pushed = Vec::new();
     for _ in 0..CLIENTS {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_nonblocking(true).unwrap();
-        let mut total = 0usize;
-        let mut full_since: Option<Instant> = None;
-        while total < PUSH {
-            match s.write(&chunk) {
-                Ok(n) => {
-                    total += n;
-                    full_since = None;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    // Full for 100 ms in a row: the server stopped reading.
-                    let since = *full_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_millis(100) {
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
-                Err(e) => panic!("client write failed: {e}"),
-            }
-        }
+        let (s, total) = fill_until_blocked(addr, PUSH);
         pushed.push(total);
         clients.push(s);
     }

@@ -66,7 +66,7 @@
 //! # Checked by
 //! `src/tests/loom_idle.rs` (`loom_idle_startm_breaks_the_netpoller`): a P
 //! handed to an M entering netpoll is never slept through. Timers racing
-//! the poller's deadline: `tests/time.rs` (`sleep_added_while_idle_*`).
+//! the poller's deadline: `tests/timers.rs` (`sleep_added_while_idle_*`).
 
 use std::io;
 use std::task::Waker;
