@@ -1,0 +1,345 @@
+//! Idle Ps, idle Ms and spinning Ms: when to wake a thread, and how one sleeps.
+//!
+//! # Purpose
+//! New work must find an M to run it (no lost wakeup), yet waking an M for
+//! every spawn would cost a futex call per task and leave threads fighting
+//! over one task. Go's rule (proc.go, "Worker thread parking/unparking"):
+//! wake an M only when a P is idle and no M is already *spinning* (looking
+//! for work with a P in hand); a spinning M that finds work wakes the next.
+//!
+//! # States
+//! - `npidle`: Ps in `pidle` (written under the lock, read lock-free).
+//! - `nmspinning`: Ms spinning, plus one reserved by a `wakep` that is about
+//!   to start a spinning M (CAS 0 -> 1 in `try_claim_wakeup`).
+//! - `Lists::pidle` / `midle`: idle Ps and parked Ms. An M is in `midle`
+//!   from `release_p` until `startm` pops it (handing it a P through its
+//!   `MNote::nextp`) or until it takes itself out in `reacquire`.
+//! - `Lists::shutdown`: false -> true once.
+//!
+//! # Transitions
+//! - work submitter: push work; `wakep`: fence(SeqCst); `npidle == 0` or
+//!   `nmspinning != 0` -> nothing; else CAS `nmspinning` 0 -> 1, then
+//!   `startm(spinning)` under the lock: pop an idle P and an idle M, write
+//!   `nextp`, unpark the M. No P: undo the claim (`fetch_sub`).
+//! - M running out of work (`park_m`): under the lock `pidleput` + put itself
+//!   in `midle`; then, if it was spinning, `nmspinning.fetch_sub` (SeqCst);
+//!   fence(SeqCst); re-check every queue (`has_work`); work found: `reacquire`
+//!   a P; else park until `nextp` is written or shutdown.
+//! - M finding work while spinning: `stop_spinning` (fetch_sub); if it was
+//!   the last spinner the caller calls `wakep` (Go's `resetspinning`).
+//!
+//! # Ownership
+//! - `Lists` (both lists, every `MNote::nextp`, `shutdown`): the `lock`.
+//!   `nextp` is written by `startm` and read by its M, both under the lock.
+//! - `npidle`: stored under the lock, loaded anywhere (a hint, except in the
+//!   StoreLoad pairs below).
+//!
+//! # Orderings
+//! The two mirror-image StoreLoad patterns of Go's header:
+//! - `wakep`: (submitter stored work) -> `fence(SeqCst)` -> load `npidle`,
+//!   `nmspinning`. `wakep_local` omits the fence: it follows pushes to the
+//!   caller's own P, whose M runs that work anyway (only parallelism is at
+//!   stake there, as in Go where `runqput` has no StoreLoad barrier either).
+//! - `park_m`: store `npidle` (lock) and `nmspinning.fetch_sub(SeqCst)` ->
+//!   `fence(SeqCst)` -> load every queue (`has_work`).
+//!   With SeqCst fences on both sides, either the submitter sees the idle P
+//!   and no spinner (and starts an M), or the parking M sees the work (and
+//!   takes a P back). Release/Acquire alone allows both to miss.
+//! - `nextp` is handed over under the lock; the parker's permit
+//!   (park.rs) orders the unpark after it.
+//!
+//! # Rejected alternatives
+//! - Waking an M per submitted task (a thundering herd, a syscall per spawn).
+//! - No spinning Ms (every burst of work would pay a futex wake latency).
+//! - A counter of sleepers without the re-check: loses the wakeup when work
+//!   arrives between "queues empty" and "asleep".
+//!
+//! # Checked by
+//! `src/tests/loom_idle.rs`: work submitted while the last spinning M goes
+//! idle is run exactly once, and no thread sleeps forever (loom reports a
+//! deadlock otherwise).
+
+use std::time::Instant;
+
+use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*, fence};
+use gort_netpoll::loom::sync::{Arc, Mutex, MutexGuard};
+
+use crate::park::{Parker, Unparker};
+
+/// What an M shares with the threads that wake it.
+pub(crate) struct MNote<P> {
+    unparker: Unparker,
+    /// The P (and whether to start spinning) handed over by `startm`;
+    /// written and taken under the `Idle` lock.
+    nextp: Mutex<Option<(P, bool)>>,
+}
+
+impl<P> MNote<P> {
+    pub(crate) fn new(unparker: Unparker) -> Arc<MNote<P>> {
+        Arc::new(MNote {
+            unparker,
+            nextp: Mutex::new(None),
+        })
+    }
+}
+
+/// The lists, under one lock (Go's `sched.lock`).
+pub(crate) struct Lists<P> {
+    pidle: Vec<P>,
+    midle: Vec<Arc<MNote<P>>>,
+    shutdown: bool,
+}
+
+/// The idle-P/idle-M bookkeeping of one runtime.
+pub(crate) struct Idle<P> {
+    npidle: AtomicUsize,
+    nmspinning: AtomicUsize,
+    closed: AtomicBool,
+    nprocs: usize,
+    lists: Mutex<Lists<P>>,
+}
+
+impl<P> Idle<P> {
+    /// `nprocs` Ps of which `ps` are idle, and the parked Ms `ms` (at runtime
+    /// start every P is idle and every M parked).
+    pub(crate) fn new(nprocs: usize, ps: Vec<P>, ms: Vec<Arc<MNote<P>>>) -> Idle<P> {
+        Idle {
+            npidle: AtomicUsize::new(ps.len()),
+            nmspinning: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            nprocs,
+            lists: Mutex::new(Lists {
+                pidle: ps,
+                midle: ms,
+                shutdown: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lists<P>> {
+        self.lists.lock().expect("gort: idle lists poisoned")
+    }
+
+    /// Number of Ps.
+    pub(crate) fn nprocs(&self) -> usize {
+        self.nprocs
+    }
+
+    /// Idle Ps (a hint).
+    pub(crate) fn npidle(&self) -> usize {
+        self.npidle.load(Relaxed)
+    }
+
+    /// Spinning Ms (a hint).
+    pub(crate) fn nmspinning(&self) -> usize {
+        self.nmspinning.load(Relaxed)
+    }
+
+    /// Whether shutdown started (checked by Ms at the top of findrunnable).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+
+    /// Go's bound: spinning Ms stay under half the busy Ps. When allowed the
+    /// caller becomes a spinner; `start_spinning` counts it.
+    pub(crate) fn spinning_allowed(&self) -> bool {
+        let busy = self.nprocs.saturating_sub(self.npidle.load(SeqCst));
+        2 * self.nmspinning.load(SeqCst) < busy
+    }
+
+    /// Counts a new spinning M.
+    pub(crate) fn start_spinning(&self) {
+        self.nmspinning.fetch_add(1, SeqCst);
+    }
+
+    /// A spinning M found work. True when it was the last spinner: the caller
+    /// must then `wakep` so that remaining work still has a spinner.
+    #[must_use]
+    pub(crate) fn stop_spinning(&self) -> bool {
+        let prev = self.nmspinning.fetch_sub(1, SeqCst);
+        assert!(prev > 0, "gort: nmspinning underflow in stop_spinning");
+        prev == 1
+    }
+
+    /// Go's `wakep`: start one spinning M if a P is idle and nobody spins.
+    /// Called after work was made visible in a queue no running M may look
+    /// at again (the global queue, a timer heap).
+    pub(crate) fn wakep(&self) {
+        // Pairs with the fence in `park_m`: see Orderings.
+        fence(SeqCst);
+        self.wakep_local();
+    }
+
+    /// `wakep` for work pushed to the caller's own P, which the caller's M
+    /// runs itself in any case: the wakeup only adds parallelism, so it
+    /// skips the StoreLoad fence (a full barrier on every wake and yield, 14%
+    /// of yield_many's time). A wakeup missed by this race costs parallelism
+    /// until the next wakep, never the work.
+    pub(crate) fn wakep_local(&self) {
+        if self.npidle.load(SeqCst) == 0 {
+            return;
+        }
+        if self.nmspinning.load(SeqCst) != 0
+            || self
+                .nmspinning
+                .compare_exchange(0, 1, SeqCst, SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        self.startm_spinning();
+    }
+
+    /// Go's `startm(nil, spinning=true)` with the claim already counted in
+    /// `nmspinning`.
+    fn startm_spinning(&self) {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            drop(lists);
+            self.nmspinning.fetch_sub(1, SeqCst);
+            return;
+        }
+        let Some(p) = lists.pidle.pop() else {
+            drop(lists);
+            // No idle P after all: someone took it and will find the work.
+            self.nmspinning.fetch_sub(1, SeqCst);
+            return;
+        };
+        self.npidle.store(lists.pidle.len(), SeqCst);
+        let Some(m) = lists.midle.pop() else {
+            // Every M holds a P or is between releasing its P and parking
+            // (then it is in midle): cannot happen while Ms == Ps.
+            lists.pidle.push(p);
+            self.npidle.store(lists.pidle.len(), SeqCst);
+            drop(lists);
+            self.nmspinning.fetch_sub(1, SeqCst);
+            return;
+        };
+        *m.nextp.lock().unwrap() = Some((p, true));
+        drop(lists);
+        m.unparker.unpark();
+    }
+
+    /// Go's "delicate dance" (findRunnable, after the last look for work):
+    /// release `p`, stop spinning, re-check every queue with `has_work`, and
+    /// park until handed a P. Returns the P to run with and whether the M is
+    /// spinning, or `None` at shutdown.
+    pub(crate) fn park_m(
+        &self,
+        p: P,
+        note: &Arc<MNote<P>>,
+        parker: &mut Parker,
+        was_spinning: bool,
+        has_work: impl Fn() -> bool,
+        next_deadline: impl Fn() -> Option<Instant>,
+    ) -> Option<(P, bool)> {
+        {
+            let mut lists = self.lock();
+            if lists.shutdown {
+                lists.pidle.push(p);
+                return None;
+            }
+            lists.pidle.push(p);
+            self.npidle.store(lists.pidle.len(), SeqCst);
+            lists.midle.push(note.clone());
+        }
+        if was_spinning {
+            let prev = self.nmspinning.fetch_sub(1, SeqCst);
+            assert!(prev > 0, "gort: nmspinning underflow in park_m");
+        }
+        // Pairs with the fence in `wakep`: see Orderings. After it, work
+        // submitted before a submitter saw `nmspinning == 0` is visible here.
+        fence(SeqCst);
+        if has_work()
+            && let Some(got) = self.reacquire(note, was_spinning)
+        {
+            return Some(got);
+        }
+        self.wait_for_p(note, parker, next_deadline)
+    }
+
+    /// Parks an M that is in `midle` until `startm` hands it a P, or until
+    /// shutdown (`None`). Spurious unparks loop.
+    ///
+    /// Timers: the park is bounded by the earliest deadline of any timer heap
+    /// (`next_deadline`, read after this M is in `midle`, so a timer added
+    /// later kicks it through the heap's wake hook, which calls `wakep`).
+    /// When that deadline passes the M takes an idle P itself, to run the
+    /// expired timers in `find_runnable`; with no idle P the busy Ms will.
+    pub(crate) fn wait_for_p(
+        &self,
+        note: &Arc<MNote<P>>,
+        parker: &mut Parker,
+        next_deadline: impl Fn() -> Option<Instant>,
+    ) -> Option<(P, bool)> {
+        loop {
+            {
+                let lists = self.lock();
+                if let Some(got) = note.nextp.lock().unwrap().take() {
+                    return Some(got);
+                }
+                if lists.shutdown {
+                    return None;
+                }
+            }
+            match next_deadline() {
+                None => parker.park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if deadline > now {
+                        parker.park_timeout(deadline - now);
+                    } else if let Some(got) = self.reacquire(note, false) {
+                        return Some(got);
+                    } else {
+                        // Every P is busy: their Ms run the expired timers.
+                        parker.park();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Work appeared during the dance: take a P back (or the one a `startm`
+    /// just handed us). A spinning M resumes spinning.
+    fn reacquire(&self, note: &Arc<MNote<P>>, was_spinning: bool) -> Option<(P, bool)> {
+        let mut lists = self.lock();
+        if let Some(got) = note.nextp.lock().unwrap().take() {
+            return Some(got);
+        }
+        let pos = lists.midle.iter().position(|m| Arc::ptr_eq(m, note))?;
+        let p = lists.pidle.pop()?;
+        self.npidle.store(lists.pidle.len(), SeqCst);
+        lists.midle.swap_remove(pos);
+        if was_spinning {
+            self.nmspinning.fetch_add(1, SeqCst);
+        }
+        Some((p, was_spinning))
+    }
+
+    /// Shutdown: no more `startm`; every parked M wakes and exits.
+    pub(crate) fn shutdown(&self) {
+        self.closed.store(true, Release);
+        let lists = {
+            let mut lists = self.lock();
+            lists.shutdown = true;
+            lists.midle.clone()
+        };
+        for m in lists {
+            m.unparker.unpark();
+        }
+    }
+
+    /// An M leaving at shutdown gives its P back (so it is dropped with the
+    /// runtime, its runq already drained).
+    pub(crate) fn put_p_at_exit(&self, p: P) {
+        self.lock().pidle.push(p);
+    }
+
+    /// Unparks every M (parked or not); used by shutdown for Ms that were
+    /// running when it started and may park later.
+    pub(crate) fn unpark_all(&self, notes: &[Arc<MNote<P>>]) {
+        for m in notes {
+            m.unparker.unpark();
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `Runtime` and `Handle`: starting, entering and shutting down a runtime.
+//!
+//! # Shutdown (dropping the `Runtime`, or `shutdown_timeout`)
+//! 1. Close the owned-tasks list: a spawn from now on is cancelled at once.
+//! 2. `Idle::shutdown`: Ms stop at the top of their next `find_runnable`;
+//!    parked Ms are unparked and exit.
+//! 3. Close the global queue: wakes from now on drop their `Notified`.
+//! 4. Wait for the Ms (up to the timeout); each drops the `Notified`s left in
+//!    its P's runq as it exits.
+//! 5. Drain the global queue.
+//! 6. Cancel every task still in the owned-tasks list: each pending future is
+//!    dropped here exactly once, or, for a task an M is still polling (a
+//!    timed-out shutdown), by that M after the poll.
+//!
+//! Both queues need their closed state: the list so no task is born after
+//! step 6 scanned it, the global queue so no `Notified` lands where nobody
+//! will ever pop it.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use gort_netpoll::budget;
+use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
+use gort_netpoll::loom::thread;
+
+use crate::builder::{Builder, Config};
+use crate::context;
+use crate::idle::{Idle, MNote};
+use crate::inject::Inject;
+use crate::m;
+use crate::p::{self, P};
+use crate::park::{Parker, Unparker};
+use crate::scheduler::Shared;
+use crate::task::JoinHandle;
+use crate::task::list::OwnedTasks;
+use crate::time::{self, Timers};
+
+/// A gort runtime: Ps, the Ms running them, and the queues between.
+///
+/// Dropping it shuts it down (see [`Runtime::shutdown_timeout`]), waiting
+/// for the Ms to finish the polls they are in; dropped from one of its own
+/// tasks it does not wait (as `shutdown_timeout(Duration::ZERO)`).
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<thread::JoinHandle<()>>,
+    /// Set by the first shutdown; `Drop` after `shutdown_timeout` does nothing.
+    shut_down: bool,
+}
+
+/// A cloneable reference to a runtime, to spawn onto it or block on it from
+/// any thread.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The error of [`Handle::try_current`]: this thread is not in a runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryCurrentError(());
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("this thread is not inside a gort runtime (not an M, not inside block_on)")
+    }
+}
+
+impl std::error::Error for TryCurrentError {}
+
+impl Runtime {
+    /// A runtime with the default configuration (see [`Builder::new`]).
+    ///
+    /// # Errors
+    /// As [`Builder::build`].
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    /// A builder to configure a runtime.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn start(config: Config) -> io::Result<Runtime> {
+        let n = config.nprocs;
+        let (ps, stealers): (Vec<Box<P>>, Vec<_>) = (0..n).map(P::new).unzip();
+        let mut parkers = Vec::with_capacity(n);
+        let mut notes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (parker, unparker): (Parker, Unparker) = Parker::new();
+            parkers.push(parker);
+            notes.push(MNote::new(unparker));
+        }
+        let idle = Arc::new(Idle::new(n, ps, notes.clone()));
+        // A heap whose earliest deadline moved earlier may need a parked M
+        // to shorten its sleep: `wakep` starts one if none spins.
+        let timers = (0..=n)
+            .map(|_| {
+                let idle = idle.clone();
+                Arc::new(Timers::with_wake_hook(Box::new(move |_| idle.wakep())))
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            inject: Inject::new(),
+            timers,
+            stealers: stealers.into_boxed_slice(),
+            coprimes: p::coprimes(n).into_boxed_slice(),
+            idle,
+            owned: OwnedTasks::new(n),
+            notes: notes.clone().into_boxed_slice(),
+            config,
+            live_ms: Mutex::new(n),
+            ms_exited: Condvar::new(),
+        });
+        let handle = Handle { shared };
+        let mut rt = Runtime {
+            handle: handle.clone(),
+            threads: Vec::with_capacity(n),
+            shut_down: false,
+        };
+        for (i, (parker, note)) in parkers.into_iter().zip(notes).enumerate() {
+            let h = handle.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("{}-{i}", handle.shared.config.thread_name))
+                .spawn(move || m::run(h, note, parker));
+            match spawned {
+                Ok(t) => rt.threads.push(t),
+                Err(e) => {
+                    // Ms never started count as exited, then shut down the rest.
+                    let missing = n - rt.threads.len();
+                    *rt.handle.shared.live_ms.lock().unwrap() -= missing;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(rt)
+    }
+
+    /// Runs `future` to completion on the calling thread, which parks between
+    /// polls; spawned tasks run on the runtime's Ms meanwhile. A panic in
+    /// `future` unwinds to the caller.
+    ///
+    /// # Panics
+    /// When called from inside a runtime (a task, or another `block_on`).
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Spawns a task on this runtime.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// A handle to this runtime.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Shuts down, waiting at most `timeout` for the Ms to finish their
+    /// current polls. Pending tasks are cancelled (their futures dropped)
+    /// either way; Ms still stuck in a poll after the timeout are detached
+    /// and cancel their task when the poll returns.
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(Some(timeout));
+    }
+
+    fn shutdown(&mut self, mut timeout: Option<Duration>) {
+        if std::mem::replace(&mut self.shut_down, true) {
+            return;
+        }
+        let shared = &self.handle.shared;
+        let on_own_m = context::with_current_m(|m| {
+            m.is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(shared)))
+        });
+        // From one of its own tasks, waiting for every M (this one included)
+        // would never return: signal and detach instead, as a zero timeout.
+        // This M exits after the current poll.
+        if on_own_m {
+            timeout = Some(Duration::ZERO);
+        }
+        shared.owned.close();
+        shared.idle.shutdown();
+        shared.inject.close();
+        shared.idle.unpark_all(&shared.notes);
+        let all_exited = {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let mut live = shared.live_ms.lock().unwrap();
+            while *live > 0 {
+                live = match deadline {
+                    None => shared.ms_exited.wait(live).unwrap(),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        shared.ms_exited.wait_timeout(live, left).unwrap().0
+                    }
+                };
+            }
+            *live == 0
+        };
+        let threads = std::mem::take(&mut self.threads);
+        if all_exited {
+            for t in threads {
+                // An M's own panic was already reported on its thread.
+                let _ = t.join();
+            }
+        }
+        while let Some(task) = shared.inject.pop() {
+            drop(task);
+        }
+        shared.owned.close_and_shutdown_all();
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown(None);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// The runtime this thread is in.
+    ///
+    /// # Panics
+    /// Outside a runtime, with a message naming the call site; see
+    /// [`Handle::try_current`].
+    #[track_caller]
+    pub fn current() -> Handle {
+        match context::try_current_handle() {
+            Some(h) => h,
+            None => panic!(
+                "gort::Handle::current() called outside a gort runtime at {}: call it from a task \
+                 or inside Runtime::block_on",
+                std::panic::Location::caller()
+            ),
+        }
+    }
+
+    /// The runtime this thread is in, or an error outside one.
+    pub fn try_current() -> Result<Handle, TryCurrentError> {
+        context::try_current_handle().ok_or(TryCurrentError(()))
+    }
+
+    /// Spawns a task on this runtime; from outside it the task goes to the
+    /// global queue.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_inner(future)
+    }
+
+    /// As [`Runtime::block_on`].
+    ///
+    /// # Panics
+    /// When called from inside a runtime (a task, or another `block_on`).
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let _enter = context::enter(self.clone());
+        let _timers = time::enter(self.shared.block_on_timers().clone());
+        let (mut parker, unparker) = Parker::new();
+        // std's Arc: `Wake` is implemented for it only. Not a protocol object.
+        let waker = Waker::from(std::sync::Arc::new(BlockOnWaker(unparker)));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            if let Poll::Ready(out) = budget::budget(|| future.as_mut().poll(&mut cx)) {
+                return out;
+            }
+            parker.park();
+        }
+    }
+
+    /// Tasks of this runtime not yet completed (a statistic).
+    pub fn num_alive_tasks(&self) -> usize {
+        self.shared.owned.len()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let idle = &self.shared.idle;
+        f.debug_struct("Handle")
+            .field("gomaxprocs", &idle.nprocs())
+            .field("max_threads", &self.shared.config.max_threads)
+            .field("idleprocs", &idle.npidle())
+            .field("spinningthreads", &idle.nmspinning())
+            .field("runqueue", &self.shared.inject.len())
+            .finish()
+    }
+}
+
+/// Wakes a `block_on` caller.
+struct BlockOnWaker(Unparker);
+
+impl Wake for BlockOnWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}

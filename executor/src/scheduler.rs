@@ -1,0 +1,152 @@
+//! The state every M of a runtime shares, and where a scheduled task goes.
+//!
+//! `schedule` is the one entry point for a `Notified` (spawn, wake, abort,
+//! yield), and picks the queue by where it is called from:
+//!
+//! | caller | queue | then |
+//! |---|---|---|
+//! | a task on an M of this runtime, woken or spawned | that P's `runnext` (Go's `ready` / `newproc`), or the tail after `MAX_INHERITED_RUNS` | `wakep` if the ring holds stealable work |
+//! | the task itself, during its own poll (yield, budget) | tail of that P's runq (Go's `goyield`) | `wakep` if other work is queued |
+//! | any other thread (outside, `block_on`, another runtime) | global queue | `wakep` |
+//!
+//! Waking an M only when there is work besides what the current M runs next
+//! is tokio's refinement of Go's unconditional `wakep` in `ready`: a woken M
+//! that finds only the `runnext` task would spin, steal nothing useful after
+//! the grace period, and park again.
+
+use std::future::Future;
+use std::ptr;
+use std::time::Instant;
+
+use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
+
+use crate::builder::Config;
+use crate::context;
+use crate::idle::{Idle, MNote};
+use crate::inject::Inject;
+use crate::p::P;
+use crate::queue::{QueueItem, Steal};
+use crate::runtime::Handle;
+use crate::task::list::OwnedTasks;
+use crate::task::raw::Header;
+use crate::task::{Hint, Id, JoinHandle, Notified, Schedule};
+use crate::time::Timers;
+
+/// Everything the Ms of one runtime share.
+pub(crate) struct Shared {
+    /// The global run queue.
+    pub(crate) inject: Inject<Notified>,
+    /// Steal handles of every P's runq, by P id.
+    pub(crate) stealers: Box<[Steal<Notified>]>,
+    /// Strides for the random steal order (coprime with the P count).
+    pub(crate) coprimes: Box<[usize]>,
+    /// Idle Ps and Ms, spinning count. An `Arc` because the timer heaps'
+    /// wake hooks hold it too (they cannot hold `Shared`: a cycle).
+    pub(crate) idle: Arc<Idle<Box<P>>>,
+    /// Timer heaps: one per P (index = P id), then one for `block_on`
+    /// threads, which hold no P. Every M runs whichever have expired.
+    pub(crate) timers: Box<[Arc<Timers>]>,
+    /// Every live task, for shutdown.
+    pub(crate) owned: OwnedTasks,
+    /// One note per M, to unpark them all at shutdown.
+    pub(crate) notes: Box<[Arc<MNote<Box<P>>>]>,
+    /// The validated configuration.
+    pub(crate) config: Config,
+    /// Ms still running, with the condvar shutdown waits on.
+    pub(crate) live_ms: Mutex<usize>,
+    pub(crate) ms_exited: Condvar,
+}
+
+impl Shared {
+    /// Whether any queue holds work or any timer has expired: the re-check
+    /// of Go's "delicate dance".
+    pub(crate) fn has_work(&self) -> bool {
+        !self.inject.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    /// The earliest deadline over every timer heap (lock-free loads).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().filter_map(|t| t.next_deadline()).min()
+    }
+
+    /// Go's `pp.timers.check`, over every heap: fires what has expired (the
+    /// woken tasks are queued by `schedule`). Without any timer this is one
+    /// atomic load per heap and no clock read.
+    pub(crate) fn run_timers(&self) {
+        let mut now = None;
+        for t in self.timers.iter() {
+            if let Some(deadline) = t.next_deadline() {
+                let now = *now.get_or_insert_with(Instant::now);
+                if deadline <= now {
+                    let _ = t.run_expired(now);
+                }
+            }
+        }
+    }
+
+    /// The heap `block_on` threads register their timers in.
+    pub(crate) fn block_on_timers(&self) -> &Arc<Timers> {
+        self.timers.last().expect("the block_on heap exists")
+    }
+
+    /// Called by each M as it exits.
+    pub(crate) fn m_exited(&self) {
+        let mut live = self.live_ms.lock().unwrap();
+        *live -= 1;
+        self.ms_exited.notify_all();
+    }
+}
+
+impl QueueItem for Notified {
+    fn into_raw(self) -> std::ptr::NonNull<()> {
+        self.into_header_ptr()
+    }
+
+    unsafe fn from_raw(p: std::ptr::NonNull<()>) -> Self {
+        // SAFETY: forwarded contract: p came from into_raw, used once.
+        unsafe { Notified::from_header_ptr(p) }
+    }
+}
+
+impl Handle {
+    /// Spawns onto this runtime (the body of every public spawn).
+    pub(crate) fn spawn_inner<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, notified) = self.shared.owned.bind(future, self.clone(), Id::next());
+        if let Some(task) = notified {
+            self.schedule(task, Hint::Wake);
+        }
+        join
+    }
+
+    /// Global queue + `wakep`. At shutdown the queue is closed and the task
+    /// reference is dropped (the task itself is cancelled by shutdown).
+    fn schedule_remote(&self, task: Notified) {
+        if self.shared.inject.push(task).is_ok() {
+            self.shared.idle.wakep();
+        }
+    }
+}
+
+impl Schedule for Handle {
+    fn schedule(&self, task: Notified, hint: Hint) {
+        let rest = context::with_current_m(|m| match m {
+            Some(m) if ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(&self.shared)) => {
+                m.schedule_local(task, hint)
+            }
+            _ => Some(task),
+        });
+        if let Some(task) = rest {
+            self.schedule_remote(task);
+        }
+    }
+
+    fn release(&self, task: &Header) -> bool {
+        self.shared.owned.remove(task)
+    }
+}
