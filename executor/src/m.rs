@@ -17,10 +17,11 @@
 //! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue (fairness).
 //! 3. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 4. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
-//! 5. Netpoll, non-blocking, when a socket is registered and no M is in
-//!    netpoll (`has_registrations` is a lock-free load: no syscall per
-//!    round for a runtime without sockets). The readied tasks are collected
-//!    (below) and placed on the local runq, one kept to run.
+//! 5. Netpoll, non-blocking, when a socket is registered, no M is in
+//!    netpoll and no poll ended in the last 20 us (`should_poll_now`:
+//!    lock-free loads, so no syscall per round for a runtime without
+//!    sockets). The readied tasks are collected (below) and placed on the
+//!    local runq, one kept to run.
 //! 6. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
 //!    `runnext` (after the victim's grace period, queue.rs) and running the
@@ -34,11 +35,13 @@
 //! the netpoller role (netpoller.rs) and blocks in `Driver::poll` until the
 //! earliest timer of any P; the others park on their parkers, first breaking
 //! the poller if their own earliest timer is sooner than its deadline. The
-//! poller returning with readied tasks pushes them to the global queue as
-//! one batch, `wakep`s, and takes an idle P itself (as it does when a timer
-//! is due). An M that leaves the role for a P while other Ms stay idle
-//! wakes one of them to take the role over, so sockets and timers of idle
-//! Ps always have a watcher.
+//! poller returning with readied tasks takes an idle P itself (as it does
+//! when a timer is due) and places them on its runq as one batch; with no
+//! idle P it pushes them to the global queue as one batch and `wakep`s. An
+//! M that leaves the role for a P while timers are pending and other Ms
+//! stay idle wakes one of them to take the role over (`leave_idle`); a
+//! timer added while nobody holds the role `wakep`s (netpoller.rs), so
+//! timers always have a watcher.
 //!
 //! # Collecting wakes
 //! Waking the wakers of a netpoll batch or of expired timers schedules
@@ -192,8 +195,7 @@ impl MCore {
                 {
                     return Some((task, false));
                 }
-                if shared.netpoller.has_registrations()
-                    && !shared.netpoller.is_claimed()
+                if shared.netpoller.should_poll_now()
                     && let Some(task) = self.netpoll_now(p)
                 {
                     return Some((task, false));
@@ -323,29 +325,39 @@ impl MCore {
             if let Err(e) = polled {
                 tracing::warn!(error = %e, "gort: blocking netpoll failed");
             }
-            let readied = !ready.is_empty();
+            self.collecting(|| ready.drain(..).for_each(Waker::wake));
+            drop(ready);
+            // Go's findRunnable after netpoll: take an idle P and run the
+            // readied tasks on it (one batch on the local runq; other Ms
+            // are woken only if there is more than one task).
+            let readied = !self.batch.borrow().is_empty();
+            if (readied || shared.has_expired_timers())
+                && let Some(mut got) = idle.reacquire(&self.note, false)
+            {
+                self.place_batch(&mut got.0);
+                return Some(self.leave_idle(got, true));
+            }
             if readied {
-                self.collecting(|| ready.drain(..).for_each(Waker::wake));
+                // No idle P: the running Ms take them from the global queue.
                 let mut batch = self.batch.borrow_mut();
                 shared.inject.push_batch(batch.drain(..));
                 drop(batch);
                 idle.wakep();
             }
-            drop(ready);
-            if (readied || shared.has_expired_timers())
-                && let Some(got) = idle.reacquire(&self.note, false)
-            {
-                return Some(self.leave_idle(got, true));
-            }
         }
     }
 
-    /// The M leaves `stopm` with a P. If it held the netpoller role and
-    /// other Ms stay idle, one of them takes the role over.
+    /// The M leaves `stopm` with a P. If it held the netpoller role while
+    /// timers are pending and other Ms stay idle, one of them takes the
+    /// role over, so that those timers keep a watcher. (Sockets do not
+    /// need one: the running Ms poll without blocking whenever their runq
+    /// runs dry, and sysmon polls when nobody has for 10 ms; waking an M
+    /// for them on every exit from netpoll doubled the context switches of
+    /// the echo benchmark.)
     fn leave_idle(&self, got: (Box<P>, bool), held_role: bool) -> (Box<P>, bool) {
-        let idle = &self.handle.shared.idle;
-        if held_role && idle.npidle() > 0 {
-            idle.kick_one();
+        let shared = &self.handle.shared;
+        if held_role && shared.idle.npidle() > 0 && shared.earliest_timer().is_some() {
+            shared.idle.kick_one();
         }
         got
     }
