@@ -174,13 +174,8 @@ impl MCore {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
                 // This P's heap and the block_on heap (which no P owns).
-                let own = &shared.timers[p.id];
-                let block_on = shared.block_on_timers();
-                if own.next_deadline().is_some() || block_on.next_deadline().is_some() {
-                    let now = Instant::now();
-                    self.run_timers(p, own, now);
-                    self.run_timers(p, block_on, now);
-                }
+                self.run_timers(p, &shared.timers[p.id]);
+                self.run_timers(p, shared.block_on_timers());
                 if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
@@ -208,9 +203,8 @@ impl MCore {
                         return Some((task, false));
                     }
                 }
-                let now = Instant::now();
                 for timers in shared.timers.iter() {
-                    self.run_timers(p, timers, now);
+                    self.run_timers(p, timers);
                 }
                 if let Some(found) = p.runq.pop() {
                     return Some(found);
@@ -259,8 +253,13 @@ impl MCore {
     }
 
     /// Fires `timers`' expired entries; their tasks go onto `p`'s runq.
-    fn run_timers(&self, p: &mut P, timers: &Timers, now: Instant) -> usize {
-        if timers.next_deadline().is_none_or(|d| d > now) {
+    /// One atomic load and no clock read when the heap is empty.
+    fn run_timers(&self, p: &mut P, timers: &Timers) -> usize {
+        let Some(next) = timers.next_deadline() else {
+            return 0;
+        };
+        let now = Instant::now();
+        if next > now {
             return 0;
         }
         self.collecting(|| timers.run_expired(now));
@@ -291,6 +290,11 @@ impl MCore {
         let shared = &self.handle.shared;
         let (idle, np) = (&shared.idle, &shared.netpoller);
         let mut held_role = false;
+        // Timers were due but no P was idle: every P's M runs its own heap
+        // (and the block_on heap) in findrunnable, so the poll must not
+        // keep returning at once for them (a busy loop for as long as a
+        // task runs).
+        let mut skip_due = false;
         loop {
             match idle.take_nextp(&self.note) {
                 NextP::Got(got) => return Some(self.leave_idle(got, held_role)),
@@ -319,7 +323,13 @@ impl MCore {
                 NextP::Empty => {}
             }
             let mut ready = self.ready.borrow_mut();
-            let polled = np.block(|| shared.earliest_timer(), &mut ready);
+            let polled = np.block(
+                || match skip_due {
+                    false => shared.earliest_timer(),
+                    true => shared.earliest_timer_after(Instant::now()),
+                },
+                &mut ready,
+            );
             idle.end_netpoll(&self.note);
             np.release();
             if let Err(e) = polled {
@@ -331,12 +341,14 @@ impl MCore {
             // readied tasks on it (one batch on the local runq; other Ms
             // are woken only if there is more than one task).
             let readied = !self.batch.borrow().is_empty();
-            if (readied || shared.has_expired_timers())
+            let due = shared.has_expired_timers();
+            if (readied || due)
                 && let Some(mut got) = idle.reacquire(&self.note, false)
             {
                 self.place_batch(&mut got.0);
                 return Some(self.leave_idle(got, true));
             }
+            skip_due = due;
             if readied {
                 // No idle P: the running Ms take them from the global queue.
                 let mut batch = self.batch.borrow_mut();
@@ -398,7 +410,7 @@ impl MCore {
                     continue;
                 }
                 if steal_runnext
-                    && self.run_timers(p, &shared.timers[victim], Instant::now()) > 0
+                    && self.run_timers(p, &shared.timers[victim]) > 0
                     && let Some((task, _)) = p.runq.pop()
                 {
                     return Some(task);
