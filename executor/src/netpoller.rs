@@ -20,8 +20,9 @@
 //!
 //! # Transitions
 //! - `try_claim` (an idle M, `m.rs` `stopm`): CAS `claimed` false -> true.
-//! - `block` (the holder): `poll_until` 0 -> deadline, fence, re-read the
-//!   timers (maybe lowering it), `Driver::poll`, `poll_until` -> 0.
+//! - `block` (the holder): `Role::begin_block` (`poll_until` 0 ->
+//!   deadline, fence, re-read the timers, maybe lowering it),
+//!   `Driver::poll`, `Role::end_block` (`poll_until` -> 0).
 //! - `release` (the holder, after the poll): `claimed` -> false. If it then
 //!   leaves the idle state with a P while timers are pending and other Ms
 //!   stay idle, it wakes one of them (`Idle::kick_one`) to take the role
@@ -44,9 +45,9 @@
 //!
 //! # Orderings
 //! - Lost timer wakeup (StoreLoad): the holder stores `poll_until`
-//!   (SeqCst), `fence(SeqCst)`, then loads every P's `Timers::next`
-//!   (`Shared::earliest_timer`); `Timers::add` stores `next` under its lock,
-//!   then `timer_added` does `fence(SeqCst)` and loads `poll_until`. Either
+//!   (SeqCst), `fence(SeqCst)`, then loads every heap's `Timers::next`
+//!   (`Role::begin_block`); `Timers::add` stores `next` under its lock,
+//!   then `Role::timer_added` does `fence(SeqCst)` and loads `poll_until`. Either
 //!   the holder's re-read sees the new deadline, or `timer_added` sees the
 //!   holder's `poll_until` and unparks it. A stale (larger) `poll_until`
 //!   only causes an extra unpark.
@@ -67,8 +68,12 @@
 //!
 //! # Checked by
 //! `src/tests/loom_idle.rs` (`loom_idle_startm_breaks_the_netpoller`): a P
-//! handed to an M entering netpoll is never slept through. Timers racing
-//! the poller's deadline: `tests/timers.rs` (`sleep_added_while_idle_*`).
+//! handed to an M entering netpoll is never slept through.
+//! `src/tests/loom_netpoller.rs`: a timer added while the holder computes
+//! its deadline is either in that deadline or breaks the poll (with the
+//! real `Timers` and its wake hook; mutation-checked: without the two
+//! fences, or without the re-read, the model deadlocks). End to end: `tests/timers.rs`
+//! (`sleep_added_while_idle_*`).
 
 use std::io;
 use std::task::Waker;
@@ -96,6 +101,12 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_micros(20);
 pub(crate) struct Netpoller {
     driver: Driver,
     handle: Handle,
+    role: Role,
+}
+
+/// The netpoller role without the driver (so loom can model it): who holds
+/// it and the deadline the holder sleeps to. See the module doc.
+pub(crate) struct Role {
     claimed: AtomicBool,
     poll_until: AtomicU64,
     base: Instant,
@@ -109,9 +120,7 @@ impl Netpoller {
         Ok(Netpoller {
             driver,
             handle,
-            claimed: AtomicBool::new(false),
-            poll_until: AtomicU64::new(NOT_POLLING),
-            base: Instant::now(),
+            role: Role::new(),
         })
     }
 
@@ -123,42 +132,30 @@ impl Netpoller {
 
     /// Takes the netpoller role; false if another M holds it.
     pub(crate) fn try_claim(&self) -> bool {
-        self.claimed
-            .compare_exchange(false, true, Acquire, Relaxed)
-            .is_ok()
+        self.role.try_claim()
     }
 
     /// Whether an M holds the role.
     pub(crate) fn is_claimed(&self) -> bool {
-        self.claimed.load(Acquire)
+        self.role.is_claimed()
     }
 
     /// Gives the role up (the holder only).
     pub(crate) fn release(&self) {
-        self.claimed.store(false, Release);
+        self.role.release();
     }
 
     /// The holder blocks until I/O, an unpark, or the earliest timer
-    /// (`earliest` reads every P's next deadline). Pushes readied wakers onto
-    /// `ready`.
+    /// (`earliest` reads every heap's next deadline). Pushes readied wakers
+    /// onto `ready`.
     pub(crate) fn block(
         &self,
         earliest: impl Fn() -> Option<Instant>,
         ready: &mut Vec<Waker>,
     ) -> io::Result<usize> {
-        let first = earliest();
-        self.poll_until.store(self.encode(first), SeqCst);
-        // Pairs with the fence in `timer_added`: see Orderings.
-        fence(SeqCst);
-        let deadline = match (first, earliest()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if deadline != first {
-            self.poll_until.store(self.encode(deadline), SeqCst);
-        }
+        let deadline = self.role.begin_block(earliest);
         let result = self.driver.poll(deadline, ready);
-        self.poll_until.store(NOT_POLLING, SeqCst);
+        self.role.end_block();
         result
     }
 
@@ -186,25 +183,92 @@ impl Netpoller {
     /// the role, `wakep` so that an M comes to hold it. Go's
     /// `wakeNetPoller`.
     pub(crate) fn timer_added(&self, deadline: Instant, wakep: impl FnOnce()) {
-        if !self.break_if_later(Some(deadline)) && !self.is_claimed() {
-            wakep();
+        match self.role.timer_added(Some(deadline)) {
+            Break::Poller => self.handle.unpark(),
+            Break::NoPoller if !self.is_claimed() => wakep(),
+            Break::NoPoller | Break::No => {}
         }
     }
 
     /// Breaks the poller if it sleeps past `deadline` (an M parking while
     /// another holds the role: its P's timers must not be slept through).
-    /// Returns whether a poller was blocked (or about to block) then.
-    pub(crate) fn break_if_later(&self, deadline: Option<Instant>) -> bool {
-        // Pairs with the fence in `block`: see Orderings.
+    pub(crate) fn break_if_later(&self, deadline: Option<Instant>) {
+        if self.role.timer_added(deadline) == Break::Poller {
+            self.handle.unpark();
+        }
+    }
+}
+
+/// What `Role::timer_added` asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Break {
+    /// The holder sleeps past the deadline: break its poll.
+    Poller,
+    /// Nobody is blocked in netpoll (or the holder has not published its
+    /// deadline yet, and will see the timer when it re-reads).
+    NoPoller,
+    /// The holder wakes by the deadline anyway.
+    No,
+}
+
+impl Role {
+    pub(crate) fn new() -> Role {
+        Role {
+            claimed: AtomicBool::new(false),
+            poll_until: AtomicU64::new(NOT_POLLING),
+            base: Instant::now(),
+        }
+    }
+
+    pub(crate) fn try_claim(&self) -> bool {
+        self.claimed
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_ok()
+    }
+
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claimed.load(Acquire)
+    }
+
+    pub(crate) fn release(&self) {
+        self.claimed.store(false, Release);
+    }
+
+    /// The holder publishes the deadline it will sleep to and returns it:
+    /// `poll_until` store, fence, re-read of the timers (see Orderings).
+    pub(crate) fn begin_block(&self, earliest: impl Fn() -> Option<Instant>) -> Option<Instant> {
+        let first = earliest();
+        self.poll_until.store(self.encode(first), SeqCst);
+        // Pairs with the fence in `timer_added`: see Orderings.
+        fence(SeqCst);
+        let deadline = match (first, earliest()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if deadline != first {
+            self.poll_until.store(self.encode(deadline), SeqCst);
+        }
+        deadline
+    }
+
+    /// The holder is back from its poll.
+    pub(crate) fn end_block(&self) {
+        self.poll_until.store(NOT_POLLING, SeqCst);
+    }
+
+    /// A timer with `deadline` was published (or an M parks with it): must
+    /// the blocked holder be broken?
+    pub(crate) fn timer_added(&self, deadline: Option<Instant>) -> Break {
+        // Pairs with the fence in `begin_block`: see Orderings.
         fence(SeqCst);
         let until = self.poll_until.load(SeqCst);
         if until == NOT_POLLING {
-            return false;
+            Break::NoPoller
+        } else if self.encode(deadline) < until {
+            Break::Poller
+        } else {
+            Break::No
         }
-        if self.encode(deadline) < until {
-            self.handle.unpark();
-        }
-        true
     }
 
     /// `Some(t)` as 1 + nanoseconds after `base` (never `NOT_POLLING` nor

@@ -23,6 +23,8 @@ mod loom_idle;
 #[cfg(loom)]
 mod loom_inject;
 #[cfg(loom)]
+mod loom_netpoller;
+#[cfg(loom)]
 mod loom_park;
 #[cfg(loom)]
 mod loom_queue;
