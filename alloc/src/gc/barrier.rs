@@ -1,0 +1,395 @@
+//! The barrier: how mutators tell a running collection about handles it could
+//! otherwise miss, and the handshake that tells the collector they are done.
+//!
+//! # Purpose
+//! While the collector counts and marks, mutators keep cloning handles and
+//! moving them through `GcCell`/`GcMutex`. The barrier shades (marks and
+//! queues) every object such an operation could hide from the collector; the
+//! handshake lets mark termination wait until no shade is half done.
+//!
+//! # States
+//! The phase word (`Barrier::phase`, one `AtomicUsize`):
+//! - bits 0..2: the phase: `OFF` (0, no cycle), `MARK` (1, counting and
+//!   marking; barriers on), `SWEEP` (2, destructors and freeing; barriers off);
+//! - bits 2..: the cycle's epoch (starts at 1, +1 per cycle). An object is
+//!   marked in cycle `e` when its header's `mark` word equals `e`; a smaller
+//!   value means unmarked, `CONDEMNED` means found unreachable.
+//!
+//! Each mutator thread owns a `MutatorRecord` whose `seq` is odd while the
+//! thread is inside a barrier operation and even outside.
+//!
+//! # Transitions
+//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (SeqCst store), before
+//!   it takes the snapshot of the heap (`object::take_all`, SeqCst swap).
+//! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
+//! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
+//!   (SeqCst store) and `exit` (Release store).
+//! - object `mark < e -> e`: anyone, `Barrier::shade_word` (CAS); only the
+//!   winner pushes the object on the gray queue, so each object is queued at
+//!   most once per cycle.
+//!
+//! # Ownership
+//! - `phase`: written by the collector thread only; read by everyone.
+//! - `MutatorRecord::seq`: written by its thread only; read by the collector
+//!   in `wait_for_mutators`.
+//! - `records`: the list grows under its mutex when a thread first uses a
+//!   barrier; records are reused, never freed.
+//! - `gray`: pushed by anyone, popped by the collector.
+//!
+//! # Orderings
+//! - `MutatorRecord::enter` (SeqCst store of an odd `seq`) pairs with the
+//!   SeqCst load of `seq` in `wait_for_mutators`; the StoreLoad pattern: the
+//!   mutator stores `seq` then loads `phase`, the collector stores `phase` then
+//!   loads `seq`. In the single SeqCst order one of the two loads sees the
+//!   other's store: either the collector sees the mutator inside and waits,
+//!   or the mutator sees the new phase.
+//! - `MutatorRecord::exit` (Release) pairs with the Acquire reload of `seq` in
+//!   `wait_for_mutators`: every gray push made inside the operation is visible
+//!   to the drain that follows the wait.
+//! - `Handle::clone`'s SeqCst `fetch_add` of the handle count and its SeqCst
+//!   load of `phase` pair with `start_cycle`'s SeqCst store and the SeqCst
+//!   count loads in `roots::find_roots`: a clone that saw `OFF` is counted.
+//! - `BorrowFlag::acquire_write` (SeqCst CAS) then `phase` (SeqCst load) pair
+//!   with `start_cycle` and `BorrowFlag::collector_try_read` (SeqCst CAS): a
+//!   borrow that begins after the collector read the cell sees `MARK`.
+//!
+//! # Rejected alternatives
+//! - A global reader-writer lock taken by every clone: the brief forbids a
+//!   global lock on clone, drop and deref, and it would stop every mutator.
+//! - One global in-flight counter instead of per-thread `seq`: a contended
+//!   cache line on every clone of every thread.
+//! - An intrusive gray list through the object headers: a late push from a
+//!   finished cycle could link an object twice; the segmented queue cannot.
+//! - A Dijkstra insertion barrier on cell release: the handle counts already
+//!   make every handle stored after an object was counted look like a root
+//!   (DESIGN.md, "Why no insertion barrier").
+//!
+//! # Checked by
+//! `alloc/src/gc/tests/loom_gc_barrier.rs`: a clone and a cell move racing
+//! the collector's counting and termination; the object a mutator keeps is
+//! always marked when the collector decides (nothing reachable is freed).
+
+use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::{Arc, Mutex};
+
+/// No cycle is running; barriers are off.
+pub(crate) const OFF: usize = 0;
+/// Counting and marking; barriers are on.
+pub(crate) const MARK: usize = 1;
+/// Destructors and freeing; barriers are off.
+pub(crate) const SWEEP: usize = 2;
+const PHASE_MASK: usize = 0b11;
+const EPOCH_SHIFT: u32 = 2;
+
+/// The `mark` value of an object the collector found unreachable.
+pub(crate) const CONDEMNED: u32 = u32::MAX;
+
+/// A decoded phase word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PhaseWord {
+    /// `OFF`, `MARK` or `SWEEP`.
+    pub(crate) phase: usize,
+    /// The current (or last) cycle's epoch.
+    pub(crate) epoch: u32,
+}
+
+impl PhaseWord {
+    fn decode(word: usize) -> PhaseWord {
+        PhaseWord {
+            phase: word & PHASE_MASK,
+            epoch: (word >> EPOCH_SHIFT) as u32,
+        }
+    }
+
+    fn encode(self) -> usize {
+        ((self.epoch as usize) << EPOCH_SHIFT) | self.phase
+    }
+
+    /// Whether barriers must shade.
+    #[inline]
+    pub(crate) fn marking(self) -> bool {
+        self.phase == MARK
+    }
+}
+
+/// A mutator thread's handshake word.
+#[derive(Debug, Default)]
+pub(crate) struct MutatorRecord {
+    /// Odd while the owning thread is inside a barrier operation.
+    seq: AtomicUsize,
+    /// Whether a live thread owns this record.
+    in_use: crate::loom::sync::atomic::AtomicBool,
+}
+
+impl MutatorRecord {
+    /// Enters a barrier operation. Must be followed by `exit` on the same
+    /// thread; operations do not nest.
+    #[inline]
+    pub(crate) fn enter(&self) {
+        // Only the owning thread writes `seq`, so a Relaxed load reads its own
+        // last store.
+        let seq = self.seq.load(Ordering::Relaxed);
+        debug_assert!(seq % 2 == 0, "barrier operations do not nest");
+        // SeqCst: the StoreLoad half of the handshake (see Orderings).
+        self.seq.store(seq.wrapping_add(1), Ordering::SeqCst);
+    }
+
+    /// Leaves a barrier operation.
+    #[inline]
+    pub(crate) fn exit(&self) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Release: publishes the gray pushes made inside the operation to
+        // `wait_for_mutators`' Acquire reload.
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
+    }
+}
+
+/// The shared gray queue: objects shaded by mutators, waiting to be traced by
+/// the collector. Entries are header addresses.
+#[cfg(not(loom))]
+pub(crate) struct GrayQueue(crossbeam_deque::Injector<usize>);
+
+#[cfg(not(loom))]
+impl GrayQueue {
+    fn new() -> GrayQueue {
+        GrayQueue(crossbeam_deque::Injector::new())
+    }
+
+    fn push(&self, addr: usize) {
+        self.0.push(addr);
+    }
+
+    /// Pops one entry (collector only).
+    pub(crate) fn pop(&self) -> Option<usize> {
+        loop {
+            match self.0.steal() {
+                crossbeam_deque::Steal::Success(addr) => return Some(addr),
+                crossbeam_deque::Steal::Empty => return None,
+                crossbeam_deque::Steal::Retry => crate::loom::spin_loop(),
+            }
+        }
+    }
+}
+
+/// The shared gray queue (loom build: a locked vector loom can see).
+#[cfg(loom)]
+pub(crate) struct GrayQueue(Mutex<Vec<usize>>);
+
+#[cfg(loom)]
+impl GrayQueue {
+    fn new() -> GrayQueue {
+        GrayQueue(Mutex::new(Vec::new()))
+    }
+
+    fn push(&self, addr: usize) {
+        self.0.lock().unwrap().push(addr);
+    }
+
+    /// Pops one entry (collector only).
+    pub(crate) fn pop(&self) -> Option<usize> {
+        self.0.lock().unwrap().pop()
+    }
+}
+
+/// The phase word, the mutator records and the gray queue.
+pub(crate) struct Barrier {
+    phase: AtomicUsize,
+    records: Mutex<Vec<Arc<MutatorRecord>>>,
+    gray: GrayQueue,
+    /// Objects pushed on `gray` by mutators, ever; mark termination compares
+    /// it across a handshake.
+    shades: AtomicUsize,
+}
+
+impl Barrier {
+    pub(crate) fn new() -> Barrier {
+        Barrier {
+            phase: AtomicUsize::new(PhaseWord { phase: OFF, epoch: 0 }.encode()),
+            records: Mutex::new(Vec::new()),
+            gray: GrayQueue::new(),
+            shades: AtomicUsize::new(0),
+        }
+    }
+
+    /// Reads the phase word. SeqCst: the load half of every StoreLoad pair in
+    /// Orderings.
+    #[inline]
+    pub(crate) fn phase(&self) -> PhaseWord {
+        PhaseWord::decode(self.phase.load(Ordering::SeqCst))
+    }
+
+    /// Starts cycle `epoch`: barriers on. The caller takes its heap snapshot
+    /// after this returns.
+    pub(crate) fn start_cycle(&self, epoch: u32) {
+        debug_assert_eq!(self.phase().phase, OFF, "cycles do not overlap");
+        self.set_phase(PhaseWord { phase: MARK, epoch });
+    }
+
+    /// Moves to `phase`, keeping the epoch (collector only).
+    pub(crate) fn set_phase(&self, word: PhaseWord) {
+        self.phase.store(word.encode(), Ordering::SeqCst);
+    }
+
+    /// Marks the object whose mark word is `mark` for `epoch`; if this call
+    /// marked it, queues `addr` for the collector and returns true.
+    #[inline]
+    pub(crate) fn shade_word(&self, mark: &AtomicU32, addr: usize, epoch: u32) -> bool {
+        if !try_mark(mark, epoch) {
+            return false;
+        }
+        self.gray.push(addr);
+        // SeqCst: read by `mark::terminate` around a handshake.
+        self.shades.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Pops one object shaded by a mutator (collector only).
+    pub(crate) fn pop_gray(&self) -> Option<usize> {
+        self.gray.pop()
+    }
+
+    /// How many objects mutators have shaded, ever.
+    pub(crate) fn shades(&self) -> usize {
+        self.shades.load(Ordering::SeqCst)
+    }
+
+    /// Drops entries left in the gray queue (collector only, before a cycle
+    /// starts; there are none unless a barrier outlived its cycle).
+    pub(crate) fn clear_gray(&self) -> usize {
+        let mut stale = 0;
+        while self.gray.pop().is_some() {
+            stale += 1;
+        }
+        stale
+    }
+
+    /// Gives the calling thread a record, reusing one a finished thread left.
+    pub(crate) fn register(&self) -> Arc<MutatorRecord> {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records.iter() {
+            if record
+                .in_use
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return record.clone();
+            }
+        }
+        let record = Arc::new(MutatorRecord::default());
+        record.in_use.store(true, Ordering::Relaxed);
+        records.push(record.clone());
+        record
+    }
+
+    /// Returns a record when its thread ends. Its `seq` is even: a thread
+    /// cannot end inside a barrier operation.
+    pub(crate) fn unregister(&self, record: &MutatorRecord) {
+        record.in_use.store(false, Ordering::Release);
+    }
+
+    /// The handshake: returns once every mutator that was inside a barrier
+    /// operation when this was called has left it (collector only).
+    pub(crate) fn wait_for_mutators(&self) {
+        let records: Vec<Arc<MutatorRecord>> = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for record in records {
+            let seq = record.seq.load(Ordering::SeqCst);
+            if seq % 2 == 0 {
+                continue;
+            }
+            let mut spins = 0u32;
+            // Acquire: pairs with `exit`'s Release.
+            while record.seq.load(Ordering::Acquire) == seq {
+                spins += 1;
+                if spins < 64 {
+                    crate::loom::spin_loop();
+                } else {
+                    crate::loom::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Marks `mark` for `epoch` unless it is already marked or condemned; true if
+/// this call marked it.
+#[inline]
+pub(crate) fn try_mark(mark: &AtomicU32, epoch: u32) -> bool {
+    let mut current = mark.load(Ordering::Acquire);
+    loop {
+        if current == CONDEMNED || current >= epoch {
+            return false;
+        }
+        match mark.compare_exchange_weak(current, epoch, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Whether `mark` is marked in cycle `epoch`.
+#[inline]
+pub(crate) fn is_marked(mark: &AtomicU32, epoch: u32) -> bool {
+    let current = mark.load(Ordering::Acquire);
+    current != CONDEMNED && current >= epoch
+}
+
+#[cfg(not(loom))]
+mod global {
+    use super::{Barrier, MutatorRecord};
+    use std::sync::{Arc, LazyLock};
+
+    /// The process's barrier.
+    pub(crate) static BARRIER: LazyLock<Barrier> = LazyLock::new(Barrier::new);
+
+    /// A thread's registration; returns the record when the thread ends.
+    struct Local(Arc<MutatorRecord>);
+
+    impl Drop for Local {
+        fn drop(&mut self) {
+            BARRIER.unregister(&self.0);
+        }
+    }
+
+    thread_local! {
+        static LOCAL: Local = Local(BARRIER.register());
+    }
+
+    /// Runs `f` inside a barrier operation of the calling thread: between
+    /// `enter` and `exit` of its record.
+    #[inline]
+    pub(crate) fn with_barrier<R>(f: impl FnOnce(&Barrier) -> R) -> R {
+        let barrier: &Barrier = &BARRIER;
+        let mut f = Some(f);
+        let mut run = |record: &MutatorRecord| {
+            struct Exit<'a>(&'a MutatorRecord);
+            impl Drop for Exit<'_> {
+                fn drop(&mut self) {
+                    self.0.exit();
+                }
+            }
+            record.enter();
+            let _exit = Exit(record);
+            let f = f.take().expect("with_barrier runs its closure once");
+            f(barrier)
+        };
+        match LOCAL.try_with(|local| run(&local.0)) {
+            Ok(value) => value,
+            // The thread's record is gone (this runs from another
+            // thread-local's destructor): borrow a record for this one
+            // operation.
+            Err(_) => {
+                let record = barrier.register();
+                let value = run(&record);
+                barrier.unregister(&record);
+                value
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use global::{BARRIER, with_barrier};

@@ -1,0 +1,206 @@
+//! The pacer: when the next cycle starts (Go's GOGC and GOMEMLIMIT).
+//!
+//! - `heap_alloc` counts the bytes of every `Gc` object not yet freed (live
+//!   and unswept garbage alike): `Gc::new` adds, the sweep subtracts.
+//! - After a cycle found `live` bytes reachable, the goal is
+//!   `max(live * (1 + GOGC/100), 4 MiB * GOGC/100)`: Go's heap goal and its
+//!   minimum heap. An allocation that brings `heap_alloc` to the goal starts a
+//!   background cycle (once: `triggered` stays set until the cycle ends).
+//! - GOGC comes from `set_gc_percent` or, at first use, the `GORT_GC`
+//!   environment variable (a non-negative integer, or `off`; default 100). A
+//!   negative percent or `off` disables pacing by growth.
+//! - A memory limit (`set_memory_limit`, default none) caps the goal at 15/16
+//!   of the limit, so cycles start before the limit is reached; it applies
+//!   even with GOGC off, as in Go.
+//!
+//! All fields are atomics read Relaxed on the allocation path: a trigger one
+//! allocation late is harmless, and the collector recomputes the goal after
+//! each cycle.
+
+use crate::loom::sync::Once;
+use crate::loom::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+/// Go's minimum heap goal at GOGC=100.
+const MIN_HEAP: usize = 4 << 20;
+/// GOGC when neither `GORT_GC` nor `set_gc_percent` says otherwise.
+const DEFAULT_PERCENT: i64 = 100;
+/// The percent value that means "off".
+const OFF: i64 = -1;
+
+static PERCENT: AtomicI64 = AtomicI64::new(DEFAULT_PERCENT);
+static ENV_READ: Once = Once::new();
+static MEMORY_LIMIT: AtomicI64 = AtomicI64::new(i64::MAX);
+static HEAP_ALLOC: AtomicUsize = AtomicUsize::new(0);
+static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_GC: AtomicUsize = AtomicUsize::new(MIN_HEAP);
+static TRIGGERED: AtomicBool = AtomicBool::new(false);
+
+/// Parses a `GORT_GC` value: `off`, or a non-negative integer percent.
+pub(crate) fn parse_gc_percent(value: &str) -> Result<i64, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(OFF);
+    }
+    match value.parse::<i64>() {
+        Ok(percent) if percent >= 0 => Ok(percent),
+        _ => Err(format!(
+            "GORT_GC={value:?} is neither `off` nor a non-negative integer; using {DEFAULT_PERCENT}"
+        )),
+    }
+}
+
+fn read_env() {
+    ENV_READ.call_once(|| {
+        if let Ok(value) = std::env::var("GORT_GC") {
+            match parse_gc_percent(&value) {
+                Ok(percent) => PERCENT.store(percent, Ordering::Relaxed),
+                Err(message) => eprintln!("gort_alloc: {message}"),
+            }
+            recompute();
+        }
+    });
+}
+
+/// Sets GOGC: the next cycle starts when the heap has grown by `percent` over
+/// what the last cycle found live. A negative value turns growth pacing off
+/// (the memory limit still applies). Returns the previous setting (negative
+/// when it was off).
+pub fn set_gc_percent(percent: i32) -> i32 {
+    read_env();
+    let new = if percent < 0 { OFF } else { i64::from(percent) };
+    let old = PERCENT.swap(new, Ordering::Relaxed);
+    recompute();
+    old.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// Sets a soft limit, in bytes, on the memory held by `Gc` objects; cycles
+/// start before it is reached. A negative value leaves the limit unchanged,
+/// `i64::MAX` removes it (Go's `debug.SetMemoryLimit`). Returns the previous
+/// limit.
+pub fn set_memory_limit(limit: i64) -> i64 {
+    if limit < 0 {
+        return MEMORY_LIMIT.load(Ordering::Relaxed);
+    }
+    let old = MEMORY_LIMIT.swap(limit, Ordering::Relaxed);
+    recompute();
+    if HEAP_ALLOC.load(Ordering::Relaxed) >= NEXT_GC.load(Ordering::Relaxed) {
+        trigger();
+    }
+    old
+}
+
+/// The current GOGC (negative when off).
+pub(crate) fn gc_percent() -> i64 {
+    read_env();
+    PERCENT.load(Ordering::Relaxed)
+}
+
+/// The current memory limit.
+pub(crate) fn memory_limit() -> i64 {
+    MEMORY_LIMIT.load(Ordering::Relaxed)
+}
+
+/// The heap goal for `live` reachable bytes.
+pub(crate) fn goal(live: usize, percent: i64, limit: i64) -> usize {
+    let by_growth = if percent < 0 {
+        usize::MAX
+    } else {
+        let percent = percent as u128;
+        let grown = live as u128 + live as u128 * percent / 100;
+        let minimum = MIN_HEAP as u128 * percent / 100;
+        grown.max(minimum).min(usize::MAX as u128) as usize
+    };
+    if limit == i64::MAX {
+        return by_growth;
+    }
+    let limit = limit.max(0) as u128;
+    let by_limit = (limit - limit / 16).min(usize::MAX as u128) as usize;
+    by_growth.min(by_limit)
+}
+
+fn recompute() {
+    let live = HEAP_LIVE.load(Ordering::Relaxed);
+    NEXT_GC.store(
+        goal(live, PERCENT.load(Ordering::Relaxed), memory_limit()),
+        Ordering::Relaxed,
+    );
+}
+
+fn trigger() {
+    if !TRIGGERED.swap(true, Ordering::AcqRel) {
+        crate::gc::collector::request_background();
+    }
+}
+
+/// Accounts a new object of `size` bytes; may start a background cycle.
+#[inline]
+pub(crate) fn note_alloc(size: usize) {
+    let heap = HEAP_ALLOC.fetch_add(size, Ordering::Relaxed) + size;
+    if heap >= NEXT_GC.load(Ordering::Relaxed) && !TRIGGERED.load(Ordering::Relaxed) {
+        read_env();
+        recompute();
+        if heap >= NEXT_GC.load(Ordering::Relaxed) {
+            trigger();
+        }
+    }
+}
+
+/// Records the end of a cycle that found `live` bytes reachable and freed
+/// `freed` bytes.
+pub(crate) fn cycle_done(live: usize, freed: usize) {
+    HEAP_ALLOC.fetch_sub(freed, Ordering::Relaxed);
+    HEAP_LIVE.store(live, Ordering::Relaxed);
+    recompute();
+    TRIGGERED.store(false, Ordering::Release);
+    // Allocation during the cycle may already have passed the new goal.
+    if HEAP_ALLOC.load(Ordering::Relaxed) >= NEXT_GC.load(Ordering::Relaxed) {
+        trigger();
+    }
+}
+
+/// Bytes held by `Gc` objects (live and unswept).
+pub(crate) fn heap_alloc() -> usize {
+    HEAP_ALLOC.load(Ordering::Relaxed)
+}
+
+/// Bytes the last cycle found live.
+pub(crate) fn heap_live() -> usize {
+    HEAP_LIVE.load(Ordering::Relaxed)
+}
+
+/// The heap size at which the next cycle starts.
+pub(crate) fn next_gc() -> usize {
+    NEXT_GC.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goal_follows_gogc_with_a_4_mib_minimum() {
+        assert_eq!(goal(0, 100, i64::MAX), MIN_HEAP);
+        assert_eq!(goal(10 << 20, 100, i64::MAX), 20 << 20);
+        assert_eq!(goal(10 << 20, 50, i64::MAX), 15 << 20);
+        assert_eq!(goal(0, 200, i64::MAX), 2 * MIN_HEAP);
+        assert_eq!(goal(10 << 20, OFF, i64::MAX), usize::MAX);
+    }
+
+    #[test]
+    fn memory_limit_pulls_the_goal_below_the_limit() {
+        assert_eq!(goal(10 << 20, 100, 16 << 20), 15 << 20);
+        assert_eq!(goal(10 << 20, OFF, 16 << 20), 15 << 20);
+        assert_eq!(goal(1 << 20, 100, 64 << 20), MIN_HEAP);
+    }
+
+    #[test]
+    fn gort_gc_values_parse_or_explain() {
+        assert_eq!(parse_gc_percent("off"), Ok(OFF));
+        assert_eq!(parse_gc_percent(" OFF "), Ok(OFF));
+        assert_eq!(parse_gc_percent("100"), Ok(100));
+        assert_eq!(parse_gc_percent("0"), Ok(0));
+        let error = parse_gc_percent("-5").unwrap_err();
+        assert!(error.contains("GORT_GC"), "{error}");
+        assert!(parse_gc_percent("lots").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! Roots without stack scanning: handle counting.
+//!
+//! Every object counts its `Gc` handles (`Header::handles`), wherever they
+//! live. A cycle traces every object of its snapshot once in counting mode:
+//! each handle found inside a scanned object adds one to its target's
+//! `internal` count. An object whose handle count exceeds its internal count
+//! has a handle outside the scanned heap (a stack, a global, an object
+//! allocated during the cycle): it is a root. This is the idea of CPython's
+//! cycle detector (`gc_refs`) and of the shredder crate; here it runs while
+//! mutators keep going, which the barriers make sound (DESIGN.md,
+//! "Soundness").
+
+use std::ptr::NonNull;
+
+use crate::gc::barrier::try_mark;
+use crate::gc::object::Header;
+use crate::gc::trace::{TraceMode, Tracer};
+use crate::loom::sync::atomic::Ordering;
+
+/// Counts, for every object, the handles to it found inside `objects`.
+/// Returns how many cells were skipped because a mutator held them mutably.
+pub(crate) fn count_internal(objects: &[NonNull<Header>]) -> usize {
+    for object in objects {
+        // SAFETY: snapshot objects are live until this cycle's sweep, which
+        // has not started (collector::run_cycle runs the phases in order).
+        unsafe { object.as_ref() }
+            .internal
+            .store(0, Ordering::Relaxed);
+    }
+    let mut tracer = Tracer::new(TraceMode::Count);
+    for object in objects {
+        // SAFETY: as above: live, value not dropped (not condemned: condemned
+        // objects never return to the all-objects list).
+        let header = unsafe { object.as_ref() };
+        // SAFETY: `object` is a live `GcBox` of the type `vtable` was built
+        // for (object.rs: the header is written with its own vtable).
+        unsafe { (header.vtable.trace)(*object, &mut tracer) };
+    }
+    tracer.opaque
+}
+
+/// Marks every object with more handles than `count_internal` found inside
+/// the heap, pushing it on `stack`. Returns how many roots it found.
+pub(crate) fn find_roots(
+    objects: &[NonNull<Header>],
+    epoch: u32,
+    stack: &mut Vec<NonNull<Header>>,
+) -> usize {
+    let mut roots = 0;
+    for object in objects {
+        // SAFETY: snapshot objects are live until this cycle's sweep.
+        let header = unsafe { object.as_ref() };
+        let internal = header.internal.load(Ordering::Relaxed) as usize;
+        // SeqCst: pairs with the SeqCst `fetch_add` in `Gc::clone` (a clone
+        // before `start_cycle` is seen here; barrier.rs, Orderings).
+        let handles = header.handles.load(Ordering::SeqCst);
+        if handles > internal {
+            roots += 1;
+            if try_mark(&header.mark, epoch) {
+                stack.push(*object);
+            }
+        }
+    }
+    roots
+}
