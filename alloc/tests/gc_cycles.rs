@@ -47,7 +47,11 @@ fn ring_of(n: usize) {
     let drops = Arc::new(AtomicUsize::new(0));
     let first = ring(n, &drops);
     collect();
-    assert_eq!(drops.load(Ordering::SeqCst), 0, "a ring held from the stack must survive");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "a ring held from the stack must survive"
+    );
     // Walk it: every value is still there.
     let mut cursor = first.clone();
     for expected in 0..n {
@@ -59,7 +63,11 @@ fn ring_of(n: usize) {
     drop(cursor);
     drop(first);
     collect();
-    assert_eq!(drops.load(Ordering::SeqCst), n, "every node of an unreachable ring of {n} is dropped once");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        n,
+        "every node of an unreachable ring of {n} is dropped once"
+    );
     collect();
     assert_eq!(drops.load(Ordering::SeqCst), n, "no node is dropped twice");
 }
@@ -126,7 +134,10 @@ fn gc_cell_borrows_like_refcell() {
         let first = cell.borrow();
         let second = cell.borrow();
         assert_eq!(first.len() + second.len(), 4);
-        let error = cell.try_borrow_mut().err().expect("shared borrows block borrow_mut");
+        let error = cell
+            .try_borrow_mut()
+            .err()
+            .expect("shared borrows block borrow_mut");
         assert_eq!(error.to_string(), "GcCell is already borrowed");
     }
     cell.borrow_mut().push(3);
@@ -199,8 +210,13 @@ fn destructor_reaching_another_unreachable_object_gets_a_clear_panic() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2, "both destructors ran once: {seen:?}");
     for outcome in seen.iter() {
-        let message = outcome.as_ref().expect_err("a condemned object must not be readable");
-        assert!(message.contains("found unreachable"), "unclear panic: {message}");
+        let message = outcome
+            .as_ref()
+            .expect_err("a condemned object must not be readable");
+        assert!(
+            message.contains("found unreachable"),
+            "unclear panic: {message}"
+        );
     }
     let stats = gc_stats();
     assert!(stats.num_gc >= 1 && stats.last_gc > 0, "{stats:?}");
@@ -230,7 +246,11 @@ fn a_destructor_that_keeps_a_handle_leaks_instead_of_dangling() {
     *object.me.lock() = Some(object.clone());
     drop(object);
     collect();
-    let kept = STASH.lock().unwrap().pop().expect("the destructor stashed a handle");
+    let kept = STASH
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the destructor stashed a handle");
     assert!(gc_stats().leaked_objects > leaked_before);
     let read = catch_unwind(AssertUnwindSafe(|| kept.me.lock().is_none()));
     assert!(read.is_err(), "reading a resurrected object panics");
@@ -241,12 +261,15 @@ fn a_destructor_that_keeps_a_handle_leaks_instead_of_dangling() {
 enum Shape {
     Leaf(#[trace(skip)] u32),
     Pair(Gc<Shape>, Gc<Shape>),
-    Named { child: Option<Gc<Shape>>, label: String },
+    Named {
+        child: Option<Gc<Shape>>,
+        label: String,
+    },
     Empty,
 }
 
 #[derive(Trace)]
-struct Wrapper<T: 'static>(T, #[trace(skip)] std::marker::PhantomData<T>);
+struct Wrapper<T: 'static>(T, std::marker::PhantomData<T>);
 
 #[test]
 fn derive_handles_enums_tuples_and_generics() {

@@ -18,7 +18,10 @@ pub fn derive_trace_gort_alloc(input: proc_macro::TokenStream) -> proc_macro::To
     derive_trace_with(input, "::gort_alloc")
 }
 
-fn derive_trace_with(input: proc_macro::TokenStream, default_crate: &str) -> proc_macro::TokenStream {
+fn derive_trace_with(
+    input: proc_macro::TokenStream,
+    default_crate: &str,
+) -> proc_macro::TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     trace::expand(input, default_crate)
         .unwrap_or_else(syn::Error::into_compile_error)

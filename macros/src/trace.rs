@@ -2,7 +2,9 @@
 //!
 //! Container attribute `#[trace(crate = "path")]` names the crate that exports
 //! `Trace` and `Tracer` (default: `::gort::alloc` for `gort::Trace`,
-//! `::gort_alloc` for `gort_alloc::Trace`). Unions are refused: the macro
+//! `::gort_alloc` for `gort_alloc::Trace`). A skipped field must be `Send`:
+//! the collector drops unreachable values on its own thread (Trace obligation
+//! 5), and the generated body checks it. Unions are refused: the macro
 //! cannot know which field is live.
 
 use proc_macro2::{Span, TokenStream};
@@ -78,7 +80,8 @@ fn destructure(fields: &Fields, krate: &Path) -> syn::Result<(TokenStream, Vec<T
             for field in &named.named {
                 let ident = field.ident.as_ref().expect("named field");
                 if is_skipped(field)? {
-                    binds.push(quote! { #ident: _ });
+                    binds.push(quote! { #ident });
+                    calls.push(assert_send(ident));
                 } else {
                     binds.push(quote! { #ident });
                     calls.push(quote! { #krate::Trace::trace(#ident, tracer); });
@@ -89,10 +92,11 @@ fn destructure(fields: &Fields, krate: &Path) -> syn::Result<(TokenStream, Vec<T
         Fields::Unnamed(unnamed) => {
             let mut binds = Vec::new();
             for (index, field) in unnamed.unnamed.iter().enumerate() {
+                let ident = format_ident!("field_{}", index);
                 if is_skipped(field)? {
-                    binds.push(quote! { _ });
+                    calls.push(assert_send(&ident));
+                    binds.push(quote! { #ident });
                 } else {
-                    let ident = format_ident!("field_{}", index);
                     calls.push(quote! { #krate::Trace::trace(#ident, tracer); });
                     binds.push(quote! { #ident });
                 }
@@ -102,6 +106,17 @@ fn destructure(fields: &Fields, krate: &Path) -> syn::Result<(TokenStream, Vec<T
         Fields::Unit => quote! {},
     };
     Ok((pattern, calls))
+}
+
+/// A compile-time check that a skipped field may be dropped on the collector
+/// thread (Trace obligation 5).
+fn assert_send(ident: &syn::Ident) -> TokenStream {
+    quote! {
+        {
+            fn skipped_field_must_be_send<T: ?Sized + ::core::marker::Send>(_: &T) {}
+            skipped_field_must_be_send(#ident);
+        }
+    }
 }
 
 fn is_skipped(field: &syn::Field) -> syn::Result<bool> {

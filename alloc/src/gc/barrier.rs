@@ -19,11 +19,13 @@
 //! thread is inside a barrier operation and even outside.
 //!
 //! # Transitions
-//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (SeqCst store), before
-//!   it takes the snapshot of the heap (`object::take_all`, SeqCst swap).
+//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + SeqCst
+//!   fence), right after it took the snapshot of the heap
+//!   (`object::take_all`, SeqCst swap).
 //! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
-//!   (SeqCst store) and `exit` (Release store).
+//!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`
+//!   (Release store).
 //! - object `mark < e -> e`: anyone, `Barrier::shade_word` (CAS); only the
 //!   winner pushes the object on the gray queue, so each object is queued at
 //!   most once per cycle.
@@ -37,21 +39,31 @@
 //! - `gray`: pushed by anyone, popped by the collector.
 //!
 //! # Orderings
-//! - `MutatorRecord::enter` (SeqCst store of an odd `seq`) pairs with the
-//!   SeqCst load of `seq` in `wait_for_mutators`; the StoreLoad pattern: the
-//!   mutator stores `seq` then loads `phase`, the collector stores `phase` then
-//!   loads `seq`. In the single SeqCst order one of the two loads sees the
-//!   other's store: either the collector sees the mutator inside and waits,
-//!   or the mutator sees the new phase.
+//! Every StoreLoad pattern uses `fence(SeqCst)` on both sides (SeqCst loads
+//! and stores alone do not order a store before a later load of another
+//! location in C11 terms that loom checks; loom models SC fences).
+//! - Mutator side, `phase_after_store`: its operation stores first (the odd
+//!   `seq` in `MutatorRecord::enter`, the handle count in `Gc::clone`, the
+//!   borrow flag in `BorrowFlag::acquire_write`), then fences, then loads
+//!   `phase`. Collector side, `start_cycle`: stores `phase`, fences, then
+//!   reads handle counts (`roots::find_roots`) and flags
+//!   (`BorrowFlag::collector_try_read`). Of the two fences one comes first in
+//!   the SC order: either the mutator sees MARK and shades, or the collector
+//!   sees the mutator's store (the count includes the clone; the flag shows
+//!   the borrow).
+//! - Termination, `wait_for_mutators`: fence, then load each `seq`. A
+//!   mutator whose fence came earlier is seen inside (odd) and waited for;
+//!   one whose fence came later sees every mark made before the wait.
 //! - `MutatorRecord::exit` (Release) pairs with the Acquire reload of `seq` in
 //!   `wait_for_mutators`: every gray push made inside the operation is visible
 //!   to the drain that follows the wait.
-//! - `Handle::clone`'s SeqCst `fetch_add` of the handle count and its SeqCst
-//!   load of `phase` pair with `start_cycle`'s SeqCst store and the SeqCst
-//!   count loads in `roots::find_roots`: a clone that saw `OFF` is counted.
-//! - `BorrowFlag::acquire_write` (SeqCst CAS) then `phase` (SeqCst load) pair
-//!   with `start_cycle` and `BorrowFlag::collector_try_read` (SeqCst CAS): a
-//!   borrow that begins after the collector read the cell sees `MARK`.
+//! - `set_phase`'s store (SeqCst) pairs with `phase`'s Acquire load in
+//!   `Gc::new`: an allocation that sees MARK is ordered after the snapshot
+//!   swap (`object::take_all`), so its push lands on the fresh list and the
+//!   object may be born marked without being traced.
+//! - `BorrowFlag::collector_release` (Release) pairs with the Acquire of
+//!   `acquire_write`'s CAS: a borrow that begins after the collector read the
+//!   cell happens after `start_cycle` and sees MARK.
 //!
 //! # Rejected alternatives
 //! - A global reader-writer lock taken by every clone: the brief forbids a
@@ -69,7 +81,7 @@
 //! the collector's counting and termination; the object a mutator keeps is
 //! always marked when the collector decides (nothing reachable is freed).
 
-use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Arc, Mutex};
 
 /// No cycle is running; barriers are off.
@@ -130,8 +142,9 @@ impl MutatorRecord {
         // last store.
         let seq = self.seq.load(Ordering::Relaxed);
         debug_assert!(seq % 2 == 0, "barrier operations do not nest");
-        // SeqCst: the StoreLoad half of the handshake (see Orderings).
-        self.seq.store(seq.wrapping_add(1), Ordering::SeqCst);
+        // Relaxed: `Barrier::phase_after_store`'s fence orders this store
+        // before the phase load (see Orderings).
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Leaves a barrier operation.
@@ -204,25 +217,44 @@ pub(crate) struct Barrier {
 impl Barrier {
     pub(crate) fn new() -> Barrier {
         Barrier {
-            phase: AtomicUsize::new(PhaseWord { phase: OFF, epoch: 0 }.encode()),
+            phase: AtomicUsize::new(
+                PhaseWord {
+                    phase: OFF,
+                    epoch: 0,
+                }
+                .encode(),
+            ),
             records: Mutex::new(Vec::new()),
             gray: GrayQueue::new(),
             shades: AtomicUsize::new(0),
         }
     }
 
-    /// Reads the phase word. SeqCst: the load half of every StoreLoad pair in
-    /// Orderings.
+    /// Reads the phase word without a fence: for `Gc::new`'s born-marked
+    /// check, which only needs to see a phase stored after the snapshot
+    /// (Acquire pairs with `set_phase`'s store).
     #[inline]
     pub(crate) fn phase(&self) -> PhaseWord {
-        PhaseWord::decode(self.phase.load(Ordering::SeqCst))
+        PhaseWord::decode(self.phase.load(Ordering::Acquire))
     }
 
-    /// Starts cycle `epoch`: barriers on. The caller takes its heap snapshot
-    /// after this returns.
+    /// Reads the phase word after a SeqCst fence: the load half of the
+    /// mutator's StoreLoad pattern (see Orderings). The caller has already
+    /// made its store (the odd `seq`, the handle count, the borrow flag).
+    #[inline]
+    pub(crate) fn phase_after_store(&self) -> PhaseWord {
+        fence(Ordering::SeqCst);
+        PhaseWord::decode(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// Starts cycle `epoch`: barriers on. The caller took its heap snapshot
+    /// before (so an object allocated after `Gc::new` saw MARK is not in it),
+    /// and reads counts, flags and `seq`s after: the fence here is the
+    /// collector's half of the StoreLoad pattern.
     pub(crate) fn start_cycle(&self, epoch: u32) {
         debug_assert_eq!(self.phase().phase, OFF, "cycles do not overlap");
         self.set_phase(PhaseWord { phase: MARK, epoch });
+        fence(Ordering::SeqCst);
     }
 
     /// Moves to `phase`, keeping the epoch (collector only).
@@ -243,14 +275,34 @@ impl Barrier {
         true
     }
 
-    /// Pops one object shaded by a mutator (collector only).
-    pub(crate) fn pop_gray(&self) -> Option<usize> {
-        self.gray.pop()
-    }
-
     /// How many objects mutators have shaded, ever.
     pub(crate) fn shades(&self) -> usize {
         self.shades.load(Ordering::SeqCst)
+    }
+
+    /// Mark termination: traces every gray object with `trace` (which must
+    /// also trace everything it marks, to a fixpoint) until a handshake round
+    /// ends with no new shade. Returns the number of handshake rounds.
+    ///
+    /// A barrier operation that began before the round's
+    /// `wait_for_mutators` has finished its shades when the wait returns;
+    /// one that begins after it can only shade objects already marked
+    /// (DESIGN.md, "Termination"), which pushes nothing.
+    pub(crate) fn terminate(&self, mut trace: impl FnMut(usize)) -> usize {
+        let mut rounds = 0;
+        loop {
+            while let Some(addr) = self.gray.pop() {
+                trace(addr);
+            }
+            let before = self.shades();
+            self.wait_for_mutators();
+            rounds += 1;
+            match self.gray.pop() {
+                Some(addr) => trace(addr),
+                None if self.shades() == before => return rounds,
+                None => {}
+            }
+        }
     }
 
     /// Drops entries left in the gray queue (collector only, before a cycle
@@ -295,8 +347,11 @@ impl Barrier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        // The collector's half of the handshake's StoreLoad pattern: a
+        // mutator whose fence comes later sees every mark made before this.
+        fence(Ordering::SeqCst);
         for record in records {
-            let seq = record.seq.load(Ordering::SeqCst);
+            let seq = record.seq.load(Ordering::Relaxed);
             if seq % 2 == 0 {
                 continue;
             }

@@ -12,19 +12,22 @@
 //! `WRITING` excludes everything else; `COLLECTOR` and readers coexist.
 //!
 //! # Transitions
-//! - `0 | COLLECTOR -> WRITING`: the mutator, `acquire_write` (SeqCst CAS; it
+//! - `0 | COLLECTOR -> WRITING`: the mutator, `acquire_write` (AcqRel CAS; it
 //!   spins while `COLLECTOR` is set: the collector reads one value's handles,
 //!   a bounded wait measured as a pause). `WRITING -> 0`: `release_write`.
 //! - `readers -> readers + 1` when not `WRITING`: `try_read` (CAS);
 //!   `release_read` subtracts one.
-//! - `x -> x | COLLECTOR` when not `WRITING`: `collector_try_read` (SeqCst
+//! - `x -> x | COLLECTOR` when not `WRITING`: `collector_try_read` (AcqRel
 //!   CAS); `collector_release` clears it.
 //!
 //! # Orderings
-//! - `acquire_write`'s SeqCst CAS then the barrier's SeqCst phase load, against
-//!   `Barrier::start_cycle`'s SeqCst store then `collector_try_read`'s SeqCst
-//!   CAS: if the collector read the cell after the cycle started, a borrow
-//!   that comes after it sees MARK and shades (DESIGN.md, "Soundness").
+//! - All flag changes are RMWs on one word, so they are totally ordered. If a
+//!   mutator's `acquire_write` CAS comes after `collector_try_read`'s, it
+//!   reads `collector_release`'s Release write (or a later one in its release
+//!   sequence) with Acquire: the collector's `Barrier::start_cycle` happens
+//!   before the borrow's phase load, which therefore sees MARK and shades
+//!   (DESIGN.md, "Soundness"). If it comes before, the collector's CAS sees
+//!   WRITING and skips the cell.
 //! - `release_write` (Release) pairs with the Acquire half of
 //!   `collector_try_read` and `try_read`: the value written under the borrow
 //!   is what they read.
@@ -89,7 +92,7 @@ impl BorrowFlag {
         loop {
             match self
                 .0
-                .compare_exchange(0, WRITING, Ordering::SeqCst, Ordering::Acquire)
+                .compare_exchange(0, WRITING, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(spins),
                 Err(flag) if flag & WRITING != 0 => return Err(Conflict::Writing),
@@ -121,7 +124,7 @@ impl BorrowFlag {
             match self.0.compare_exchange_weak(
                 flag,
                 flag | COLLECTOR,
-                Ordering::SeqCst,
+                Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
                 Ok(_) => return true,

@@ -58,7 +58,7 @@ fn acquire_with_barrier<T: Trace + ?Sized>(
     let started = Instant::now();
     let spins = with_barrier(|barrier| {
         let spins = flag.acquire_write()?;
-        let phase = barrier.phase();
+        let phase = barrier.phase_after_store();
         if phase.marking() {
             let mut tracer = Tracer::new(TraceMode::Shade {
                 epoch: phase.epoch,

@@ -39,19 +39,19 @@ pub struct Gc<T: Trace + 'static> {
     _marker: PhantomData<T>,
 }
 
-// SAFETY: a `Gc<T>` gives shared access to `T` from any thread holding it, and
-// the object's destructor runs on the collector thread; both are sound when
-// `T: Send + Sync`. The header is only touched through atomics.
+// SAFETY: a `Gc<T>` moved to another thread gives that thread `&T` (needs
+// `T: Sync`) and a share of ownership, so the last user may be there (needs
+// `T: Send`). The header is only touched through atomics.
 unsafe impl<T: Trace + Send + Sync + 'static> Send for Gc<T> {}
 // SAFETY: as for `Send`: `&Gc<T>` gives `&T` (needs `T: Sync`) and clones
 // (which move `T`'s ownership share across threads, needs `T: Send`).
 unsafe impl<T: Trace + Send + Sync + 'static> Sync for Gc<T> {}
 
-impl<T: Trace + Send + 'static> Gc<T> {
+impl<T: Trace + 'static> Gc<T> {
     /// Moves `value` into a new collected object.
     ///
-    /// `T: Send` because the collector runs the destructor of an unreachable
-    /// object on its own thread.
+    /// The collector drops unreachable values on its own thread, which Trace
+    /// obligation 5 makes sound for every `Trace` type.
     pub fn new(value: T) -> Gc<T> {
         let layout = std::alloc::Layout::new::<GcBox<T>>();
         let Some(memory) = gc_alloc(layout) else {
@@ -110,15 +110,16 @@ impl<T: Trace + 'static> Clone for Gc<T> {
     fn clone(&self) -> Gc<T> {
         let header = self.header();
         with_barrier(|barrier| {
-            // SeqCst: a clone whose phase load below sees OFF is ordered
-            // before `start_cycle`, so `find_roots` counts it (barrier.rs).
-            let old = header.handles.fetch_add(1, Ordering::SeqCst);
+            // Relaxed: the fence in `phase_after_store` orders it before the
+            // phase load; a clone that sees OFF is counted by `find_roots`
+            // (barrier.rs, Orderings).
+            let old = header.handles.fetch_add(1, Ordering::Relaxed);
             if old > isize::MAX as usize {
                 // Like `Arc`: a count this large means handles were leaked
                 // with `mem::forget` in a loop; wrapping would free live memory.
                 std::process::abort();
             }
-            let phase = barrier.phase();
+            let phase = barrier.phase_after_store();
             if phase.marking() {
                 barrier.shade_word(&header.mark, header.addr(), phase.epoch);
             }
@@ -229,13 +230,13 @@ impl<T: Trace + 'static> std::borrow::Borrow<T> for Gc<T> {
     }
 }
 
-impl<T: Trace + Send + Default + 'static> Default for Gc<T> {
+impl<T: Trace + Default + 'static> Default for Gc<T> {
     fn default() -> Gc<T> {
         Gc::new(T::default())
     }
 }
 
-impl<T: Trace + Send + 'static> From<T> for Gc<T> {
+impl<T: Trace + 'static> From<T> for Gc<T> {
     fn from(value: T) -> Gc<T> {
         Gc::new(value)
     }

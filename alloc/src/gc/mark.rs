@@ -28,37 +28,26 @@ pub(crate) struct MarkStats {
 /// Marks everything reachable from `stack` and from mutators' shades.
 pub(crate) fn mark(barrier: &Barrier, epoch: u32, mut stack: Vec<NonNull<Header>>) -> MarkStats {
     let mut stats = MarkStats::default();
-    loop {
-        drain(barrier, epoch, &mut stack, &mut stats);
-        let before = barrier.shades();
-        barrier.wait_for_mutators();
-        stats.rounds += 1;
-        match barrier.pop_gray() {
-            Some(addr) => stack.push(from_addr(addr)),
-            None if barrier.shades() == before => return stats,
-            None => {}
-        }
-    }
+    drain(epoch, &mut stack, &mut stats);
+    stats.rounds = barrier.terminate(|addr| {
+        stack.push(from_addr(addr));
+        drain(epoch, &mut stack, &mut stats);
+    });
+    stats
 }
 
-/// Traces until both the local stack and the shared gray queue are empty.
-fn drain(barrier: &Barrier, epoch: u32, stack: &mut Vec<NonNull<Header>>, stats: &mut MarkStats) {
-    loop {
-        while let Some(object) = stack.pop() {
-            let mut tracer = Tracer::new(TraceMode::Mark { epoch, stack });
-            // SAFETY: marked objects are live: snapshot objects until this
-            // cycle's sweep, later ones because this cycle never frees them;
-            // the vtable belongs to the object (object.rs).
-            let header = unsafe { object.as_ref() };
-            // SAFETY: as above; the value is not dropped (not condemned).
-            unsafe { (header.vtable.trace)(object, &mut tracer) };
-            stats.opaque += tracer.opaque;
-            stats.traced += 1;
-        }
-        match barrier.pop_gray() {
-            Some(addr) => stack.push(from_addr(addr)),
-            None => return,
-        }
+/// Traces until the local stack is empty.
+fn drain(epoch: u32, stack: &mut Vec<NonNull<Header>>, stats: &mut MarkStats) {
+    while let Some(object) = stack.pop() {
+        let mut tracer = Tracer::new(TraceMode::Mark { epoch, stack });
+        // SAFETY: marked objects are live: snapshot objects until this
+        // cycle's sweep, later ones because this cycle never frees them.
+        let header = unsafe { object.as_ref() };
+        // SAFETY: as above; the value is not dropped (not condemned), and the
+        // vtable belongs to the object (object.rs).
+        unsafe { (header.vtable.trace)(object, &mut tracer) };
+        stats.opaque += tracer.opaque;
+        stats.traced += 1;
     }
 }
 

@@ -51,9 +51,9 @@ pub(crate) fn find_roots(
         // SAFETY: snapshot objects are live until this cycle's sweep.
         let header = unsafe { object.as_ref() };
         let internal = header.internal.load(Ordering::Relaxed) as usize;
-        // SeqCst: pairs with the SeqCst `fetch_add` in `Gc::clone` (a clone
-        // before `start_cycle` is seen here; barrier.rs, Orderings).
-        let handles = header.handles.load(Ordering::SeqCst);
+        // After `start_cycle`'s fence: a clone whose fence came first is
+        // counted here (barrier.rs, Orderings).
+        let handles = header.handles.load(Ordering::Relaxed);
         if handles > internal {
             roots += 1;
             if try_mark(&header.mark, epoch) {

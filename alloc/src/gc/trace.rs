@@ -50,8 +50,13 @@ use crate::loom::sync::atomic::Ordering;
 ///    in the same collection; dereferencing it then panics (see
 ///    `alloc/DESIGN.md`, "Destructors"). Moving such a handle out and keeping
 ///    it leaks that object instead of freeing it.
+/// 5. **Dropping and tracing may happen on the collector thread.** The value of
+///    an unreachable object is dropped on the collector thread, and `trace`
+///    runs there: every part of the type that is not itself `Trace` must be
+///    `Send` (an `Rc` or a `MutexGuard` must not be inside). The derive checks
+///    this for `#[trace(skip)]` fields at compile time.
 ///
-/// Types that hold no `Gc` at all (plain data) satisfy all four with an empty
+/// Types that hold no `Gc` at all (plain data) satisfy all five with an empty
 /// `trace`.
 pub unsafe trait Trace {
     /// Passes every `Gc` handle held directly by `self` to `tracer`.
@@ -107,10 +112,9 @@ impl<'a> Tracer<'a> {
         match &mut self.mode {
             TraceMode::Count => {
                 let internal = header.internal.load(Ordering::Relaxed);
-                header.internal.store(
-                    internal.saturating_add(1),
-                    Ordering::Relaxed,
-                );
+                header
+                    .internal
+                    .store(internal.saturating_add(1), Ordering::Relaxed);
             }
             TraceMode::Mark { epoch, stack } => {
                 if try_mark(&header.mark, *epoch) {

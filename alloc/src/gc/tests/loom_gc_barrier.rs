@@ -1,0 +1,180 @@
+//! Loom models of the barrier and handshake (barrier.rs, borrow.rs).
+//!
+//! Each model races one mutator operation against a collector cycle over a
+//! tiny heap and asserts the property the soundness argument rests on: the
+//! object the mutator still holds at the end is marked when the collector
+//! decides, so it would not be freed.
+//!
+//! Objects are ids with a handle count, an internal count and a mark word;
+//! the collector steps (count, roots, mark, terminate) are written out with
+//! the real `Barrier`, `MutatorRecord`, `BorrowFlag` and `try_mark`.
+
+use crate::gc::barrier::{Barrier, MutatorRecord, is_marked, try_mark};
+use crate::gc::borrow::BorrowFlag;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::Arc;
+use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::thread;
+
+const EPOCH: u32 = 1;
+
+/// One modelled object.
+struct Obj {
+    handles: AtomicUsize,
+    mark: AtomicU32,
+}
+
+impl Obj {
+    fn new(handles: usize) -> Obj {
+        Obj {
+            handles: AtomicUsize::new(handles),
+            mark: AtomicU32::new(0),
+        }
+    }
+}
+
+/// The clone barrier exactly as `Gc::clone` runs it.
+fn clone_handle(barrier: &Barrier, record: &MutatorRecord, obj: &Obj, id: usize) {
+    record.enter();
+    obj.handles.fetch_add(1, Ordering::Relaxed);
+    let phase = barrier.phase_after_store();
+    if phase.marking() {
+        barrier.shade_word(&obj.mark, id, phase.epoch);
+    }
+    record.exit();
+}
+
+/// Heap: `holder` (id 1, one stack handle) holds the only handle to `x`
+/// (id 2). The mutator clones `x` out of `holder`, then drops its handle to
+/// `holder`. The collector counts `x` before `holder` (the order that needs
+/// the clone barrier). At the end the mutator holds `x`: `x` must be marked.
+#[test]
+fn clone_then_drop_holder_races_counting_and_termination() {
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
+        let holder = Arc::new(Obj::new(1));
+        let x = Arc::new(Obj::new(1));
+        let record = barrier.register();
+
+        let mutator = {
+            let (barrier, holder, x) = (barrier.clone(), holder.clone(), x.clone());
+            thread::spawn(move || {
+                clone_handle(&barrier, &record, &x, 2);
+                holder.handles.fetch_sub(1, Ordering::Release);
+            })
+        };
+
+        // The collector: snapshot {x, holder}; barriers on.
+        barrier.start_cycle(EPOCH);
+        // Counting: holder's field is the one handle inside the heap.
+        let internal_x = 1;
+        let internal_holder = 0;
+        // Roots, x first.
+        let mut stack = Vec::new();
+        if x.handles.load(Ordering::Relaxed) > internal_x && try_mark(&x.mark, EPOCH) {
+            stack.push(2);
+        }
+        if holder.handles.load(Ordering::Relaxed) > internal_holder && try_mark(&holder.mark, EPOCH)
+        {
+            stack.push(1);
+        }
+        // Marking: tracing holder marks x.
+        let trace = |id: usize, stack: &mut Vec<usize>| {
+            if id == 1 && try_mark(&x.mark, EPOCH) {
+                stack.push(2);
+            }
+        };
+        while let Some(id) = stack.pop() {
+            trace(id, &mut stack);
+        }
+        barrier.terminate(|id| {
+            let mut local = vec![id];
+            while let Some(id) = local.pop() {
+                trace(id, &mut local);
+            }
+        });
+        let x_marked = is_marked(&x.mark, EPOCH);
+
+        mutator.join().unwrap();
+        assert!(
+            x_marked,
+            "the mutator holds x, but the collector would free it"
+        );
+    });
+}
+
+/// Heap: a cell `c` (a root, its handle on the mutator's stack) holds the only
+/// handle to `x`. The mutator takes `x` out of the cell
+/// (`borrow_mut().take()`), keeping it on its stack. The collector reads the
+/// cell while counting and again while marking. `x` must be marked, and the
+/// cell's contents are never read and written at once (loom's race checker).
+#[test]
+fn cell_move_races_counting_and_marking() {
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
+        let flag = Arc::new(BorrowFlag::new());
+        // The cell's contents: whether it holds the handle to x.
+        let holds_x = Arc::new(UnsafeCell::new(true));
+        let x = Arc::new(Obj::new(1));
+        let record = barrier.register();
+
+        let mutator = {
+            let (barrier, flag, holds_x, x) =
+                (barrier.clone(), flag.clone(), holds_x.clone(), x.clone());
+            thread::spawn(move || {
+                // `GcCell::borrow_mut`: acquire, deletion barrier.
+                record.enter();
+                flag.acquire_write().expect("no other mutator borrows");
+                let phase = barrier.phase_after_store();
+                if phase.marking() && holds_x.with(|held| unsafe { *held }) {
+                    barrier.shade_word(&x.mark, 2, phase.epoch);
+                }
+                record.exit();
+                // `take()`: the handle moves to the stack.
+                holds_x.with_mut(|held| unsafe { *held = false });
+                flag.release_write();
+            })
+        };
+
+        barrier.start_cycle(EPOCH);
+        // Counting: read the cell if no mutator holds it.
+        let mut internal_x = 0;
+        if flag.collector_try_read() {
+            if holds_x.with(|held| unsafe { *held }) {
+                internal_x += 1;
+            }
+            flag.collector_release();
+        }
+        // Roots: the cell is a root (its handle is on the stack); x is one
+        // if its handle is not (only) inside the cell.
+        let mut stack = vec![1];
+        if x.handles.load(Ordering::Relaxed) > internal_x && try_mark(&x.mark, EPOCH) {
+            stack.push(2);
+        }
+        let trace = |id: usize, stack: &mut Vec<usize>| {
+            if id == 1 && flag.collector_try_read() {
+                let held = holds_x.with(|held| unsafe { *held });
+                flag.collector_release();
+                if held && try_mark(&x.mark, EPOCH) {
+                    stack.push(2);
+                }
+            }
+        };
+        while let Some(id) = stack.pop() {
+            trace(id, &mut stack);
+        }
+        barrier.terminate(|id| {
+            let mut local = vec![id];
+            while let Some(id) = local.pop() {
+                trace(id, &mut local);
+            }
+        });
+        let x_marked = is_marked(&x.mark, EPOCH);
+
+        mutator.join().unwrap();
+        assert!(
+            x_marked,
+            "x moved to the stack, but the collector would free it"
+        );
+    });
+}
