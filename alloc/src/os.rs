@@ -123,6 +123,7 @@ pub fn resident_bytes() -> Option<usize> {
 ///
 /// Not thread-safe by itself: every caller holds the lock of the structure
 /// that owns the `FixAlloc` (the mheap lock for spans).
+#[cfg_attr(loom, allow(dead_code, reason = "loom builds metadata with Box"))]
 pub(crate) struct FixAlloc {
     size: usize,
     free: *mut u8,
@@ -134,8 +135,10 @@ pub(crate) struct FixAlloc {
 // doc); the raw pointers it holds refer to memory that is never unmapped.
 unsafe impl Send for FixAlloc {}
 
+#[cfg_attr(loom, allow(dead_code))]
 const FIX_CHUNK: usize = 256 << 10;
 
+#[cfg_attr(loom, allow(dead_code))]
 impl FixAlloc {
     /// An empty allocator of `size`-byte blocks (`size` at most 256 KiB).
     pub(crate) const fn new(size: usize) -> FixAlloc {

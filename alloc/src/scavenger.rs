@@ -23,10 +23,13 @@ use crate::sizeclass::PAGE_SIZE;
 use std::time::Duration;
 
 /// Background pace.
+#[cfg_attr(loom, allow(dead_code, reason = "no scavenger thread under loom"))]
 const TICK: Duration = Duration::from_secs(1);
 /// Pace while above the memory limit.
+#[cfg_attr(loom, allow(dead_code, reason = "no scavenger thread under loom"))]
 const LIMIT_TICK: Duration = Duration::from_millis(10);
 /// Most pages released per background tick (16 MiB).
+#[cfg_attr(loom, allow(dead_code, reason = "no scavenger thread under loom"))]
 const PAGES_PER_TICK: usize = 2048;
 
 crate::loom::global! {

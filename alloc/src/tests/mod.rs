@@ -10,3 +10,8 @@ mod heap_api;
 /// too.
 #[cfg(not(loom))]
 pub(crate) static GC_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[cfg(loom)]
+mod loom_mcentral;
+#[cfg(loom)]
+mod loom_pagemap;
