@@ -22,14 +22,14 @@
 //! - cached -> partial/full/mheap: `uncache_span` (the owning mcache), after
 //!   folding in the remote frees that arrived while it was cached.
 //! - full -> partial, partial -> mheap: `free_remote` on a central span.
-//! - cached span, remote free: `free_remote` sets a bit in `remote_bits`;
+//! - cached span, remote free: `free_remote` pushes the object on the span's remote list;
 //!   `harvest` (owner) or `uncache_span` applies it to `alloc_bits`.
 //!
 //! # Ownership
 //! `Lists` and every span's `central` cell are under this class's lock. A
 //! central normal span's `local.nalloc` and `alloc_bits` are under it too;
 //! a cached span's `alloc_bits` belong to its owner, so other threads'
-//! frees go to `remote_bits` instead.
+//! frees go to its remote list instead.
 //!
 //! # Orderings
 //! All by the mutex: its unlock (Release) pairs with the next lock (Acquire),
@@ -186,14 +186,18 @@ impl MCentral {
         }
         if s.owner.load(Ordering::Relaxed) != 0 {
             // Cached elsewhere: its owner writes alloc_bits; leave a note.
+            let obj = span.base_of(idx);
             return s.central.with_mut(|c| {
                 // SAFETY: `central` is under this lock, held here.
                 let c = unsafe { &mut *c };
-                let bit = 1u64 << (idx % 64);
-                if c.remote_bits[idx / 64] & bit != 0 {
+                if cfg!(debug_assertions) && remote_list_contains(c.remote_head, obj as usize) {
                     return Err(FreeError::DoubleFree);
                 }
-                c.remote_bits[idx / 64] |= bit;
+                // SAFETY: the object is being freed, so its first word (every
+                // slot is at least 8 bytes, 8-aligned) belongs to the
+                // allocator until the owner folds the list in.
+                unsafe { obj.cast::<usize>().write(c.remote_head) };
+                c.remote_head = obj as usize;
                 c.nremote += 1;
                 Ok(Release::Keep)
             });
@@ -297,7 +301,7 @@ impl MCentral {
     }
 }
 
-/// Applies a span's remote frees to its `alloc_bits`; returns their number.
+/// Applies a span's remote list to its `alloc_bits`; returns its length.
 /// The caller holds the mcentral lock and is the span's owner (or the span
 /// is being uncached by it), so it may write `alloc_bits`.
 fn apply_remote(span: SpanRef) -> usize {
@@ -308,15 +312,33 @@ fn apply_remote(span: SpanRef) -> usize {
         if c.nremote == 0 {
             return 0;
         }
-        for (w, bits) in c.remote_bits.iter_mut().enumerate() {
-            if *bits != 0 {
-                let a = &s.alloc_bits[w];
-                a.store(a.load(Ordering::Relaxed) & !*bits, Ordering::Relaxed);
-                *bits = 0;
-            }
+        let mut p = std::mem::take(&mut c.remote_head);
+        while p != 0 {
+            let idx = span.index_of(p as *const u8);
+            let a = &s.alloc_bits[idx / 64];
+            a.store(
+                a.load(Ordering::Relaxed) & !(1 << (idx % 64)),
+                Ordering::Relaxed,
+            );
+            // SAFETY: `p` is a dead object on the remote list, whose first
+            // word free_remote wrote.
+            p = unsafe { (p as *const usize).read() };
         }
         std::mem::take(&mut c.nremote)
     })
+}
+
+/// Whether the remote list starting at `head` holds `obj` (a debug check
+/// for double frees; O(list length), under the mcentral lock).
+fn remote_list_contains(mut head: usize, obj: usize) -> bool {
+    while head != 0 {
+        if head == obj {
+            return true;
+        }
+        // SAFETY: list entries are dead objects whose first word is the link.
+        head = unsafe { (head as *const usize).read() };
+    }
+    false
 }
 
 impl Lists {

@@ -24,6 +24,11 @@ use crate::sizeclass::{
 use crate::span::{FreeCursor, GcLinks, LARGE, SMALL, Span, SpanRef};
 use std::ptr::{self, NonNull};
 
+const _: () = assert!(
+    size_of::<Span>() <= os::SPAN_BLOCK,
+    "Span outgrew its pool block"
+);
+
 /// Most arenas the heap tracks: 4096 x 64 MiB = 256 GiB.
 const MAX_ARENAS: usize = if crate::loom::IS_LOOM { 4 } else { 4096 };
 
@@ -32,7 +37,7 @@ pub(crate) struct HeapInner {
     arenas: [*mut ArenaMeta; MAX_ARENAS],
     narenas: usize,
     #[cfg(not(loom))]
-    span_alloc: os::FixAlloc,
+    span_alloc: os::SpanPool,
     /// Pages in all arenas.
     sys_pages: usize,
     /// Pages on no span.
@@ -99,7 +104,7 @@ impl MHeap {
             inner: Mutex::new(HeapInner {
                 arenas: [ptr::null_mut(); MAX_ARENAS],
                 narenas: 0,
-                span_alloc: os::FixAlloc::new(size_of::<Span>()),
+                span_alloc: os::SpanPool::new(),
                 sys_pages: 0,
                 free_pages: 0,
                 released_pages: 0,
@@ -514,6 +519,12 @@ impl HeapInner {
             }
         }
         self.released_pages += done;
+        if !only_idle || done > 0 {
+            // Span structs of freed spans are metadata the heap no longer
+            // needs either.
+            #[cfg(not(loom))]
+            self.span_alloc.release();
+        }
         done
     }
 }

@@ -117,16 +117,15 @@ pub fn resident_bytes() -> Option<usize> {
     Some(pages * os_page.max(4096) as usize)
 }
 
-/// Hands out zeroed, never-unmapped blocks of `size` bytes (aligned to 64),
-/// carved from 256 KiB chunks mapped on demand, with a free list of returned
-/// blocks threaded through their first word. Go's `fixalloc`.
+/// Hands out zeroed, never-freed blocks of `size` bytes (aligned to 64),
+/// carved from 256 KiB chunks mapped on demand: Go's `fixalloc` without a
+/// free list, for metadata that is reused in place (per-thread stats blocks).
 ///
 /// Not thread-safe by itself: every caller holds the lock of the structure
-/// that owns the `FixAlloc` (the mheap lock for spans).
+/// that owns the `FixAlloc`.
 #[cfg_attr(loom, allow(dead_code, reason = "loom builds metadata with Box"))]
 pub(crate) struct FixAlloc {
     size: usize,
-    free: *mut u8,
     chunk: *mut u8,
     chunk_left: usize,
 }
@@ -144,7 +143,6 @@ impl FixAlloc {
     pub(crate) const fn new(size: usize) -> FixAlloc {
         FixAlloc {
             size: (size + 63) & !63,
-            free: ptr::null_mut(),
             chunk: ptr::null_mut(),
             chunk_left: 0,
         }
@@ -152,16 +150,6 @@ impl FixAlloc {
 
     /// A zeroed block, or `None` when the OS refuses a new chunk.
     pub(crate) fn alloc(&mut self) -> Option<*mut u8> {
-        if !self.free.is_null() {
-            let p = self.free;
-            // SAFETY: blocks on the free list were returned by `free`, which
-            // stored the next link in their first word; they are ours alone.
-            unsafe {
-                self.free = p.cast::<*mut u8>().read();
-                p.write_bytes(0, self.size);
-            }
-            return Some(p);
-        }
         if self.chunk_left < self.size {
             self.chunk = map(FIX_CHUNK)?;
             self.chunk_left = FIX_CHUNK;
@@ -172,17 +160,6 @@ impl FixAlloc {
         self.chunk = unsafe { self.chunk.add(self.size) };
         self.chunk_left -= self.size;
         Some(p)
-    }
-
-    /// Returns a block for reuse.
-    ///
-    /// # Safety
-    /// `p` came from this allocator's `alloc` and nothing refers to it; it is
-    /// never unmapped, so stale readers see a valid (reused) block.
-    pub(crate) unsafe fn free(&mut self, p: *mut u8) {
-        // SAFETY: the caller hands the block back; its first word is ours.
-        unsafe { p.cast::<*mut u8>().write(self.free) };
-        self.free = p;
     }
 }
 
@@ -201,21 +178,154 @@ mod tests {
     }
 
     #[test]
-    fn fixalloc_reuses_and_zeroes() {
+    fn pools_hand_out_distinct_zeroed_blocks_and_release_free_pages() {
         let mut f = FixAlloc::new(100);
         let a = f.alloc().unwrap();
         let b = f.alloc().unwrap();
         assert_eq!(b as usize - a as usize, 128);
-        // SAFETY: `a` is a live 128-byte block from `f`.
-        unsafe {
-            a.write_bytes(7, 128);
-            f.free(a);
+        let mut pool = SpanPool::new();
+        let blocks: Vec<*mut u8> = (0..64).map(|_| pool.alloc().unwrap()).collect();
+        for (i, &p) in blocks.iter().enumerate() {
+            assert_eq!(p as usize - blocks[0] as usize, i * SPAN_BLOCK);
+            // SAFETY: each block is live and SPAN_BLOCK bytes long.
+            unsafe { p.write_bytes(0xee, SPAN_BLOCK) };
         }
-        let c = f.alloc().unwrap();
-        assert_eq!(c, a);
-        // SAFETY: `c` is a live zeroed block of 128 bytes.
-        let block = unsafe { std::slice::from_raw_parts(c, 128) };
-        assert!(block.iter().all(|b| *b == 0));
+        // Free the first 16 (two OS pages) and one block of the third page.
+        for &p in blocks[..16].iter().chain(&blocks[20..21]) {
+            // SAFETY: allocated above, freed once.
+            unsafe { pool.free(p) };
+        }
+        assert_eq!(pool.release(), 2 * OS_PAGE);
+        assert_eq!(pool.release(), 0, "released pages are not released twice");
+        let again = pool.alloc().unwrap();
+        assert_eq!(again, blocks[0], "lowest free block first");
+        // SAFETY: `again` is a live block.
+        let bytes = unsafe { std::slice::from_raw_parts(again, SPAN_BLOCK) };
+        assert!(bytes.iter().all(|b| *b == 0), "a reused block is zeroed");
         assert!(resident_bytes().unwrap() > 0);
+    }
+}
+
+/// Bytes per span struct in the `SpanPool` (eight per 4 KiB OS page).
+pub(crate) const SPAN_BLOCK: usize = 512;
+/// Span structs the pool can hold: 1 Mi, a 512 MiB virtual reservation, enough
+/// for 8 GiB of heap in one-page spans (more with larger spans).
+const POOL_BLOCKS: usize = 1 << 20;
+const OS_PAGE: usize = 4096;
+const BLOCKS_PER_OS_PAGE: usize = OS_PAGE / SPAN_BLOCK;
+
+/// The span structs' allocator: fixed 512-byte blocks in one reserved
+/// region, with a bitmap of blocks in use instead of an intrusive free list,
+/// so that `release` can hand back every OS page whose eight blocks are all
+/// free (a heap that shrinks leaves no span-struct residue behind). A page
+/// touched again after release reads as zeros, which is a valid `Span`.
+///
+/// Not thread-safe by itself: only used under the mheap lock.
+#[cfg_attr(loom, allow(dead_code, reason = "loom builds span structs with Box"))]
+pub(crate) struct SpanPool {
+    region: *mut u8,
+    /// One bit per block: in use.
+    used: *mut u64,
+    /// One bit per OS page: released to the OS and not reused since.
+    released: *mut u64,
+    /// No free block below this index.
+    hint: usize,
+    /// No block at or above this index was ever used.
+    high: usize,
+}
+
+// SAFETY: the pool is only reached under the mheap lock; its pointers are
+// mappings it owns forever.
+unsafe impl Send for SpanPool {}
+
+#[cfg_attr(loom, allow(dead_code))]
+impl SpanPool {
+    /// An empty pool; the region is reserved on first use.
+    pub(crate) const fn new() -> SpanPool {
+        SpanPool {
+            region: ptr::null_mut(),
+            used: ptr::null_mut(),
+            released: ptr::null_mut(),
+            hint: 0,
+            high: 0,
+        }
+    }
+
+    /// A zeroed block, or `None` when the pool is exhausted or the OS refuses.
+    pub(crate) fn alloc(&mut self) -> Option<*mut u8> {
+        if self.region.is_null() {
+            self.region = map(POOL_BLOCKS * SPAN_BLOCK)?;
+            self.used = map(POOL_BLOCKS / 8)?.cast();
+            self.released = map(POOL_BLOCKS / BLOCKS_PER_OS_PAGE / 8)?.cast();
+        }
+        let mut w = self.hint / 64;
+        // SAFETY: `used` maps POOL_BLOCKS bits; `w` stays below that many words.
+        let words = unsafe { std::slice::from_raw_parts_mut(self.used, POOL_BLOCKS / 64) };
+        while w < words.len() && words[w] == u64::MAX {
+            w += 1;
+        }
+        if w == words.len() {
+            return None;
+        }
+        let idx = w * 64 + (!words[w]).trailing_zeros() as usize;
+        words[w] |= 1 << (idx % 64);
+        self.hint = idx;
+        self.high = self.high.max(idx + 1);
+        let page = idx / BLOCKS_PER_OS_PAGE;
+        // SAFETY: `released` maps one bit per OS page of the region.
+        unsafe { *self.released.add(page / 64) &= !(1 << (page % 64)) };
+        // SAFETY: the block lies inside the region; nothing else uses it
+        // (its bit was clear).
+        let p = unsafe { self.region.add(idx * SPAN_BLOCK) };
+        // SAFETY: as above; a recycled block is zeroed to a fresh Span.
+        unsafe { p.write_bytes(0, SPAN_BLOCK) };
+        Some(p)
+    }
+
+    /// Returns a block.
+    ///
+    /// # Safety
+    /// `p` came from `alloc` and is not freed twice; stale readers may still
+    /// read it (it stays mapped, and zero or recycled bytes are a valid Span).
+    pub(crate) unsafe fn free(&mut self, p: *mut u8) {
+        let idx = (p as usize - self.region as usize) / SPAN_BLOCK;
+        // SAFETY: idx is inside the pool, so its word is inside `used`.
+        unsafe { *self.used.add(idx / 64) &= !(1 << (idx % 64)) };
+        self.hint = self.hint.min(idx);
+    }
+
+    /// Releases every OS page whose blocks are all free; returns bytes released.
+    pub(crate) fn release(&mut self) -> usize {
+        if self.region.is_null() {
+            return 0;
+        }
+        let pages = self.high.div_ceil(BLOCKS_PER_OS_PAGE);
+        let mut done = 0;
+        let mut run_start = None;
+        for page in 0..=pages {
+            let free = page < pages && {
+                // SAFETY: one byte of `used` covers the 8 blocks of a page.
+                let byte = unsafe { *self.used.cast::<u8>().add(page) };
+                // SAFETY: `released` has a bit per page of the region.
+                let rel = unsafe { *self.released.add(page / 64) } & (1 << (page % 64)) != 0;
+                byte == 0 && !rel
+            };
+            match (free, run_start) {
+                (true, None) => run_start = Some(page),
+                (false, Some(s)) => {
+                    // SAFETY: pages [s, page) hold only free blocks, which
+                    // nobody may rely on the contents of (zero is valid).
+                    unsafe { release(self.region.add(s * OS_PAGE), (page - s) * OS_PAGE) };
+                    for q in s..page {
+                        // SAFETY: as above for `released`.
+                        unsafe { *self.released.add(q / 64) |= 1 << (q % 64) };
+                    }
+                    done += (page - s) * OS_PAGE;
+                    run_start = None;
+                }
+                _ => {}
+            }
+        }
+        done
     }
 }

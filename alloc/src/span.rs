@@ -45,7 +45,7 @@
 //! - `local` (free cursor and live count): GC spans: under `gc_lock`. Normal
 //!   spans: the cursor lives in the owning mcache entry while cached;
 //!   `local.nalloc` is read and written under the mcentral lock while central.
-//! - `central` (list links, remote-free bitmap): under the mcentral lock.
+//! - `central` (list links, remote-free list): under the mcentral lock.
 //! - `gc_links` (list of all GC spans): under the mheap's GC-span lock.
 //! - `owner`: written under the mcentral lock; read without it by the free
 //!   path, which only compares it with its own mcache (see `mcache.rs`).
@@ -65,7 +65,9 @@
 //!   needs per-slot allocation state it can read without touching objects.
 //! - Atomic fetch_and on `alloc_bits` for every free: a lock-prefixed RMW on
 //!   the fast path; the owner is the only writer, so load + store suffices,
-//!   and other threads' frees go to `central.remote_bits` under the lock.
+//!   and other threads' frees go to `central.remote_head` under the lock.
+//! - A remote-free bitmap per span: 128 more bytes per span struct (spans
+//!   are 512-byte blocks); the list costs nothing until used.
 //! - Go's "bits below freeindex are allocated" rule without setting bits at
 //!   allocation: explicit `dealloc` needs the exact state to catch double frees.
 //!
@@ -176,9 +178,12 @@ pub(crate) struct SpanCentral {
     pub(crate) prev: *mut Span,
     /// `LIST_NONE`, `LIST_PARTIAL` or `LIST_FULL`.
     pub(crate) list: u8,
-    /// Slots freed by other threads while the span was cached.
-    pub(crate) remote_bits: [u64; BITMAP_WORDS],
-    /// Number of bits set in `remote_bits`.
+    /// Objects freed by other threads while the span was cached: a list
+    /// threaded through their first word (they are dead, so their memory is
+    /// the allocator's), 0 for none. Their alloc bits stay set until the
+    /// owner folds the list in.
+    pub(crate) remote_head: usize,
+    /// Length of the remote list.
     pub(crate) nremote: usize,
 }
 
@@ -207,7 +212,7 @@ impl Default for SpanCentral {
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             list: LIST_NONE,
-            remote_bits: [0; BITMAP_WORDS],
+            remote_head: 0,
             nremote: 0,
         }
     }

@@ -18,6 +18,11 @@ fn cached_span(nelems: usize) -> SpanRef {
     s.spanclass.store(2, Ordering::Relaxed); // class 1, normal
     s.nelems.store(nelems, Ordering::Relaxed);
     s.elem_size.store(8, Ordering::Relaxed);
+    s.div_magic
+        .store(crate::sizeclass::CLASS_DIV_MAGIC[1], Ordering::Relaxed);
+    // Real memory for the slots: remote frees write a link into the object.
+    let slots: &'static mut [u64; 4] = Box::leak(Box::new([0; 4]));
+    s.base.store(slots.as_mut_ptr() as usize, Ordering::Relaxed);
     s.state.store(SMALL, Ordering::Relaxed);
     s.owner.store(OWNER, Ordering::Relaxed);
     s.alloc_bits[0].store((1 << nelems) - 1, Ordering::Relaxed);
