@@ -29,11 +29,17 @@ pub(crate) const IS_LOOM: bool = cfg!(loom);
 /// `const`) normally, a `loom::lazy_static!` under loom so every model
 /// execution starts from a fresh value.
 macro_rules! global {
-    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;) => {
+    ($(#[$attr:meta])* pub(crate) static $name:ident: $t:ty = $init:expr;) => {
         #[cfg(not(loom))]
-        $(#[$attr])* $vis static $name: $t = $init;
+        $(#[$attr])* pub(crate) static $name: $t = $init;
         #[cfg(loom)]
-        loom::lazy_static! { $(#[$attr])* $vis static ref $name: $t = $init; }
+        loom::lazy_static! { $(#[$attr])* pub(crate) static ref $name: $t = $init; }
+    };
+    ($(#[$attr:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        $(#[$attr])* static $name: $t = $init;
+        #[cfg(loom)]
+        loom::lazy_static! { $(#[$attr])* static ref $name: $t = $init; }
     };
 }
 pub(crate) use global;

@@ -313,7 +313,12 @@ fn random_graph_mutation_during_collections() {
         "stress: {ops} ops, {created} objects, {cycles} collections, stats {:?}",
         gc_stats()
     );
-    assert!(gc_stats().num_gc > gc_before);
+    let stats = gc_stats();
+    assert!(stats.num_gc > gc_before);
+    assert_eq!(
+        stats.unexpected_dead, 0,
+        "the arena freed objects the collector did not condemn"
+    );
 }
 
 /// A queue node (single-threaded, through `GcCell`).

@@ -11,9 +11,10 @@
 //! The phase word (`Barrier::phase`, one `AtomicUsize`):
 //! - bits 0..2: the phase: `OFF` (0, no cycle), `MARK` (1, counting and
 //!   marking; barriers on), `SWEEP` (2, destructors and freeing; barriers off);
-//! - bits 2..: the cycle's epoch (starts at 1, +1 per cycle). An object is
-//!   marked in cycle `e` when its header's `mark` word equals `e`; a smaller
-//!   value means unmarked, `CONDEMNED` means found unreachable.
+//! - bits 2..: the cycle's number (its epoch), for diagnostics.
+//!
+//! Marks live in the spans' mark bitmaps (`SpanRef::mark`, an atomic
+//! fetch-or that says whether the bit was newly set); sweeping clears them.
 //!
 //! Each mutator thread owns a `MutatorRecord` whose `seq` is odd while the
 //! thread is inside a barrier operation and even outside.
@@ -26,9 +27,14 @@
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
 //!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`
 //!   (Release store).
-//! - object `mark < e -> e`: anyone, `Barrier::shade_word` (CAS); only the
-//!   winner pushes the object on the gray queue, so each object is queued at
-//!   most once per cycle.
+//! - object unmarked -> marked: anyone, `Header::try_mark` (fetch-or on the
+//!   span's mark bitmap); only the caller that set the bit pushes the object
+//!   on the gray queue (`Barrier::shaded`), so each object is queued at most
+//!   once per cycle.
+//! - phase `MARK -> SWEEP`: after mark termination, followed by one more
+//!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
+//!   sweeping starts (a late shade would leave a mark bit set in a swept
+//!   span, read as "marked" by the next cycle).
 //!
 //! # Ownership
 //! - `phase`: written by the collector thread only; read by everyone.
@@ -57,10 +63,12 @@
 //! - `MutatorRecord::exit` (Release) pairs with the Acquire reload of `seq` in
 //!   `wait_for_mutators`: every gray push made inside the operation is visible
 //!   to the drain that follows the wait.
-//! - `set_phase`'s store (SeqCst) pairs with `phase`'s Acquire load in
-//!   `Gc::new`: an allocation that sees MARK is ordered after the snapshot
-//!   swap (`object::take_all`), so its push lands on the fresh list and the
-//!   object may be born marked without being traced.
+//! - Allocation: `Gc::new` runs inside a barrier operation and fences
+//!   (`phase_after_store`) before `gc_alloc` reads the arena's phase. The
+//!   collector calls `heap_api::gc_begin_mark` (SeqCst), `start_cycle`
+//!   (fence) and `wait_for_mutators`: an allocation either sees MARK and is
+//!   born black (never traced, never swept this cycle), or is waited for, so
+//!   the collector reads only initialised objects.
 //! - `BorrowFlag::collector_release` (Release) pairs with the Acquire of
 //!   `acquire_write`'s CAS: a borrow that begins after the collector read the
 //!   cell happens after `start_cycle` and sees MARK.
@@ -72,6 +80,10 @@
 //!   cache line on every clone of every thread.
 //! - An intrusive gray list through the object headers: a late push from a
 //!   finished cycle could link an object twice; the segmented queue cannot.
+//! - Epoch numbers in object headers as marks (the first version): they make
+//!   late shades harmless, but the arena's sweep is driven by its mark
+//!   bitmaps, so marks live there and the SWEEP handshake rules out late
+//!   shades instead.
 //! - A Dijkstra insertion barrier on cell release: the handle counts already
 //!   make every handle stored after an object was counted look like a root
 //!   (DESIGN.md, "Why no insertion barrier").
@@ -81,7 +93,7 @@
 //! the collector's counting and termination; the object a mutator keeps is
 //! always marked when the collector decides (nothing reachable is freed).
 
-use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering, fence};
+use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 use crate::loom::sync::{Arc, Mutex};
 
 /// No cycle is running; barriers are off.
@@ -92,9 +104,6 @@ pub(crate) const MARK: usize = 1;
 pub(crate) const SWEEP: usize = 2;
 const PHASE_MASK: usize = 0b11;
 const EPOCH_SHIFT: u32 = 2;
-
-/// The `mark` value of an object the collector found unreachable.
-pub(crate) const CONDEMNED: u32 = u32::MAX;
 
 /// A decoded phase word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,9 +239,7 @@ impl Barrier {
         }
     }
 
-    /// Reads the phase word without a fence: for `Gc::new`'s born-marked
-    /// check, which only needs to see a phase stored after the snapshot
-    /// (Acquire pairs with `set_phase`'s store).
+    /// Reads the phase word without a fence (assertions and diagnostics).
     #[inline]
     pub(crate) fn phase(&self) -> PhaseWord {
         PhaseWord::decode(self.phase.load(Ordering::Acquire))
@@ -247,10 +254,11 @@ impl Barrier {
         PhaseWord::decode(self.phase.load(Ordering::Relaxed))
     }
 
-    /// Starts cycle `epoch`: barriers on. The caller took its heap snapshot
-    /// before (so an object allocated after `Gc::new` saw MARK is not in it),
-    /// and reads counts, flags and `seq`s after: the fence here is the
-    /// collector's half of the StoreLoad pattern.
+    /// Starts cycle `epoch`: barriers on. The caller then waits for the
+    /// mutators (`wait_for_mutators`), so every `Gc::new` that might have
+    /// allocated white has finished initialising its object, and only then
+    /// reads the heap. The fence here is the collector's half of the
+    /// StoreLoad pattern.
     pub(crate) fn start_cycle(&self, epoch: u32) {
         debug_assert_eq!(self.phase().phase, OFF, "cycles do not overlap");
         self.set_phase(PhaseWord { phase: MARK, epoch });
@@ -262,17 +270,13 @@ impl Barrier {
         self.phase.store(word.encode(), Ordering::SeqCst);
     }
 
-    /// Marks the object whose mark word is `mark` for `epoch`; if this call
-    /// marked it, queues `addr` for the collector and returns true.
+    /// Records that a mutator's barrier newly marked the object at `addr`:
+    /// queues it for the collector to trace.
     #[inline]
-    pub(crate) fn shade_word(&self, mark: &AtomicU32, addr: usize, epoch: u32) -> bool {
-        if !try_mark(mark, epoch) {
-            return false;
-        }
+    pub(crate) fn shaded(&self, addr: usize) {
         self.gray.push(addr);
-        // SeqCst: read by `mark::terminate` around a handshake.
+        // SeqCst: read by `terminate` around a handshake.
         self.shades.fetch_add(1, Ordering::SeqCst);
-        true
     }
 
     /// How many objects mutators have shaded, ever.
@@ -367,29 +371,6 @@ impl Barrier {
             }
         }
     }
-}
-
-/// Marks `mark` for `epoch` unless it is already marked or condemned; true if
-/// this call marked it.
-#[inline]
-pub(crate) fn try_mark(mark: &AtomicU32, epoch: u32) -> bool {
-    let mut current = mark.load(Ordering::Acquire);
-    loop {
-        if current == CONDEMNED || current >= epoch {
-            return false;
-        }
-        match mark.compare_exchange_weak(current, epoch, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return true,
-            Err(seen) => current = seen,
-        }
-    }
-}
-
-/// Whether `mark` is marked in cycle `epoch`.
-#[inline]
-pub(crate) fn is_marked(mark: &AtomicU32, epoch: u32) -> bool {
-    let current = mark.load(Ordering::Acquire);
-    current != CONDEMNED && current >= epoch
 }
 
 #[cfg(not(loom))]

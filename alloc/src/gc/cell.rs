@@ -60,10 +60,7 @@ fn acquire_with_barrier<T: Trace + ?Sized>(
         let spins = flag.acquire_write()?;
         let phase = barrier.phase_after_store();
         if phase.marking() {
-            let mut tracer = Tracer::new(TraceMode::Shade {
-                epoch: phase.epoch,
-                barrier,
-            });
+            let mut tracer = Tracer::new(TraceMode::Shade { barrier });
             // SAFETY: we hold WRITING (acquire_write above), so no one else
             // reads or writes the value; tracing only reads it.
             value.with(|ptr| unsafe { &*ptr }.trace(&mut tracer));

@@ -2,15 +2,18 @@
 //!
 //! One thread (`gort-gc`), started at the first request, runs cycles one at a
 //! time. A cycle, in order (`run_cycle`):
-//! 1. drop stale gray entries; take the snapshot of all objects
-//!    (`object::take_all`), then turn the barriers on (`Barrier::start_cycle`);
+//! 1. drop stale gray entries; the arena allocates black
+//!    (`heap_api::gc_begin_mark`); barriers on (`Barrier::start_cycle`); wait
+//!    for mutators inside a barrier operation, allocations included; take the
+//!    snapshot of every allocated, unmarked object (`roots::snapshot`);
 //! 2. count handles found inside the snapshot (`roots::count_internal`);
 //! 3. mark the objects with handles left over, the roots
 //!    (`roots::find_roots`);
 //! 4. mark from them and from mutators' shades, then terminate with the
 //!    handshake (`mark::mark`);
-//! 5. barriers off; condemn, destroy and free what is unmarked
-//!    (`sweep::sweep`);
+//! 5. barriers off and a second wait for mutators; the arena's sweepgen
+//!    advances (`gc_begin_sweep`); condemn, destroy and free what is
+//!    unmarked (`sweep::sweep`, the arena's bitmap swap);
 //! 6. tell the pacer what is live; count the cycle; wake `collect()` callers.
 //!
 //! Requests are cycle numbers under one mutex: `collect()` asks for a cycle
@@ -23,7 +26,8 @@ use std::time::Instant;
 
 use crate::gc::barrier::{BARRIER, OFF, PhaseWord, SWEEP};
 use crate::gc::stats::{self, CycleReport};
-use crate::gc::{mark, object, pacer, roots, sweep};
+use crate::gc::{mark, pacer, roots, sweep};
+use crate::heap_api;
 use crate::loom::sync::{Condvar, LazyLock, Mutex};
 
 #[derive(Default)]
@@ -137,28 +141,37 @@ fn collector_main() {
 
 /// Runs cycle number `cycle` (its epoch).
 fn run_cycle(cycle: u64) {
-    // Epochs are u32 marks; after 2^32 - 2 cycles they would wrap and read
-    // old marks as new ones.
-    let epoch = u32::try_from(cycle)
-        .ok()
-        .filter(|&e| e < super::barrier::CONDEMNED)
-        .expect("gort_alloc: collector epoch exhausted after 2^32 - 2 cycles");
+    let epoch = cycle as u32;
     let barrier = &*BARRIER;
     let started = Instant::now();
     barrier.clear_gray();
-    let objects = object::take_all();
+    heap_api::gc_begin_mark();
     barrier.start_cycle(epoch);
+    // The allocation handshake: every `Gc::new` that may have allocated
+    // white has finished writing its object.
+    barrier.wait_for_mutators();
+    let objects = roots::snapshot();
     roots::count_internal(&objects);
     let mut stack = Vec::new();
-    roots::find_roots(&objects, epoch, &mut stack);
-    mark::mark(barrier, epoch, stack);
+    roots::find_roots(&objects, &mut stack);
+    mark::mark(barrier, stack);
     let marked = Instant::now();
     barrier.set_phase(PhaseWord {
         phase: SWEEP,
         epoch,
     });
-    let swept = sweep::sweep(objects, epoch);
+    // No barrier that saw MARK may still be shading once sweeping starts.
+    barrier.wait_for_mutators();
+    heap_api::gc_begin_sweep();
+    let swept = sweep::sweep(objects);
+    heap_api::gc_end_cycle();
     barrier.set_phase(PhaseWord { phase: OFF, epoch });
+    if swept.unexpected_dead != 0 {
+        eprintln!(
+            "gort_alloc: BUG: the arena freed {} objects the collector did not condemn",
+            swept.unexpected_dead
+        );
+    }
     pacer::cycle_done(swept.live_bytes, swept.freed_bytes);
     stats::record_cycle(&CycleReport {
         mark: marked - started,
@@ -167,5 +180,6 @@ fn run_cycle(cycle: u64) {
         freed_objects: swept.freed_objects,
         leaked_objects: swept.leaked_objects,
         destructor_panics: swept.destructor_panics,
+        unexpected_dead: swept.unexpected_dead,
     });
 }

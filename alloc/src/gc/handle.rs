@@ -20,11 +20,11 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{BARRIER, CONDEMNED, with_barrier};
-use crate::gc::heap_shim::gc_alloc;
-use crate::gc::object::{GcBox, Header, push_all};
+use crate::gc::barrier::with_barrier;
+use crate::gc::object::{GcBox, Header};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
+use crate::heap_api::gc_alloc;
 use crate::loom::sync::atomic::Ordering;
 
 /// A handle to a garbage-collected `T`, shared by cloning.
@@ -54,21 +54,21 @@ impl<T: Trace + 'static> Gc<T> {
     /// obligation 5 makes sound for every `Trace` type.
     pub fn new(value: T) -> Gc<T> {
         let layout = std::alloc::Layout::new::<GcBox<T>>();
-        let Some(memory) = gc_alloc(layout) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        let ptr = memory.cast::<GcBox<T>>();
-        let header = Header::new(GcBox::<T>::vtable());
-        // Born marked: a cycle that is marking took its snapshot before
-        // setting the phase (`collector::run_cycle`), so an object that sees
-        // MARK here is not in the snapshot and needs no tracing.
-        let phase = BARRIER.phase();
-        if phase.marking() {
-            header.mark.store(phase.epoch, Ordering::Relaxed);
-        }
-        // SAFETY: `memory` is fresh, sized and aligned for `GcBox<T>`.
-        unsafe { ptr.as_ptr().write(GcBox { header, value }) };
-        push_all(ptr.cast::<Header>());
+        // A barrier operation: a cycle that starts meanwhile waits until the
+        // object is initialised, or the arena allocates it black (barrier.rs,
+        // Orderings, "Allocation").
+        let ptr = with_barrier(|barrier| {
+            barrier.phase_after_store();
+            let Some(memory) = gc_alloc(layout) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            let ptr = memory.cast::<GcBox<T>>();
+            let header = Header::new(GcBox::<T>::vtable());
+            // SAFETY: `memory` is a fresh slot, sized and aligned for
+            // `GcBox<T>` (gc_alloc honours the layout).
+            unsafe { ptr.as_ptr().write(GcBox { header, value }) };
+            ptr
+        });
         pacer::note_alloc(layout.size());
         Gc {
             ptr,
@@ -119,9 +119,8 @@ impl<T: Trace + 'static> Clone for Gc<T> {
                 // with `mem::forget` in a loop; wrapping would free live memory.
                 std::process::abort();
             }
-            let phase = barrier.phase_after_store();
-            if phase.marking() {
-                barrier.shade_word(&header.mark, header.addr(), phase.epoch);
+            if barrier.phase_after_store().marking() && header.try_mark() {
+                barrier.shaded(header.addr());
             }
         });
         Gc {
@@ -145,7 +144,7 @@ impl<T: Trace + 'static> Deref for Gc<T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        if self.header().mark.load(Ordering::Relaxed) == CONDEMNED {
+        if self.header().is_condemned() {
             condemned_deref();
         }
         // SAFETY: a handle keeps its object allocated (Validity), and an

@@ -26,22 +26,24 @@ pub(crate) struct MarkStats {
 }
 
 /// Marks everything reachable from `stack` and from mutators' shades.
-pub(crate) fn mark(barrier: &Barrier, epoch: u32, mut stack: Vec<NonNull<Header>>) -> MarkStats {
+pub(crate) fn mark(barrier: &Barrier, mut stack: Vec<NonNull<Header>>) -> MarkStats {
     let mut stats = MarkStats::default();
-    drain(epoch, &mut stack, &mut stats);
+    drain(&mut stack, &mut stats);
     stats.rounds = barrier.terminate(|addr| {
         stack.push(from_addr(addr));
-        drain(epoch, &mut stack, &mut stats);
+        drain(&mut stack, &mut stats);
     });
     stats
 }
 
 /// Traces until the local stack is empty.
-fn drain(epoch: u32, stack: &mut Vec<NonNull<Header>>, stats: &mut MarkStats) {
+fn drain(stack: &mut Vec<NonNull<Header>>, stats: &mut MarkStats) {
     while let Some(object) = stack.pop() {
-        let mut tracer = Tracer::new(TraceMode::Mark { epoch, stack });
-        // SAFETY: marked objects are live: snapshot objects until this
-        // cycle's sweep, later ones because this cycle never frees them.
+        let mut tracer = Tracer::new(TraceMode::Mark { stack });
+        // SAFETY: objects on the stack were marked by this cycle, so its
+        // sweep keeps them; they were allocated before (roots and children
+        // of traced objects) or are held by a mutator (shaded), and
+        // initialised (the allocation handshake, barrier.rs).
         let header = unsafe { object.as_ref() };
         // SAFETY: as above; the value is not dropped (not condemned), and the
         // vtable belongs to the object (object.rs).

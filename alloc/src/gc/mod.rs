@@ -3,7 +3,7 @@
 //! | file | concept |
 //! |------|---------|
 //! | `trace.rs` | the `Trace` trait, its obligations, std impls, `Tracer` |
-//! | `object.rs` | object header, vtable, the all-objects list |
+//! | `object.rs` | object header, vtable, mark bit in the span bitmap |
 //! | `handle.rs` | `Gc<T>` |
 //! | `borrow.rs` | the borrow flag shared by cells and the collector |
 //! | `cell.rs` | `GcCell`, `GcMutex` and their deletion barrier |
@@ -29,8 +29,6 @@ pub(crate) mod cell;
 pub(crate) mod collector;
 #[cfg(not(loom))]
 pub(crate) mod handle;
-#[cfg(not(loom))]
-pub(crate) mod heap_shim;
 #[cfg(not(loom))]
 pub(crate) mod mark;
 #[cfg(not(loom))]

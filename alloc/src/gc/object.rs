@@ -1,29 +1,30 @@
-//! The object header every `Gc` allocation starts with, its type-erased
-//! vtable, and the list of all objects the collector snapshots.
+//! The object header every `Gc` allocation starts with, and its type-erased
+//! vtable.
 //!
-//! Layout of one allocation (`GcBox<T>`, `repr(C)`, header first so a
-//! `NonNull<Header>` and a `NonNull<GcBox<T>>` are the same address):
+//! Objects live in the arena's GC spans (`heap_api::gc_alloc`); an object's
+//! mark is its slot's bit in the span's mark bitmap, found through
+//! `heap_api::span_of` (O(1), the page map). Layout of one allocation
+//! (`GcBox<T>`, `repr(C)`, header first so a `NonNull<Header>` and a
+//! `NonNull<GcBox<T>>` are the same address, the slot's base):
 //!
 //! | field      | written by                          | read by                 |
 //! |------------|-------------------------------------|-------------------------|
 //! | `handles`  | every `Gc` clone/drop (atomic RMW)  | collector (`roots.rs`)  |
 //! | `internal` | collector only                      | collector only          |
-//! | `mark`     | barriers and collector (CAS)        | anyone                  |
-//! | `vtable`   | `Gc::new`, before publication       | collector               |
-//! | `next`     | `push_all` before publication; then the collector alone | collector |
+//! | `flags`    | collector (`CONDEMNED`, in sweep)   | `Deref`, collector      |
+//! | `vtable`   | `Gc::new`, before the collector may read the slot | collector |
 //! | `value`    | `Gc::new`; then only through `GcCell`/`GcMutex` | anyone      |
-//!
-//! The all-objects list is a Treiber stack: `Gc::new` pushes with a CAS, and
-//! the collector takes the whole list with one swap at the start of a cycle
-//! (the cycle's snapshot, H0 in DESIGN.md). Objects allocated after the swap
-//! go on the fresh list and are not swept by that cycle. The collector pushes
-//! the survivors back after sweeping.
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
 use crate::gc::trace::{Trace, Tracer};
-use crate::loom::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::heap_api::{SpanRef, span_of};
+use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+/// `Header::flags`: the collector found the object unreachable; its value is
+/// dropped or being dropped.
+pub(crate) const CONDEMNED: u32 = 1;
 
 /// Type-erased operations on one object type.
 pub(crate) struct VTable {
@@ -41,11 +42,9 @@ pub(crate) struct Header {
     pub(crate) handles: AtomicUsize,
     /// Handles found inside scanned objects this cycle (collector only).
     pub(crate) internal: AtomicU32,
-    /// The epoch this object was last marked in, or `CONDEMNED`.
-    pub(crate) mark: AtomicU32,
+    /// `CONDEMNED` or 0.
+    pub(crate) flags: AtomicU32,
     pub(crate) vtable: &'static VTable,
-    /// The next object on the all-objects list.
-    pub(crate) next: AtomicPtr<Header>,
 }
 
 /// One allocation: header, then value.
@@ -94,9 +93,8 @@ impl Header {
         Header {
             handles: AtomicUsize::new(1),
             internal: AtomicU32::new(0),
-            mark: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
             vtable,
-            next: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -105,107 +103,36 @@ impl Header {
     pub(crate) fn addr(&self) -> usize {
         self as *const Header as usize
     }
-}
 
-/// A list of objects linked through `Header::next`, owned by one thread.
-pub(crate) struct ObjectList {
-    pub(crate) head: *mut Header,
-    pub(crate) tail: *mut Header,
-    pub(crate) len: usize,
-}
-
-impl ObjectList {
-    pub(crate) fn new() -> ObjectList {
-        ObjectList {
-            head: std::ptr::null_mut(),
-            tail: std::ptr::null_mut(),
-            len: 0,
-        }
+    /// The span and slot holding this object.
+    #[inline]
+    pub(crate) fn slot(&self) -> (SpanRef, usize) {
+        let ptr = self as *const Header as *const u8;
+        let span = span_of(ptr).expect("gort_alloc: a Gc object outside the arena's spans");
+        (span, span.index_of(ptr))
     }
 
-    /// Appends `object` (owned by the caller's list from now on).
-    pub(crate) fn push(&mut self, object: NonNull<Header>) {
-        // SAFETY: `object` is live and not on any other list: its owner
-        // passed it here after taking it off one (sweep.rs).
-        unsafe { object.as_ref() }
-            .next
-            .store(std::ptr::null_mut(), Ordering::Relaxed);
-        if self.tail.is_null() {
-            self.head = object.as_ptr();
-        } else {
-            // SAFETY: `tail` is a live object this list owns.
-            unsafe { &*self.tail }
-                .next
-                .store(object.as_ptr(), Ordering::Relaxed);
+    /// Whether the collector found this object unreachable.
+    #[inline]
+    pub(crate) fn is_condemned(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & CONDEMNED != 0
+    }
+
+    /// Sets this object's mark bit unless it is condemned; true if this call
+    /// set it.
+    #[inline]
+    pub(crate) fn try_mark(&self) -> bool {
+        if self.is_condemned() {
+            return false;
         }
-        self.tail = object.as_ptr();
-        self.len += 1;
+        let (span, idx) = self.slot();
+        span.mark(idx)
+    }
+
+    /// Whether this object's mark bit is set.
+    #[inline]
+    pub(crate) fn is_marked(&self) -> bool {
+        let (span, idx) = self.slot();
+        span.is_marked(idx)
     }
 }
-
-#[cfg(not(loom))]
-mod all {
-    use super::{Header, ObjectList};
-    use std::ptr::NonNull;
-    use std::sync::atomic::{AtomicPtr, Ordering};
-
-    /// Every object not currently owned by a running sweep.
-    static ALL: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
-
-    /// Publishes a fresh object to the collector.
-    pub(crate) fn push_all(object: NonNull<Header>) {
-        // SAFETY: `object` was just initialised by `Gc::new`; no one else can
-        // see it until the CAS below publishes it.
-        let header = unsafe { object.as_ref() };
-        let mut head = ALL.load(Ordering::Relaxed);
-        loop {
-            header.next.store(head, Ordering::Relaxed);
-            // SeqCst: pairs with `take_all`'s swap; Release part publishes
-            // the initialised header and value to the collector.
-            match ALL.compare_exchange_weak(
-                head,
-                object.as_ptr(),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(seen) => head = seen,
-            }
-        }
-    }
-
-    /// Takes every published object: the cycle's snapshot.
-    pub(crate) fn take_all() -> Vec<NonNull<Header>> {
-        // SeqCst: after `Barrier::start_cycle`'s store; Acquire part sees the
-        // headers published by `push_all`.
-        let mut cursor = ALL.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        let mut objects = Vec::new();
-        while let Some(object) = NonNull::new(cursor) {
-            objects.push(object);
-            // SAFETY: objects on the taken list are live and owned by the
-            // collector now; `next` was set before publication.
-            cursor = unsafe { object.as_ref() }.next.load(Ordering::Relaxed);
-        }
-        objects
-    }
-
-    /// Gives the survivors of a sweep back to the all-objects list.
-    pub(crate) fn give_back(list: ObjectList) {
-        if list.head.is_null() {
-            return;
-        }
-        let mut head = ALL.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: `list.tail` is a live object the collector owns until
-            // the CAS below publishes the chain.
-            unsafe { &*list.tail }.next.store(head, Ordering::Relaxed);
-            match ALL.compare_exchange_weak(head, list.head, Ordering::SeqCst, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(seen) => head = seen,
-            }
-        }
-    }
-}
-
-#[cfg(not(loom))]
-pub(crate) use all::{give_back, push_all, take_all};

@@ -9,9 +9,13 @@
 //! - GOGC comes from `set_gc_percent` or, at first use, the `GORT_GC`
 //!   environment variable (a non-negative integer, or `off`; default 100). A
 //!   negative percent or `off` disables pacing by growth.
-//! - A memory limit (`set_memory_limit`, default none) caps the goal at 15/16
-//!   of the limit, so cycles start before the limit is reached; it applies
-//!   even with GOGC off, as in Go.
+//! - The arena's memory limit (`set_memory_limit`, env `GORT_MEMLIMIT`,
+//!   default none; scavenger.rs owns it) caps the goal at 15/16 of the limit,
+//!   so cycles start before the limit is reached; it applies even with GOGC
+//!   off, as in Go. Setting it calls `limit_changed`.
+//! - Allocation is counted per thread and added to `heap_alloc` in batches of
+//!   `BATCH` bytes, so `Gc::new` touches no shared cache line on most calls;
+//!   the trigger is at most `BATCH` bytes per thread late.
 //!
 //! All fields are atomics read Relaxed on the allocation path: a trigger one
 //! allocation late is harmless, and the collector recomputes the goal after
@@ -29,7 +33,6 @@ const OFF: i64 = -1;
 
 static PERCENT: AtomicI64 = AtomicI64::new(DEFAULT_PERCENT);
 static ENV_READ: Once = Once::new();
-static MEMORY_LIMIT: AtomicI64 = AtomicI64::new(i64::MAX);
 static HEAP_ALLOC: AtomicUsize = AtomicUsize::new(0);
 static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
 static NEXT_GC: AtomicUsize = AtomicUsize::new(MIN_HEAP);
@@ -73,20 +76,13 @@ pub fn set_gc_percent(percent: i32) -> i32 {
     old.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
-/// Sets a soft limit, in bytes, on the memory held by `Gc` objects; cycles
-/// start before it is reached. A negative value leaves the limit unchanged,
-/// `i64::MAX` removes it (Go's `debug.SetMemoryLimit`). Returns the previous
-/// limit.
-pub fn set_memory_limit(limit: i64) -> i64 {
-    if limit < 0 {
-        return MEMORY_LIMIT.load(Ordering::Relaxed);
-    }
-    let old = MEMORY_LIMIT.swap(limit, Ordering::Relaxed);
+/// Called by `set_memory_limit` (scavenger.rs) after the limit changed:
+/// recomputes the goal and starts a cycle if the heap is already past it.
+pub(crate) fn limit_changed() {
     recompute();
     if HEAP_ALLOC.load(Ordering::Relaxed) >= NEXT_GC.load(Ordering::Relaxed) {
         trigger();
     }
-    old
 }
 
 /// The current GOGC (negative when off).
@@ -95,13 +91,14 @@ pub(crate) fn gc_percent() -> i64 {
     PERCENT.load(Ordering::Relaxed)
 }
 
-/// The current memory limit.
-pub(crate) fn memory_limit() -> i64 {
-    MEMORY_LIMIT.load(Ordering::Relaxed)
+/// The current memory limit (`usize::MAX`: none), shared with the
+/// scavenger.
+pub(crate) fn memory_limit() -> usize {
+    crate::scavenger::memory_limit()
 }
 
 /// The heap goal for `live` reachable bytes.
-pub(crate) fn goal(live: usize, percent: i64, limit: i64) -> usize {
+pub(crate) fn goal(live: usize, percent: i64, limit: usize) -> usize {
     let by_growth = if percent < 0 {
         usize::MAX
     } else {
@@ -110,12 +107,10 @@ pub(crate) fn goal(live: usize, percent: i64, limit: i64) -> usize {
         let minimum = MIN_HEAP as u128 * percent / 100;
         grown.max(minimum).min(usize::MAX as u128) as usize
     };
-    if limit == i64::MAX {
+    if limit == usize::MAX {
         return by_growth;
     }
-    let limit = limit.max(0) as u128;
-    let by_limit = (limit - limit / 16).min(usize::MAX as u128) as usize;
-    by_growth.min(by_limit)
+    by_growth.min(limit - limit / 16)
 }
 
 fn recompute() {
@@ -132,9 +127,36 @@ fn trigger() {
     }
 }
 
+/// Bytes a thread allocates before it adds them to `HEAP_ALLOC` (64 KiB: 1.6%
+/// of the 4 MiB minimum goal, so pacing stays within a few percent).
+const BATCH: usize = 64 << 10;
+
+thread_local! {
+    static UNCOUNTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Accounts a new object of `size` bytes; may start a background cycle.
 #[inline]
 pub(crate) fn note_alloc(size: usize) {
+    let batch = UNCOUNTED
+        .try_with(|uncounted| {
+            let total = uncounted.get() + size;
+            if total < BATCH {
+                uncounted.set(total);
+                0
+            } else {
+                uncounted.set(0);
+                total
+            }
+        })
+        .unwrap_or(size);
+    if batch != 0 {
+        add_alloc(batch);
+    }
+}
+
+#[cold]
+fn add_alloc(size: usize) {
     let heap = HEAP_ALLOC.fetch_add(size, Ordering::Relaxed) + size;
     if heap >= NEXT_GC.load(Ordering::Relaxed) && !TRIGGERED.load(Ordering::Relaxed) {
         read_env();
@@ -148,7 +170,11 @@ pub(crate) fn note_alloc(size: usize) {
 /// Records the end of a cycle that found `live` bytes reachable and freed
 /// `freed` bytes.
 pub(crate) fn cycle_done(live: usize, freed: usize) {
-    HEAP_ALLOC.fetch_sub(freed, Ordering::Relaxed);
+    // Frees of objects whose allocation is still in a thread's batch may
+    // briefly exceed the counted total.
+    let _ = HEAP_ALLOC.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |heap| {
+        Some(heap.saturating_sub(freed))
+    });
     HEAP_LIVE.store(live, Ordering::Relaxed);
     recompute();
     TRIGGERED.store(false, Ordering::Release);
@@ -179,11 +205,11 @@ mod tests {
 
     #[test]
     fn goal_follows_gogc_with_a_4_mib_minimum() {
-        assert_eq!(goal(0, 100, i64::MAX), MIN_HEAP);
-        assert_eq!(goal(10 << 20, 100, i64::MAX), 20 << 20);
-        assert_eq!(goal(10 << 20, 50, i64::MAX), 15 << 20);
-        assert_eq!(goal(0, 200, i64::MAX), 2 * MIN_HEAP);
-        assert_eq!(goal(10 << 20, OFF, i64::MAX), usize::MAX);
+        assert_eq!(goal(0, 100, usize::MAX), MIN_HEAP);
+        assert_eq!(goal(10 << 20, 100, usize::MAX), 20 << 20);
+        assert_eq!(goal(10 << 20, 50, usize::MAX), 15 << 20);
+        assert_eq!(goal(0, 200, usize::MAX), 2 * MIN_HEAP);
+        assert_eq!(goal(10 << 20, OFF, usize::MAX), usize::MAX);
     }
 
     #[test]

@@ -12,10 +12,40 @@
 
 use std::ptr::NonNull;
 
-use crate::gc::barrier::try_mark;
 use crate::gc::object::Header;
 use crate::gc::trace::{TraceMode, Tracer};
+use crate::heap_api::for_each_gc_span;
 use crate::loom::sync::atomic::Ordering;
+
+/// The cycle's snapshot (H0 in DESIGN.md): every allocated, unmarked object
+/// in the arena's GC spans. Called after `Barrier::start_cycle` and a
+/// `wait_for_mutators`, so every allocated object is initialised and every
+/// object allocated from now on is born marked (skipped here).
+///
+/// Objects condemned by an earlier cycle and kept alive by a handle a
+/// destructor stored (sweep.rs, "leaked") are marked instead, so the sweep
+/// keeps them; their values are gone and must never be traced.
+pub(crate) fn snapshot() -> Vec<NonNull<Header>> {
+    let mut objects = Vec::new();
+    for_each_gc_span(|span| {
+        for idx in 0..span.nelems() {
+            if !span.is_allocated(idx) || span.is_marked(idx) {
+                continue;
+            }
+            let Some(object) = NonNull::new(span.base_of(idx).cast::<Header>()) else {
+                continue;
+            };
+            // SAFETY: an allocated slot of a GC span holds an initialised
+            // `GcBox` (allocation handshake: barrier.rs, Orderings).
+            if unsafe { object.as_ref() }.is_condemned() {
+                span.mark(idx);
+            } else {
+                objects.push(object);
+            }
+        }
+    });
+    objects
+}
 
 /// Counts, for every object, the handles to it found inside `objects`.
 /// Returns how many cells were skipped because a mutator held them mutably.
@@ -29,8 +59,8 @@ pub(crate) fn count_internal(objects: &[NonNull<Header>]) -> usize {
     }
     let mut tracer = Tracer::new(TraceMode::Count);
     for object in objects {
-        // SAFETY: as above: live, value not dropped (not condemned: condemned
-        // objects never return to the all-objects list).
+        // SAFETY: as above: live, value not dropped (`snapshot` leaves out
+        // condemned objects).
         let header = unsafe { object.as_ref() };
         // SAFETY: `object` is a live `GcBox` of the type `vtable` was built
         // for (object.rs: the header is written with its own vtable).
@@ -41,11 +71,7 @@ pub(crate) fn count_internal(objects: &[NonNull<Header>]) -> usize {
 
 /// Marks every object with more handles than `count_internal` found inside
 /// the heap, pushing it on `stack`. Returns how many roots it found.
-pub(crate) fn find_roots(
-    objects: &[NonNull<Header>],
-    epoch: u32,
-    stack: &mut Vec<NonNull<Header>>,
-) -> usize {
+pub(crate) fn find_roots(objects: &[NonNull<Header>], stack: &mut Vec<NonNull<Header>>) -> usize {
     let mut roots = 0;
     for object in objects {
         // SAFETY: snapshot objects are live until this cycle's sweep.
@@ -56,7 +82,7 @@ pub(crate) fn find_roots(
         let handles = header.handles.load(Ordering::Relaxed);
         if handles > internal {
             roots += 1;
-            if try_mark(&header.mark, epoch) {
+            if header.try_mark() {
                 stack.push(*object);
             }
         }

@@ -27,6 +27,7 @@ static DESTRUCTOR_PANICS: AtomicU64 = AtomicU64::new(0);
 static LAST_MARK_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_SWEEP_NS: AtomicU64 = AtomicU64::new(0);
 static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
+static UNEXPECTED_DEAD: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the collector's statistics.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,14 +58,17 @@ pub struct GcStats {
     pub leaked_objects: u64,
     /// Destructors of unreachable objects that panicked.
     pub destructor_panics: u64,
+    /// Objects the arena's sweep freed that the collector had not condemned:
+    /// a broken invariant, always 0 (the tests check it).
+    pub unexpected_dead: u64,
     /// Duration of the last cycle's counting and marking, in nanoseconds.
     pub last_mark_ns: u64,
     /// Duration of the last cycle's sweep, in nanoseconds.
     pub last_sweep_ns: u64,
     /// GOGC (negative when off).
     pub gc_percent: i64,
-    /// The memory limit in bytes (`i64::MAX` when none).
-    pub memory_limit: i64,
+    /// The memory limit in bytes (`usize::MAX` when none).
+    pub memory_limit: usize,
 }
 
 /// The collector's statistics now.
@@ -86,6 +90,7 @@ pub fn gc_stats() -> GcStats {
         freed_objects: FREED_OBJECTS.load(Ordering::Relaxed),
         leaked_objects: LEAKED_OBJECTS.load(Ordering::Relaxed),
         destructor_panics: DESTRUCTOR_PANICS.load(Ordering::Relaxed),
+        unexpected_dead: UNEXPECTED_DEAD.load(Ordering::Relaxed),
         last_mark_ns: LAST_MARK_NS.load(Ordering::Relaxed),
         last_sweep_ns: LAST_SWEEP_NS.load(Ordering::Relaxed),
         gc_percent: pacer::gc_percent(),
@@ -117,6 +122,7 @@ pub(crate) struct CycleReport {
     pub(crate) freed_objects: usize,
     pub(crate) leaked_objects: usize,
     pub(crate) destructor_panics: usize,
+    pub(crate) unexpected_dead: usize,
 }
 
 /// Records a finished cycle.
@@ -127,6 +133,7 @@ pub(crate) fn record_cycle(report: &CycleReport) {
     FREED_OBJECTS.fetch_add(report.freed_objects as u64, Ordering::Relaxed);
     LEAKED_OBJECTS.fetch_add(report.leaked_objects as u64, Ordering::Relaxed);
     DESTRUCTOR_PANICS.fetch_add(report.destructor_panics as u64, Ordering::Relaxed);
+    UNEXPECTED_DEAD.fetch_add(report.unexpected_dead as u64, Ordering::Relaxed);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(nanos)

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::gc::barrier::{Barrier, try_mark};
+use crate::gc::barrier::Barrier;
 use crate::gc::object::Header;
 use crate::loom::sync::atomic::Ordering;
 
@@ -69,19 +69,15 @@ pub(crate) enum TraceMode<'a> {
     /// Counting: each reported handle adds one to its target's `internal`
     /// count (collector thread only; see `roots.rs`).
     Count,
-    /// Marking: each reported target is marked for `epoch`; newly marked ones
-    /// are pushed on the collector's local gray stack (see `mark.rs`).
+    /// Marking: each reported target is marked; newly marked ones are
+    /// pushed on the collector's local gray stack (see `mark.rs`).
     Mark {
-        /// The cycle's epoch.
-        epoch: u32,
         /// The collector's gray stack.
         stack: &'a mut Vec<NonNull<Header>>,
     },
-    /// A mutator's barrier: each reported target is shaded for `epoch` and
+    /// A mutator's barrier: each reported target is shaded (marked) and
     /// newly marked ones go on the shared gray queue (see `barrier.rs`).
     Shade {
-        /// The cycle's epoch, read from the phase word by the barrier.
-        epoch: u32,
         /// The barrier whose gray queue receives newly marked objects.
         barrier: &'a Barrier,
     },
@@ -116,13 +112,15 @@ impl<'a> Tracer<'a> {
                     .internal
                     .store(internal.saturating_add(1), Ordering::Relaxed);
             }
-            TraceMode::Mark { epoch, stack } => {
-                if try_mark(&header.mark, *epoch) {
+            TraceMode::Mark { stack } => {
+                if header.try_mark() {
                     stack.push(target);
                 }
             }
-            TraceMode::Shade { epoch, barrier } => {
-                barrier.shade_word(&header.mark, header.addr(), *epoch);
+            TraceMode::Shade { barrier } => {
+                if header.try_mark() {
+                    barrier.shaded(header.addr());
+                }
             }
         }
     }

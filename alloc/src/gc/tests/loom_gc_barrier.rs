@@ -9,7 +9,7 @@
 //! the collector steps (count, roots, mark, terminate) are written out with
 //! the real `Barrier`, `MutatorRecord`, `BorrowFlag` and `try_mark`.
 
-use crate::gc::barrier::{Barrier, MutatorRecord, is_marked, try_mark};
+use crate::gc::barrier::{Barrier, MutatorRecord};
 use crate::gc::borrow::BorrowFlag;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
@@ -17,6 +17,16 @@ use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use crate::loom::thread;
 
 const EPOCH: u32 = 1;
+
+/// The model's mark bit (the arena's is a bit in a span bitmap set with
+/// fetch-or; here one word per object): true if this call set it.
+fn try_mark(mark: &AtomicU32, _epoch: u32) -> bool {
+    mark.fetch_or(1, Ordering::Relaxed) == 0
+}
+
+fn is_marked(mark: &AtomicU32, _epoch: u32) -> bool {
+    mark.load(Ordering::Relaxed) != 0
+}
 
 /// One modelled object.
 struct Obj {
@@ -37,9 +47,8 @@ impl Obj {
 fn clone_handle(barrier: &Barrier, record: &MutatorRecord, obj: &Obj, id: usize) {
     record.enter();
     obj.handles.fetch_add(1, Ordering::Relaxed);
-    let phase = barrier.phase_after_store();
-    if phase.marking() {
-        barrier.shade_word(&obj.mark, id, phase.epoch);
+    if barrier.phase_after_store().marking() && try_mark(&obj.mark, EPOCH) {
+        barrier.shaded(id);
     }
     record.exit();
 }
@@ -125,9 +134,10 @@ fn cell_move_races_counting_and_marking() {
                 // `GcCell::borrow_mut`: acquire, deletion barrier.
                 record.enter();
                 flag.acquire_write().expect("no other mutator borrows");
-                let phase = barrier.phase_after_store();
-                if phase.marking() && holds_x.with(|held| unsafe { *held }) {
-                    barrier.shade_word(&x.mark, 2, phase.epoch);
+                let marking = barrier.phase_after_store().marking();
+                // SAFETY: we hold WRITING (acquire_write above).
+                if marking && holds_x.with(|held| unsafe { *held }) && try_mark(&x.mark, EPOCH) {
+                    barrier.shaded(2);
                 }
                 record.exit();
                 // `take()`: the handle moves to the stack.
