@@ -45,9 +45,13 @@
 //! - `gray`: pushed by anyone, popped by the collector.
 //!
 //! # Orderings
-//! Every StoreLoad pattern uses `fence(SeqCst)` on both sides (SeqCst loads
-//! and stores alone do not order a store before a later load of another
-//! location in C11 terms that loom checks; loom models SC fences).
+//! Every StoreLoad pattern uses a fence on both sides (SeqCst loads and
+//! stores alone do not order a store before a later load of another location
+//! in the terms loom checks; loom models SC fences). On Linux the pair is
+//! asymmetric: the mutator's side (`mutator_fence`) is a compiler fence and
+//! the collector's (`collector_fence`) is `membarrier(PRIVATE_EXPEDITED)`,
+//! which makes every running thread of the process execute a full barrier;
+//! elsewhere, under valgrind and under loom both sides are `fence(SeqCst)`.
 //! - Mutator side, `phase_after_store`: its operation stores first (the odd
 //!   `seq` in `MutatorRecord::enter`, the handle count in `Gc::clone`, the
 //!   borrow flag in `BorrowFlag::acquire_write`), then fences, then loads
@@ -93,8 +97,16 @@
 //! the collector's counting and termination; the object a mutator keeps is
 //! always marked when the collector decides (nothing reachable is freed).
 
+#![cfg_attr(
+    loom,
+    allow(dead_code, reason = "loom builds only the pieces its models use")
+)]
+
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
+// Not an atomic: a compiler-only barrier, which loom does not model (under
+// loom `asymmetric` is false and `fence` is used instead).
 use crate::loom::sync::{Arc, Mutex};
+use std::sync::atomic::compiler_fence;
 
 /// No cycle is running; barriers are off.
 pub(crate) const OFF: usize = 0;
@@ -221,6 +233,9 @@ pub(crate) struct Barrier {
     /// Objects pushed on `gray` by mutators, ever; mark termination compares
     /// it across a handshake.
     shades: AtomicUsize,
+    /// Whether the collector's fences are process-wide (`membarrier`), so a
+    /// mutator's half of a StoreLoad pair needs only a compiler fence.
+    asymmetric: bool,
 }
 
 impl Barrier {
@@ -236,6 +251,28 @@ impl Barrier {
             records: Mutex::new(Vec::new()),
             gray: GrayQueue::new(),
             shades: AtomicUsize::new(0),
+            asymmetric: heavy_fence::register(),
+        }
+    }
+
+    /// The mutator's half of a StoreLoad pair: a compiler fence when the
+    /// collector's half is a process-wide barrier, else a SeqCst fence.
+    #[inline]
+    fn mutator_fence(&self) {
+        if self.asymmetric {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// The collector's half of a StoreLoad pair: every mutator thread
+    /// executes a full barrier (membarrier) or, without it, a SeqCst fence
+    /// that pairs with the mutators' own.
+    fn collector_fence(&self) {
+        fence(Ordering::SeqCst);
+        if self.asymmetric {
+            heavy_fence::all_threads();
         }
     }
 
@@ -250,7 +287,7 @@ impl Barrier {
     /// made its store (the odd `seq`, the handle count, the borrow flag).
     #[inline]
     pub(crate) fn phase_after_store(&self) -> PhaseWord {
-        fence(Ordering::SeqCst);
+        self.mutator_fence();
         PhaseWord::decode(self.phase.load(Ordering::Relaxed))
     }
 
@@ -262,7 +299,7 @@ impl Barrier {
     pub(crate) fn start_cycle(&self, epoch: u32) {
         debug_assert_eq!(self.phase().phase, OFF, "cycles do not overlap");
         self.set_phase(PhaseWord { phase: MARK, epoch });
-        fence(Ordering::SeqCst);
+        self.collector_fence();
     }
 
     /// Moves to `phase`, keeping the epoch (collector only).
@@ -353,7 +390,7 @@ impl Barrier {
             .clone();
         // The collector's half of the handshake's StoreLoad pattern: a
         // mutator whose fence comes later sees every mark made before this.
-        fence(Ordering::SeqCst);
+        self.collector_fence();
         for record in records {
             let seq = record.seq.load(Ordering::Relaxed);
             if seq % 2 == 0 {
@@ -368,6 +405,53 @@ impl Barrier {
                 } else {
                     crate::loom::thread::yield_now();
                 }
+            }
+        }
+    }
+}
+
+/// Linux `membarrier(2)`: the collector's fence reaches every thread of the
+/// process, so mutators' fences can be compiler-only (the asymmetric fence
+/// of liburcu and Folly). Falls back to symmetric fences where the syscall
+/// is missing (old kernels, valgrind) and always under loom.
+mod heavy_fence {
+    /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED` (linux/membarrier.h).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` (linux/membarrier.h).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    /// Registers the process for expedited membarriers; true if they work.
+    pub(super) fn register() -> bool {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        {
+            // SAFETY: membarrier takes two integer arguments and touches no
+            // memory of ours; failure is reported by the return value.
+            let registered =
+                unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
+            // Check the command itself works before relying on it.
+            // SAFETY: as above.
+            registered && unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0) } == 0
+        }
+        #[cfg(not(all(target_os = "linux", not(loom))))]
+        {
+            false
+        }
+    }
+
+    /// Makes every running thread of the process execute a full barrier.
+    pub(super) fn all_threads() {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        {
+            // SAFETY: as in `register`.
+            let result = unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0) };
+            // Registration succeeded, so this cannot fail (EINTR is not
+            // possible for this command); a failure would break the
+            // protocol, so stop rather than free live objects.
+            if result != 0 {
+                eprintln!("gort_alloc: membarrier failed after registration; aborting");
+                std::process::abort();
             }
         }
     }

@@ -35,6 +35,11 @@
 //! # Checked by
 //! `alloc/src/gc/tests/loom_gc_barrier.rs` (`cell_move_during_count`).
 
+#![cfg_attr(
+    loom,
+    allow(dead_code, reason = "loom builds only the pieces its models use")
+)]
+
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 const WRITING: usize = 1 << (usize::BITS - 1);

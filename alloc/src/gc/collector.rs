@@ -109,8 +109,9 @@ fn ensure_started(state: &mut State) {
         // would wait forever, so run the requested cycles here instead.
         Err(error) => {
             eprintln!("gort_alloc: cannot start the collector thread ({error}); collecting inline");
+            let mut buffers = Buffers::default();
             while state.completed < state.requested {
-                run_cycle(state.completed + 1);
+                run_cycle(state.completed + 1, &mut buffers);
                 state.completed += 1;
             }
         }
@@ -120,6 +121,7 @@ fn ensure_started(state: &mut State) {
 fn collector_main() {
     ON_COLLECTOR.with(|flag| flag.set(true));
     let control = &*CONTROL;
+    let mut buffers = Buffers::default();
     let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         while state.requested <= state.completed {
@@ -131,7 +133,7 @@ fn collector_main() {
         state.running = true;
         let cycle = state.completed + 1;
         drop(state);
-        run_cycle(cycle);
+        run_cycle(cycle, &mut buffers);
         state = control.state.lock().unwrap_or_else(|e| e.into_inner());
         state.running = false;
         state.completed = cycle;
@@ -139,8 +141,17 @@ fn collector_main() {
     }
 }
 
+/// Memory a cycle needs in proportion to the heap, kept by the collector
+/// thread from one cycle to the next (a fresh 24 MB vector per cycle costs
+/// its page faults every time).
+#[derive(Default)]
+struct Buffers {
+    objects: Vec<roots::Slot>,
+    condemned: Vec<roots::Slot>,
+}
+
 /// Runs cycle number `cycle` (its epoch).
-fn run_cycle(cycle: u64) {
+fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     let epoch = cycle as u32;
     let barrier = &*BARRIER;
     let started = Instant::now();
@@ -150,10 +161,11 @@ fn run_cycle(cycle: u64) {
     // The allocation handshake: every `Gc::new` that may have allocated
     // white has finished writing its object.
     barrier.wait_for_mutators();
-    let objects = roots::snapshot();
-    roots::count_internal(&objects);
+    let objects = &mut buffers.objects;
+    roots::snapshot(objects);
+    roots::count_internal(objects);
     let mut stack = Vec::new();
-    roots::find_roots(&objects, &mut stack);
+    roots::find_roots(objects, &mut stack);
     mark::mark(barrier, stack);
     let marked = Instant::now();
     barrier.set_phase(PhaseWord {
@@ -163,7 +175,8 @@ fn run_cycle(cycle: u64) {
     // No barrier that saw MARK may still be shading once sweeping starts.
     barrier.wait_for_mutators();
     heap_api::gc_begin_sweep();
-    let swept = sweep::sweep(objects);
+    let swept = sweep::sweep(objects, &mut buffers.condemned);
+    objects.clear();
     heap_api::gc_end_cycle();
     barrier.set_phase(PhaseWord { phase: OFF, epoch });
     if swept.unexpected_dead != 0 {

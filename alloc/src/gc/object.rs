@@ -32,6 +32,8 @@ pub(crate) struct VTable {
     pub(crate) trace: unsafe fn(NonNull<Header>, &mut Tracer),
     /// Drops the object's value in place (not its memory).
     pub(crate) drop_value: unsafe fn(NonNull<Header>),
+    /// Whether `drop_value` does anything (`std::mem::needs_drop`).
+    pub(crate) needs_drop: bool,
     /// The layout of the whole `GcBox<T>`.
     pub(crate) layout: Layout,
 }
@@ -58,6 +60,7 @@ impl<T: Trace> GcBox<T> {
     const VTABLE: VTable = VTable {
         trace: trace_value::<T>,
         drop_value: drop_value::<T>,
+        needs_drop: std::mem::needs_drop::<T>(),
         layout: Layout::new::<GcBox<T>>(),
     };
 
@@ -85,6 +88,25 @@ unsafe fn drop_value<T: Trace>(header: NonNull<Header>) {
     // SAFETY: the caller guarantees exclusive, single use of the value
     // (sweep.rs: only condemned objects, each once).
     unsafe { std::ptr::drop_in_place(&raw mut (*gc_box.as_ptr()).value) };
+}
+
+/// An object of a cycle's snapshot with its slot, found once by the snapshot
+/// so later passes need no page-map lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    pub(crate) header: NonNull<Header>,
+    pub(crate) span: SpanRef,
+    pub(crate) idx: usize,
+}
+
+impl Slot {
+    /// The object's header.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: snapshot objects stay allocated until the cycle's sweep
+        // frees them (sweep.rs), and no `Slot` outlives the cycle.
+        unsafe { self.header.as_ref() }
+    }
 }
 
 impl Header {
@@ -127,12 +149,5 @@ impl Header {
         }
         let (span, idx) = self.slot();
         span.mark(idx)
-    }
-
-    /// Whether this object's mark bit is set.
-    #[inline]
-    pub(crate) fn is_marked(&self) -> bool {
-        let (span, idx) = self.slot();
-        span.is_marked(idx)
     }
 }

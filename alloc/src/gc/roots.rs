@@ -13,77 +13,79 @@
 use std::ptr::NonNull;
 
 use crate::gc::object::Header;
+pub(crate) use crate::gc::object::Slot;
 use crate::gc::trace::{TraceMode, Tracer};
 use crate::heap_api::for_each_gc_span;
-use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{Ordering, fence};
 
-/// The cycle's snapshot (H0 in DESIGN.md): every allocated, unmarked object
-/// in the arena's GC spans. Called after `Barrier::start_cycle` and a
+/// Fills `objects` with the cycle's snapshot (H0 in DESIGN.md): every
+/// allocated, unmarked object in the arena's GC spans. Called after `Barrier::start_cycle` and a
 /// `wait_for_mutators`, so every allocated object is initialised and every
 /// object allocated from now on is born marked (skipped here).
 ///
 /// Objects condemned by an earlier cycle and kept alive by a handle a
 /// destructor stored (sweep.rs, "leaked") are marked instead, so the sweep
 /// keeps them; their values are gone and must never be traced.
-pub(crate) fn snapshot() -> Vec<NonNull<Header>> {
-    let mut objects = Vec::new();
+pub(crate) fn snapshot(objects: &mut Vec<Slot>) {
+    objects.clear();
     for_each_gc_span(|span| {
         for idx in 0..span.nelems() {
-            if !span.is_allocated(idx) || span.is_marked(idx) {
+            if !span.is_allocated(idx) {
                 continue;
             }
-            let Some(object) = NonNull::new(span.base_of(idx).cast::<Header>()) else {
+            // The arena marks a black allocation before setting its alloc
+            // bit; read them in the opposite order (DESIGN.md, "Known
+            // limits", for weakly ordered CPUs).
+            fence(Ordering::Acquire);
+            if span.is_marked(idx) {
+                continue;
+            }
+            let Some(header) = NonNull::new(span.base_of(idx).cast::<Header>()) else {
                 continue;
             };
             // SAFETY: an allocated slot of a GC span holds an initialised
             // `GcBox` (allocation handshake: barrier.rs, Orderings).
-            if unsafe { object.as_ref() }.is_condemned() {
+            let object = unsafe { header.as_ref() };
+            if object.is_condemned() {
                 span.mark(idx);
             } else {
-                objects.push(object);
+                // Reset here, while the header is in cache, for
+                // `count_internal`.
+                object.internal.store(0, Ordering::Relaxed);
+                objects.push(Slot { header, span, idx });
             }
         }
     });
-    objects
 }
 
-/// Counts, for every object, the handles to it found inside `objects`.
+/// Counts, for every object, the handles to it found inside `objects`
+/// (whose `internal` counts `snapshot` reset).
 /// Returns how many cells were skipped because a mutator held them mutably.
-pub(crate) fn count_internal(objects: &[NonNull<Header>]) -> usize {
-    for object in objects {
-        // SAFETY: snapshot objects are live until this cycle's sweep, which
-        // has not started (collector::run_cycle runs the phases in order).
-        unsafe { object.as_ref() }
-            .internal
-            .store(0, Ordering::Relaxed);
-    }
+pub(crate) fn count_internal(objects: &[Slot]) -> usize {
     let mut tracer = Tracer::new(TraceMode::Count);
     for object in objects {
-        // SAFETY: as above: live, value not dropped (`snapshot` leaves out
-        // condemned objects).
-        let header = unsafe { object.as_ref() };
-        // SAFETY: `object` is a live `GcBox` of the type `vtable` was built
-        // for (object.rs: the header is written with its own vtable).
-        unsafe { (header.vtable.trace)(*object, &mut tracer) };
+        // SAFETY: a snapshot object is a live `GcBox` of the type its vtable
+        // was built for (object.rs), and its value is not dropped
+        // (`snapshot` leaves out condemned objects).
+        unsafe { (object.header().vtable.trace)(object.header, &mut tracer) };
     }
     tracer.opaque
 }
 
 /// Marks every object with more handles than `count_internal` found inside
 /// the heap, pushing it on `stack`. Returns how many roots it found.
-pub(crate) fn find_roots(objects: &[NonNull<Header>], stack: &mut Vec<NonNull<Header>>) -> usize {
+pub(crate) fn find_roots(objects: &[Slot], stack: &mut Vec<NonNull<Header>>) -> usize {
     let mut roots = 0;
     for object in objects {
-        // SAFETY: snapshot objects are live until this cycle's sweep.
-        let header = unsafe { object.as_ref() };
+        let header = object.header();
         let internal = header.internal.load(Ordering::Relaxed) as usize;
         // After `start_cycle`'s fence: a clone whose fence came first is
         // counted here (barrier.rs, Orderings).
         let handles = header.handles.load(Ordering::Relaxed);
         if handles > internal {
             roots += 1;
-            if header.try_mark() {
-                stack.push(*object);
+            if object.span.mark(object.idx) {
+                stack.push(object.header);
             }
         }
     }

@@ -20,12 +20,10 @@
 //!    handle left) and swaps its bitmaps (`allocBits = markBits`), which
 //!    frees them and clears every mark for the next cycle.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr::NonNull;
-
-use crate::gc::object::{CONDEMNED, Header};
+use crate::gc::object::{CONDEMNED, Header, Slot};
 use crate::heap_api::{for_each_gc_span, gc_sweep_span};
 use crate::loom::sync::atomic::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// What sweeping did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,54 +45,70 @@ pub(crate) struct SweepStats {
     pub(crate) unexpected_dead: usize,
 }
 
-/// Sweeps after a cycle whose snapshot was `objects`.
-pub(crate) fn sweep(objects: Vec<NonNull<Header>>) -> SweepStats {
+/// Sweeps after a cycle whose snapshot was `objects`;
+/// `condemned` is scratch space, reused across cycles.
+pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>) -> SweepStats {
     let mut stats = SweepStats::default();
-    let mut condemned = Vec::new();
-    for object in objects {
-        // SAFETY: snapshot objects stay allocated until step 4.
-        let header = unsafe { object.as_ref() };
-        if header.is_marked() {
+    condemned.clear();
+    let mut destructors = false;
+    for &object in objects {
+        let header = object.header();
+        if object.span.is_marked(object.idx) {
             stats.live_objects += 1;
             stats.live_bytes += header.vtable.layout.size();
         } else {
             header.flags.fetch_or(CONDEMNED, Ordering::Relaxed);
+            destructors |= header.vtable.needs_drop;
             condemned.push(object);
         }
     }
 
-    for object in &condemned {
-        // SAFETY: `object` is condemned: unreachable from every mutator
-        // (DESIGN.md, "Soundness"), so no one else uses its value, and this
-        // loop visits each condemned object once.
-        let destroy = || unsafe { (object.as_ref().vtable.drop_value)(*object) };
-        if catch_unwind(AssertUnwindSafe(destroy)).is_err() {
-            stats.destructor_panics += 1;
+    if destructors {
+        for object in condemned.iter() {
+            let vtable = object.header().vtable;
+            if !vtable.needs_drop {
+                continue;
+            }
+            // SAFETY: `object` is condemned: unreachable from every mutator
+            // (DESIGN.md, "Soundness"), so no one else uses its value, and
+            // this loop visits each condemned object once.
+            let destroy = || unsafe { (vtable.drop_value)(object.header) };
+            if catch_unwind(AssertUnwindSafe(destroy)).is_err() {
+                stats.destructor_panics += 1;
+            }
         }
     }
 
-    for object in &condemned {
-        // SAFETY: condemned objects stay allocated until step 4.
-        let header = unsafe { object.as_ref() };
+    for object in condemned.iter() {
+        let header = object.header();
         if header.handles.load(Ordering::Acquire) != 0 {
-            let (span, idx) = header.slot();
-            span.mark(idx);
+            object.span.mark(object.idx);
             stats.leaked_objects += 1;
+        } else {
+            stats.freed_objects += 1;
+            stats.freed_bytes += header.vtable.layout.size();
         }
     }
 
+    let mut reported = 0;
     for_each_gc_span(|span| {
         gc_sweep_span(span, |slot| {
-            // SAFETY: the arena reports allocated slots of GC spans, which
-            // hold `GcBox`es whose headers outlive their values.
-            let header = unsafe { &*slot.cast::<Header>() };
-            if header.is_condemned() {
-                stats.freed_objects += 1;
-                stats.freed_bytes += header.vtable.layout.size();
-            } else {
-                stats.unexpected_dead += 1;
+            reported += 1;
+            if cfg!(debug_assertions) {
+                // SAFETY: the arena reports allocated slots of GC spans,
+                // which hold `GcBox`es whose headers outlive their values.
+                let header = unsafe { &*slot.cast::<Header>() };
+                if !header.is_condemned() {
+                    stats.unexpected_dead += 1;
+                }
             }
         });
     });
+    // Every reported slot must be one of the condemned objects freed above.
+    if reported != stats.freed_objects {
+        stats.unexpected_dead = stats
+            .unexpected_dead
+            .max(reported.saturating_sub(stats.freed_objects));
+    }
     stats
 }
