@@ -465,6 +465,16 @@ fn timed(waits: &mut Waits, f: impl FnOnce()) {
 }
 
 fn pause_gort() -> (u64, u64, usize, Duration) {
+    pause_gort_with(true)
+}
+
+/// The same mutator loop while another thread only spins, for about the time
+/// a collection takes: what sharing the CPUs costs without any collector.
+fn pause_gort_baseline() -> (u64, u64, usize, Duration) {
+    pause_gort_with(false)
+}
+
+fn pause_gort_with(collecting: bool) -> (u64, u64, usize, Duration) {
     let live: Vec<gort_alloc::Gc<GortShared>> = (0..LIVE)
         .map(|_| {
             gort_alloc::Gc::new(GortShared {
@@ -486,7 +496,15 @@ fn pause_gort() -> (u64, u64, usize, Duration) {
         let done = done.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
-            gort_alloc::collect();
+            if collecting {
+                gort_alloc::collect();
+            } else {
+                // Busy, like a collector, but touching no GC state.
+                let mut x = 0u64;
+                while start.elapsed() < Duration::from_millis(140) {
+                    x = black_box(x.wrapping_add(1));
+                }
+            }
             let took = start.elapsed();
             done.store(true, Ordering::Release);
             took
@@ -515,7 +533,7 @@ fn pause_gort() -> (u64, u64, usize, Duration) {
             }),
         }
         if keep.len() > 1000 {
-            keep.clear();
+            timed(&mut waits, || keep.clear());
         }
     }
     let took = collector.join().unwrap();
@@ -576,7 +594,7 @@ fn pause_dumpster() -> (u64, u64, usize, Duration) {
             }),
         }
         if keep.len() > 1000 {
-            keep.clear();
+            timed(&mut waits, || keep.clear());
         }
     }
     let took = collector.join().unwrap();
@@ -676,8 +694,13 @@ fn main() {
         return;
     }
     println!("\n(d) mutator waits while a 1M-object heap is collected");
+    let before = gort_alloc::gc_stats();
     for (name, result) in [
         ("gort (concurrent)", pause_gort()),
+        (
+            "gort, a spinning thread instead (baseline)",
+            pause_gort_baseline(),
+        ),
         ("dumpster (collect on another thread)", pause_dumpster()),
         ("gc (collects on the mutator)", pause_inline("gc")),
         (
@@ -693,4 +716,11 @@ fn main() {
             ms(took)
         );
     }
+    let after = gort_alloc::gc_stats();
+    println!(
+        "  gort waits on the collector itself (GcStats): {} waits, longest {:.3} ms, total {:.3} ms",
+        after.pause_hist.iter().sum::<u64>() - before.pause_hist.iter().sum::<u64>(),
+        after.pause_max_ns as f64 / 1e6,
+        (after.pause_total_ns - before.pause_total_ns) as f64 / 1e6
+    );
 }

@@ -20,9 +20,9 @@
 //! thread is inside a barrier operation and even outside.
 //!
 //! # Transitions
-//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + SeqCst
-//!   fence), right after it took the snapshot of the heap
-//!   (`object::take_all`, SeqCst swap).
+//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + collector
+//!   fence), after `heap_api::gc_begin_mark` and before the allocation
+//!   handshake and the heap snapshot (`roots::snapshot`).
 //! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
 //!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`

@@ -91,21 +91,22 @@ impl BorrowFlag {
     }
 
     /// Takes the value exclusively for a mutator. Waits while the collector
-    /// reads it; returns how many times it had to spin (0 on the fast path).
-    pub(crate) fn acquire_write(&self) -> Result<u64, Conflict> {
-        let mut spins = 0u64;
+    /// reads it; returns how long it waited (`None` on the fast path, which
+    /// reads no clock).
+    pub(crate) fn acquire_write(&self) -> Result<Option<std::time::Duration>, Conflict> {
+        let mut waiting_since = None;
         loop {
             match self
                 .0
                 .compare_exchange(0, WRITING, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(spins),
+                Ok(_) => return Ok(waiting_since.map(|since: std::time::Instant| since.elapsed())),
                 Err(flag) if flag & WRITING != 0 => return Err(Conflict::Writing),
                 Err(flag) if flag & READERS != 0 => return Err(Conflict::Reading),
                 Err(_) => {
                     // Only COLLECTOR is set: the collector is reading this
                     // value's handles, a short bounded read.
-                    spins += 1;
+                    waiting_since.get_or_insert_with(std::time::Instant::now);
                     crate::loom::spin_loop();
                 }
             }

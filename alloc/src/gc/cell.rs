@@ -14,7 +14,6 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
 
 use crate::gc::barrier::with_barrier;
 use crate::gc::borrow::{BorrowFlag, Conflict};
@@ -55,9 +54,8 @@ fn acquire_with_barrier<T: Trace + ?Sized>(
     flag: &BorrowFlag,
     value: &UnsafeCell<T>,
 ) -> Result<(), Conflict> {
-    let started = Instant::now();
-    let spins = with_barrier(|barrier| {
-        let spins = flag.acquire_write()?;
+    let waited = with_barrier(|barrier| {
+        let waited = flag.acquire_write()?;
         let phase = barrier.phase_after_store();
         if phase.marking() {
             let mut tracer = Tracer::new(TraceMode::Shade { barrier });
@@ -65,10 +63,10 @@ fn acquire_with_barrier<T: Trace + ?Sized>(
             // reads or writes the value; tracing only reads it.
             value.with(|ptr| unsafe { &*ptr }.trace(&mut tracer));
         }
-        Ok(spins)
+        Ok(waited)
     })?;
-    if spins > 0 {
-        stats::record_pause(started.elapsed());
+    if let Some(waited) = waited {
+        stats::record_pause(waited);
     }
     Ok(())
 }
