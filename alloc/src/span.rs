@@ -37,7 +37,8 @@
 //!   of a recycled struct reads a valid value, never a torn one).
 //! - `alloc_bits`: normal spans: written by the owning mcache while cached
 //!   (load + store, no read-modify-write: it is the only writer), under the
-//!   mcentral lock while central. GC spans: written under `gc_lock`. Read by
+//!   mcentral lock while central. Slots on the owner's local free list
+//!   (`mcache.rs`) keep their bit set until the span is uncached. GC spans: written under `gc_lock`. Read by
 //!   anyone (the collector's `is_allocated`) with Relaxed loads.
 //! - `gcmark_bits`: set by the collector's `mark` (fetch_or, any thread),
 //!   by `gc_alloc` for allocate-black objects (under `gc_lock`); cleared by
