@@ -22,11 +22,11 @@ use crate::loom::sync::atomic::Ordering;
 use crate::mcache;
 use crate::mcentral::FreeError;
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_SIZE, PAGE_SIZE, class_for};
+use crate::sizeclass::{CLASS_DIV_MAGIC, CLASS_SIZE, NUM_CLASSES, PAGE_SIZE, class_for};
 use crate::span::SpanRef;
 use crate::stats::CENTRAL;
 use std::alloc::{GlobalAlloc, Layout};
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 /// gort's span allocator as a `GlobalAlloc`. Use it with
 /// `#[global_allocator] static A: gort_alloc::SpanAlloc = gort_alloc::SpanAlloc;`
@@ -72,14 +72,30 @@ pub(crate) fn free_large(span: SpanRef) {
 }
 
 /// Frees a `SpanAlloc` object, or says why it cannot.
+#[inline]
 pub(crate) fn free(ptr: *mut u8) -> Result<(), FreeError> {
-    let (span, idx) = mcache::lookup_for_free(ptr)?;
-    if span.is_large() {
-        free_large(span);
-        Ok(())
-    } else {
-        mcache::free_small(span, idx)
+    let addr = ptr as usize;
+    let Some(sp) = NonNull::new(HEAP.pagemap.lookup(addr)) else {
+        return Err(FreeError::NotOwned);
+    };
+    // SAFETY: page-map entries point at span structs, which live forever.
+    let span = unsafe { SpanRef::from_ptr(sp) };
+    let s = span.span();
+    // A span in the page map is in use (free_span clears its entries before
+    // marking it FREE); class 0 means large, the low bit GC.
+    let sc = s.spanclass.load(Ordering::Relaxed);
+    let class = sc >> 1;
+    if sc & 1 == 0 && class != 0 && class < NUM_CLASSES {
+        let off = addr.wrapping_sub(s.base.load(Ordering::Relaxed));
+        let idx = ((off as u64 * CLASS_DIV_MAGIC[class] as u64) >> 32) as usize;
+        if idx * CLASS_SIZE[class] as usize != off {
+            return Err(FreeError::Interior);
+        }
+        return mcache::free_small(span, class, idx, ptr);
     }
+    let (span, _) = mcache::lookup_for_free(ptr)?;
+    free_large(span);
+    Ok(())
 }
 
 /// Prints `msg` and the pointer to stderr without allocating, then aborts.

@@ -8,7 +8,9 @@
 //! No lock, no atomic read-modify-write.
 //!
 //! Fast path of `free`: find the span in the page map, and if it is this
-//! thread's cached span of its class, clear the bit (load + store) and count.
+//! thread's cached span of its class, clear the bit (load + store), count,
+//! and move the cursor back to the freed slot if it lies behind it, so the
+//! next allocation of the class reuses the slot while it is hot in cache.
 //! Otherwise the free is remote and goes through the class's mcentral lock.
 //!
 //! Slow path (`refill`): when the cursor reaches the end of the span, rescan
@@ -34,6 +36,13 @@ use std::ptr::{self, NonNull};
 
 /// A cached normal span and the owner-only allocation state that Go keeps
 /// in the span itself (kept here so the fast path reads one cache line).
+///
+/// `local_free` is a LIFO list, threaded through the objects' first word, of
+/// slots this thread freed: their alloc bits stay set ("allocated to the
+/// mcache") until the span is uncached, when `drain_local_free` clears them.
+/// It makes a free-then-alloc pair two pointer moves and hands out the slot
+/// that was just used, while its cache line is hot. `nalloc` counts objects
+/// held by the program, so `nalloc + len(local_free)` bits are set.
 #[derive(Clone, Copy)]
 struct Entry {
     span: *mut Span,
@@ -42,6 +51,7 @@ struct Entry {
     nelems: usize,
     cursor: FreeCursor,
     nalloc: usize,
+    local_free: usize,
 }
 
 const EMPTY: Entry = Entry {
@@ -54,6 +64,7 @@ const EMPTY: Entry = Entry {
         alloc_cache: 0,
     },
     nalloc: 0,
+    local_free: 0,
 };
 
 /// A thread's cache.
@@ -146,6 +157,15 @@ impl MCache {
     #[inline(always)]
     fn alloc(&mut self, class: usize) -> *mut u8 {
         let e = &mut self.small[class];
+        if e.local_free != 0 {
+            let p = e.local_free;
+            // SAFETY: list entries are dead slots of the cached span whose
+            // first word free_local wrote; this thread owns the list.
+            e.local_free = unsafe { (p as *const usize).read() };
+            e.nalloc += 1;
+            bump(&self.counters().mallocs[span_class(class, false)]);
+            return p as *mut u8;
+        }
         if !e.span.is_null() {
             // SAFETY: a cached span is in use and its struct lives forever.
             let span = unsafe { &*e.span };
@@ -189,6 +209,8 @@ impl MCache {
                 e.cursor = FreeCursor::rewind(&span.span().alloc_bits);
                 return true;
             }
+            // Full and the local list is empty (alloc pops it first).
+            debug_assert_eq!(e.local_free, 0);
             e.span = ptr::null_mut();
             // A full span cannot be empty: nothing to return to the mheap.
             let _ = central.uncache_span(span, e.nelems);
@@ -213,29 +235,37 @@ impl MCache {
             nelems: CLASS_NELEMS[class] as usize,
             cursor: FreeCursor::rewind(&span.span().alloc_bits),
             nalloc,
+            local_free: 0,
         };
         true
     }
 
-    /// Frees slot `idx` of `span` if this cache holds the span; `None` if not.
+    /// Frees slot `idx` (at address `p`) of `span` if this cache holds the
+    /// span; `None` if not.
     #[inline(always)]
     fn free_local(
         &mut self,
         span: &Span,
         idx: usize,
         class: usize,
+        p: usize,
     ) -> Option<Result<(), FreeError>> {
         let e = &mut self.small[class];
         if !ptr::eq(e.span, span) {
             return None;
         }
-        let w = &span.alloc_bits[idx / 64];
-        let old = w.load(Ordering::Relaxed);
-        let bit = 1u64 << (idx % 64);
-        if old & bit == 0 {
+        if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
             return Some(Err(FreeError::DoubleFree));
         }
-        w.store(old & !bit, Ordering::Relaxed);
+        // A slot already on the local list still has its bit set: finding
+        // it costs a walk of the list, which only debug builds pay.
+        if cfg!(debug_assertions) && list_contains(e.local_free, p) {
+            return Some(Err(FreeError::DoubleFree));
+        }
+        // SAFETY: the slot is being freed, so its first word (slots are at
+        // least 8 bytes and 8-aligned) is the allocator's until reused.
+        unsafe { (p as *mut usize).write(e.local_free) };
+        e.local_free = p;
         e.nalloc -= 1;
         bump(&self.counters().frees[span_class(class, false)]);
         Some(Ok(()))
@@ -248,6 +278,7 @@ impl MCache {
             if let Some(span) = NonNull::new(e.span) {
                 // SAFETY: cached span structs live forever.
                 let span = unsafe { SpanRef::from_ptr(span) };
+                drain_local_free(span, e.local_free);
                 if let Release::ToHeap(s) =
                     HEAP.central[span_class(class, false)].uncache_span(span, e.nalloc)
                 {
@@ -267,6 +298,31 @@ impl MCache {
             stats::unregister(self.stats);
         }
         self.id = 0;
+    }
+}
+
+/// Whether the list threaded through dead objects from `head` holds `p`.
+fn list_contains(mut head: usize, p: usize) -> bool {
+    while head != 0 {
+        if head == p {
+            return true;
+        }
+        // SAFETY: list entries are dead slots whose first word is the link.
+        head = unsafe { (head as *const usize).read() };
+    }
+    false
+}
+
+/// Clears the alloc bits of the slots on a local free list (the owner,
+/// giving its span up).
+fn drain_local_free(span: SpanRef, mut head: usize) {
+    while head != 0 {
+        let idx = span.index_of(head as *const u8);
+        // SAFETY: the caller owns the span (it is still cached by it), so it
+        // is the only writer of alloc_bits.
+        unsafe { span.clear_alloc_bit(idx) };
+        // SAFETY: list entries are dead slots whose first word is the link.
+        head = unsafe { (head as *const usize).read() };
     }
 }
 
@@ -296,15 +352,25 @@ fn malloc_uncached(class: usize) -> *mut u8 {
     }
 }
 
-/// Frees an object of a normal small span.
+/// Frees slot `idx` of a normal small span of size class `class`.
 #[inline]
-pub(crate) fn free_small(span: SpanRef, idx: usize) -> Result<(), FreeError> {
-    let sc = span.span().spanclass.load(Ordering::Relaxed);
-    let class = sc >> 1;
+pub(crate) fn free_small(
+    span: SpanRef,
+    class: usize,
+    idx: usize,
+    ptr: *mut u8,
+) -> Result<(), FreeError> {
     let s = span.span();
-    if let Some(Some(r)) = with_mcache(|c| c.free_local(s, idx, class)) {
+    if let Some(Some(r)) = with_mcache(|c| c.free_local(s, idx, class, ptr as usize)) {
         return r;
     }
+    free_remote(span, class, idx)
+}
+
+/// A free from a thread that does not cache the object's span.
+#[cold]
+fn free_remote(span: SpanRef, class: usize, idx: usize) -> Result<(), FreeError> {
+    let sc = span_class(class, false);
     match HEAP.central[sc].free_remote(span, idx)? {
         Release::Keep => {}
         Release::ToHeap(s) => {

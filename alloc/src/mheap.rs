@@ -274,6 +274,18 @@ impl MHeap {
         n
     }
 
+    /// (free, released, idle) bits of the page holding `addr` (tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn page_state(&self, addr: usize) -> (bool, bool, bool) {
+        let h = self.lock();
+        let a = addr & !(ARENA_SIZE - 1);
+        let page = (addr - a) / PAGE_SIZE;
+        // SAFETY: we hold the mheap lock.
+        let b = unsafe { bits(h.meta_of(a)) };
+        let bit = |w: &[u64]| w[page / 64] & (1 << (page % 64)) != 0;
+        (bit(&b.free), bit(&b.released), bit(&b.idle))
+    }
+
     fn gc_list_push(&self, span: SpanRef) {
         let mut l = self.gc_spans.lock().unwrap_or_else(|e| e.into_inner());
         let head = l.head;

@@ -158,13 +158,23 @@ impl PageMap {
         self.l1[base >> ARENA_SHIFT].store(meta, Ordering::Release);
     }
 
-    /// The span covering `addr`, or null. Lock-free, O(1).
+    /// The span covering `addr`, or null. Lock-free, O(1): two dependent
+    /// loads (the arena header, then the page's slot).
     #[inline]
     pub(crate) fn lookup(&self, addr: usize) -> *mut Span {
-        match self.arena(addr) {
-            Some(a) => a.spans[(addr - a.base) >> PAGE_SHIFT].load(Ordering::Acquire),
-            None => ptr::null_mut(),
+        let Some(slot) = self.l1.get(addr >> ARENA_SHIFT) else {
+            return ptr::null_mut();
+        };
+        let a = slot.load(Ordering::Acquire);
+        if a.is_null() {
+            return ptr::null_mut();
         }
+        // Arenas are ARENA_SIZE-aligned, so the page index is the address
+        // bits between the page and the arena shift (no load of `base`).
+        let page = (addr >> PAGE_SHIFT) & (ARENA_PAGES - 1);
+        // SAFETY: non-null l1 entries point at arena headers that are never
+        // freed (register_arena's contract).
+        unsafe { (*a).spans[page].load(Ordering::Acquire) }
     }
 
     /// Points every page of `[base, base + npages * PAGE_SIZE)` at `span`
@@ -184,7 +194,7 @@ impl PageMap {
             let a = self
                 .arena(addr)
                 .expect("gort-alloc: page map range outside any arena");
-            a.spans[(addr - a.base) >> PAGE_SHIFT].store(span, order);
+            a.spans[(addr >> PAGE_SHIFT) & (ARENA_PAGES - 1)].store(span, order);
         }
     }
 }

@@ -161,6 +161,74 @@ fn spawn() {
 mod tests {
     use super::*;
 
+    use crate::global::{free, malloc};
+
+    /// A freed 512 KiB object: its 64 pages are free and not yet idle.
+    fn freed_run() -> usize {
+        let p = malloc(512 << 10, 8);
+        assert!(!p.is_null());
+        // SAFETY: `p` holds 512 KiB; touch it so there is something to release.
+        unsafe { p.write_bytes(1, 512 << 10) };
+        free(p).unwrap();
+        p as usize
+    }
+
+    #[test]
+    fn pages_are_released_only_after_a_whole_pass_free() {
+        let p = freed_run();
+        let (free_now, released, _) = HEAP.page_state(p);
+        assert!(free_now && !released);
+        // First pass: too young; it becomes idle.
+        HEAP.scavenge(usize::MAX, true);
+        let (free_now, released, idle) = HEAP.page_state(p);
+        if free_now && !released {
+            // (Another test may have reused and freed the run meanwhile.)
+            assert!(idle, "a free page is marked idle by a pass");
+            HEAP.scavenge(usize::MAX, true);
+            let (free_now, released, _) = HEAP.page_state(p);
+            assert!(
+                !free_now || released,
+                "an idle page is released by the next pass"
+            );
+        }
+    }
+
+    #[test]
+    fn memory_limit_and_free_os_memory_release_at_once() {
+        let p = freed_run();
+        let old = set_memory_limit(1);
+        let (free_now, released, _) = HEAP.page_state(p);
+        assert!(
+            !free_now || released,
+            "over the limit, free pages go back at once"
+        );
+        assert_eq!(set_memory_limit(old), 1);
+        assert_eq!(memory_limit(), old);
+        let q = freed_run();
+        assert!(free_os_memory() > 0 || HEAP.page_state(q).1);
+        let (free_now, released, _) = HEAP.page_state(q);
+        assert!(!free_now || released);
+    }
+
+    #[test]
+    fn background_scavenger_releases_idle_pages() {
+        let p = freed_run();
+        // Two ticks of the background thread (1 s each); allow 20 s on a
+        // loaded machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (free_now, released, _) = HEAP.page_state(p);
+            if !free_now || released {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "background scavenger released nothing in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     #[test]
     fn memlimit_syntax() {
         assert_eq!(parse_memory_limit("1024"), Ok(1024));

@@ -122,19 +122,19 @@ fn size_to_class(size: usize) -> usize {
 /// `None` when the request must be a large object (its own span).
 #[inline]
 pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
+    if size <= 1024 && align <= 8 {
+        // The common case: one table load (size 0 maps to class 1).
+        return Some(SIZE_TO_CLASS8[size.div_ceil(8)] as usize);
+    }
     if size > MAX_SMALL_SIZE || align > PAGE_SIZE {
         return None;
     }
-    let mut c = size_to_class(size.max(1));
-    // Every class up to 8 is a multiple of 8 and alignment above 8 is rare:
-    // the loop runs once on the fast path.
-    while c < NUM_CLASSES {
-        if CLASS_SIZE[c] as usize % align == 0 {
-            return Some(c);
-        }
-        c += 1;
+    let c = size_to_class(size.max(1));
+    // Every class is a multiple of 8: the common case needs no search.
+    if align <= 8 {
+        return Some(c);
     }
-    None
+    (c..NUM_CLASSES).find(|&c| CLASS_SIZE[c] as usize & (align - 1) == 0)
 }
 
 /// Span class: a size class and whether its spans hold GC objects, packed as

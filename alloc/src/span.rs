@@ -37,7 +37,8 @@
 //!   of a recycled struct reads a valid value, never a torn one).
 //! - `alloc_bits`: normal spans: written by the owning mcache while cached
 //!   (load + store, no read-modify-write: it is the only writer), under the
-//!   mcentral lock while central. GC spans: written under `gc_lock`. Read by
+//!   mcentral lock while central. Slots on the owner's local free list
+//!   (`mcache.rs`) keep their bit set until the span is uncached. GC spans: written under `gc_lock`. Read by
 //!   anyone (the collector's `is_allocated`) with Relaxed loads.
 //! - `gcmark_bits`: set by the collector's `mark` (fetch_or, any thread),
 //!   by `gc_alloc` for allocate-black objects (under `gc_lock`); cleared by
@@ -223,20 +224,24 @@ impl Default for SpanCentral {
 /// All-zero bytes are a valid `Span` (every field is an atomic, a cell of
 /// integers or raw pointers, or an array of those): the mheap takes span
 /// structs from zeroed memory.
+/// `repr(C)` keeps what `dealloc` reads (span class, base) and what the
+/// cached allocator touches (the first alloc-bit words) in the first two
+/// cache lines.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Span {
+    pub(crate) spanclass: AtomicUsize,
     pub(crate) base: AtomicUsize,
-    pub(crate) npages: AtomicUsize,
     pub(crate) elem_size: AtomicUsize,
     pub(crate) nelems: AtomicUsize,
+    pub(crate) owner: AtomicUsize,
+    pub(crate) npages: AtomicUsize,
     pub(crate) div_magic: AtomicU32,
-    pub(crate) spanclass: AtomicUsize,
+    pub(crate) sweepgen: AtomicU32,
+    pub(crate) state: AtomicU8,
+    pub(crate) gc_lock: AtomicBool,
     /// Large objects aligned above a page start this far into the span.
     pub(crate) large_offset: AtomicUsize,
-    pub(crate) state: AtomicU8,
-    pub(crate) owner: AtomicUsize,
-    pub(crate) sweepgen: AtomicU32,
-    pub(crate) gc_lock: AtomicBool,
     pub(crate) alloc_bits: [AtomicU64; BITMAP_WORDS],
     pub(crate) gcmark_bits: [AtomicU64; BITMAP_WORDS],
     pub(crate) local: UnsafeCell<SpanLocal>,

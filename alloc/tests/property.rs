@@ -108,7 +108,7 @@ fn random_alloc_free_against_a_model() {
         let ranges = ranges.clone();
         let next = senders[(t + 1) % THREADS].clone();
         handles.push(std::thread::spawn(move || {
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1234_5678);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678));
             let mut live: Vec<Obj> = Vec::new();
             for _ in 0..OPS {
                 // Objects handed over by the previous thread: remote frees.
@@ -187,7 +187,7 @@ fn random_alloc_free_against_a_model() {
 fn every_class_is_aligned_to_its_largest_power_of_two() {
     // Class sizes from Go's table: an object of exactly that size with the
     // largest power-of-two alignment dividing it must come back aligned.
-    let sizes = [
+    let sizes: [usize; 67] = [
         8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320,
         352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792,
         2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472,
@@ -196,7 +196,7 @@ fn every_class_is_aligned_to_its_largest_power_of_two() {
     ];
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for size in sizes {
-        let align = (1usize << (size as usize).trailing_zeros()).min(8192);
+        let align = (1usize << size.trailing_zeros()).min(8192);
         let layout = Layout::from_size_align(size, align).unwrap();
         // SAFETY: non-zero layouts; each pointer freed once with its layout.
         unsafe {
