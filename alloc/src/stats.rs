@@ -179,6 +179,10 @@ pub struct MemStats {
     pub gc_heap_alloc: u64,
     /// Per size class counts; index 0 counts large objects (size 0).
     pub by_size: [SizeClassStats; NUM_CLASSES],
+    /// The collector's statistics: `num_gc`, `pause_total_ns`, the pause
+    /// histogram, `next_gc`, `last_gc` and more (gc/stats.rs).
+    #[cfg(not(loom))]
+    pub gc: crate::GcStats,
 }
 
 /// Bytes of live objects, over all classes or only GC ones.
@@ -240,5 +244,7 @@ pub fn stats() -> MemStats {
         frees,
         gc_heap_alloc: live_bytes(true),
         by_size,
+        #[cfg(not(loom))]
+        gc: crate::gc_stats(),
     }
 }

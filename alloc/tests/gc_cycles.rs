@@ -220,6 +220,12 @@ fn destructor_reaching_another_unreachable_object_gets_a_clear_panic() {
     }
     let stats = gc_stats();
     assert!(stats.num_gc >= 1 && stats.last_gc > 0, "{stats:?}");
+    let mem = gort_alloc::stats();
+    assert!(
+        mem.gc.num_gc >= stats.num_gc,
+        "MemStats embeds the GC statistics"
+    );
+    assert!(format!("{mem:?}").contains("num_gc"));
 }
 
 static STASH: Mutex<Vec<Gc<Resurrect>>> = Mutex::new(Vec::new());

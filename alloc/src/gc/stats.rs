@@ -3,9 +3,8 @@
 //! A "pause" here is the time a mutator operation waited for the collector:
 //! in this design the only such wait is `GcCell::borrow_mut`/`GcMutex::lock`
 //! spinning while the collector reads that one cell's handles (cell.rs).
-//! Cycles themselves stop no thread. `MemStats` (the arena's `stats()`)
-//! embeds [`GcStats`] when the branches are merged; until then
-//! [`gc_stats`](crate::gc_stats) returns it alone.
+//! Cycles themselves stop no thread. `MemStats::gc` (the arena's `stats()`)
+//! embeds [`GcStats`]; [`gc_stats`](crate::gc_stats) returns it alone.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,7 +29,7 @@ static LIVE_OBJECTS: AtomicU64 = AtomicU64::new(0);
 static UNEXPECTED_DEAD: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot of the collector's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcStats {
     /// Completed cycles.
     pub num_gc: u64,
