@@ -475,81 +475,54 @@ fn pause_gort_baseline() -> (u64, u64, usize, Duration) {
 }
 
 fn pause_gort_with(collecting: bool) -> (u64, u64, usize, Duration) {
-    let live: Vec<gort_alloc::Gc<GortShared>> = (0..LIVE)
-        .map(|_| {
-            gort_alloc::Gc::new(GortShared {
-                edges: gort_alloc::GcMutex::new(Vec::new()),
-            })
+    let new = || {
+        gort_alloc::Gc::new(GortShared {
+            edges: gort_alloc::GcMutex::new(Vec::new()),
         })
-        .collect();
+    };
+    let live: Vec<gort_alloc::Gc<GortShared>> = (0..LIVE).map(|_| new()).collect();
     // Link them into a binary tree (node i is the parent of 2i+1 and
     // 2i+2), so marking follows a million edges and no drop recurses deeply.
     for i in 1..live.len() {
         live[(i - 1) / 2].edges.lock().push(live[i].clone());
     }
     let root = live[0].clone();
-    let sample: Vec<gort_alloc::Gc<GortShared>> = live.iter().step_by(1000).cloned().collect();
+    let sample: Vec<_> = live.iter().step_by(1000).cloned().collect();
     drop(live);
     gort_alloc::collect();
-    let done = Arc::new(AtomicBool::new(false));
-    let collector = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let start = Instant::now();
+    let result = mutate_during(
+        move || {
             if collecting {
                 gort_alloc::collect();
             } else {
                 // Busy, like a collector, but touching no GC state.
+                let start = Instant::now();
                 let mut x = 0u64;
                 while start.elapsed() < Duration::from_millis(140) {
                     x = black_box(x.wrapping_add(1));
                 }
             }
-            let took = start.elapsed();
-            done.store(true, Ordering::Release);
-            took
-        })
-    };
-    let mut waits = Waits(Vec::with_capacity(1 << 22));
-    let mut rng = Rng(99);
-    let mut keep = Vec::new();
-    while !done.load(Ordering::Acquire) {
-        let node = &sample[rng.below(sample.len())];
-        match rng.below(4) {
-            0 => timed(&mut waits, || {
-                keep.push(gort_alloc::Gc::new(GortShared {
-                    edges: gort_alloc::GcMutex::new(Vec::new()),
-                }))
-            }),
-            1 => timed(&mut waits, || keep.push(node.clone())),
-            2 => timed(&mut waits, || {
-                let mut edges = node.edges.lock();
-                if let Some(edge) = edges.pop() {
-                    edges.push(edge);
-                }
-            }),
-            _ => timed(&mut waits, || {
-                keep.pop();
-            }),
-        }
-        if keep.len() > 1000 {
-            timed(&mut waits, || keep.clear());
-        }
-    }
-    let took = collector.join().unwrap();
-    drop((root, sample, keep));
-    let (max, p99, n) = waits.report();
-    (max, p99, n, took)
+        },
+        &sample,
+        new,
+        |node| {
+            let mut edges = node.edges.lock();
+            if let Some(edge) = edges.pop() {
+                edges.push(edge);
+            }
+        },
+    );
+    drop((root, sample));
+    result
 }
 
 fn pause_dumpster() -> (u64, u64, usize, Duration) {
-    let live: Vec<dumpster::sync::Gc<DumpsterShared>> = (0..LIVE)
-        .map(|_| {
-            dumpster::sync::Gc::new(DumpsterShared {
-                edges: Mutex::new(Vec::new()),
-            })
+    let new = || {
+        dumpster::sync::Gc::new(DumpsterShared {
+            edges: Mutex::new(Vec::new()),
         })
-        .collect();
+    };
+    let live: Vec<dumpster::sync::Gc<DumpsterShared>> = (0..LIVE).map(|_| new()).collect();
     for i in 1..live.len() {
         live[(i - 1) / 2]
             .edges
@@ -557,15 +530,35 @@ fn pause_dumpster() -> (u64, u64, usize, Duration) {
             .unwrap()
             .push(live[i].clone());
     }
-    let sample: Vec<_> = live.iter().step_by(1000).cloned().collect();
     let root = live[0].clone();
+    let sample: Vec<_> = live.iter().step_by(1000).cloned().collect();
     drop(live);
+    let result = mutate_during(dumpster::sync::collect, &sample, new, |node| {
+        let mut edges = node.edges.lock().unwrap();
+        if let Some(edge) = edges.pop() {
+            edges.push(edge);
+        }
+    });
+    drop((root, sample));
+    result
+}
+
+/// Runs `collect` on another thread and, until it returns, random mutator
+/// operations on this one (allocate, clone, lock and touch a node, drop),
+/// timing each. Returns the longest wait, the p99, the number of
+/// operations and how long `collect` took.
+fn mutate_during<H: Clone>(
+    collect: impl FnOnce() + Send + 'static,
+    sample: &[H],
+    new: impl Fn() -> H,
+    touch: impl Fn(&H),
+) -> (u64, u64, usize, Duration) {
     let done = Arc::new(AtomicBool::new(false));
     let collector = {
         let done = done.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
-            dumpster::sync::collect();
+            collect();
             let took = start.elapsed();
             done.store(true, Ordering::Release);
             took
@@ -577,18 +570,9 @@ fn pause_dumpster() -> (u64, u64, usize, Duration) {
     while !done.load(Ordering::Acquire) {
         let node = &sample[rng.below(sample.len())];
         match rng.below(4) {
-            0 => timed(&mut waits, || {
-                keep.push(dumpster::sync::Gc::new(DumpsterShared {
-                    edges: Mutex::new(Vec::new()),
-                }))
-            }),
+            0 => timed(&mut waits, || keep.push(new())),
             1 => timed(&mut waits, || keep.push(node.clone())),
-            2 => timed(&mut waits, || {
-                let mut edges = node.edges.lock().unwrap();
-                if let Some(edge) = edges.pop() {
-                    edges.push(edge);
-                }
-            }),
+            2 => timed(&mut waits, || touch(node)),
             _ => timed(&mut waits, || {
                 keep.pop();
             }),
@@ -598,7 +582,7 @@ fn pause_dumpster() -> (u64, u64, usize, Duration) {
         }
     }
     let took = collector.join().unwrap();
-    drop((root, sample, keep));
+    drop(keep);
     let (max, p99, n) = waits.report();
     (max, p99, n, took)
 }

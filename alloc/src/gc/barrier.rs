@@ -64,9 +64,10 @@
 //! - Termination, `wait_for_mutators`: fence, then load each `seq`. A
 //!   mutator whose fence came earlier is seen inside (odd) and waited for;
 //!   one whose fence came later sees every mark made before the wait.
-//! - `MutatorRecord::exit` (Release) pairs with the Acquire reload of `seq` in
-//!   `wait_for_mutators`: every gray push made inside the operation is visible
-//!   to the drain that follows the wait.
+//! - `MutatorRecord::exit` (Release) pairs with both Acquire loads of `seq`
+//!   in `wait_for_mutators` (the first one may already read an `exit`):
+//!   every gray push and every allocated header written inside the operation
+//!   is visible to what follows the wait.
 //! - Allocation: `Gc::new` runs inside a barrier operation and fences
 //!   (`phase_after_store`) before `gc_alloc` reads the arena's phase. The
 //!   collector calls `heap_api::gc_begin_mark` (SeqCst), `start_cycle`
@@ -392,7 +393,10 @@ impl Barrier {
         // mutator whose fence comes later sees every mark made before this.
         self.collector_fence();
         for record in records {
-            let seq = record.seq.load(Ordering::Relaxed);
+            // Acquire: an even value may be a finished operation's `exit`;
+            // its writes (an allocation's header) must be visible after the
+            // wait (checked by `allocation_races_the_cycle_start`).
+            let seq = record.seq.load(Ordering::Acquire);
             if seq % 2 == 0 {
                 continue;
             }
