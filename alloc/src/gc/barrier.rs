@@ -22,7 +22,7 @@
 //! # Transitions
 //! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + collector
 //!   fence), after `heap_api::gc_begin_mark` and before the allocation
-//!   handshake and the heap snapshot (`roots::snapshot`).
+//!   handshake and the heap snapshot (`roots::snapshot_and_count`).
 //! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
 //!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`

@@ -4,9 +4,9 @@
 //! time. A cycle, in order (`run_cycle`):
 //! 1. drop stale gray entries; the arena allocates black
 //!    (`heap_api::gc_begin_mark`); barriers on (`Barrier::start_cycle`); wait
-//!    for mutators inside a barrier operation, allocations included; take the
-//!    snapshot of every allocated, unmarked object (`roots::snapshot`);
-//! 2. count handles found inside the snapshot (`roots::count_internal`);
+//!    for mutators inside a barrier operation, allocations included;
+//! 2. take the snapshot of every allocated, unmarked object and count the
+//!    handles found inside it (`roots::snapshot_and_count`);
 //! 3. mark the objects with handles left over, the roots
 //!    (`roots::find_roots`);
 //! 4. mark from them and from mutators' shades, then terminate with the
@@ -162,10 +162,9 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     // white has finished writing its object.
     barrier.wait_for_mutators();
     let objects = &mut buffers.objects;
-    roots::snapshot(objects);
-    roots::count_internal(objects);
+    roots::snapshot_and_count(objects, epoch);
     let mut stack = Vec::new();
-    roots::find_roots(objects, &mut stack);
+    roots::find_roots(objects, epoch, &mut stack);
     mark::mark(barrier, stack);
     let marked = Instant::now();
     barrier.set_phase(PhaseWord {

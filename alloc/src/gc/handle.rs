@@ -21,7 +21,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::gc::barrier::with_barrier;
-use crate::gc::object::{GcBox, Header};
+use crate::gc::object::{CONDEMNED, GcBox, Header};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
 use crate::heap_api::gc_alloc;
@@ -101,7 +101,7 @@ impl<T: Trace + 'static> Gc<T> {
     /// How many handles point to this object (racy under concurrency; for
     /// tests and diagnostics).
     pub fn handle_count(this: &Gc<T>) -> usize {
-        this.header().handles.load(Ordering::Relaxed)
+        this.header().handle_count(Ordering::Relaxed)
     }
 }
 
@@ -114,7 +114,7 @@ impl<T: Trace + 'static> Clone for Gc<T> {
             // phase load; a clone that sees OFF is counted by `find_roots`
             // (barrier.rs, Orderings).
             let old = header.handles.fetch_add(1, Ordering::Relaxed);
-            if old > isize::MAX as usize {
+            if old & !CONDEMNED > isize::MAX as usize / 2 {
                 // Like `Arc`: a count this large means handles were leaked
                 // with `mem::forget` in a loop; wrapping would free live memory.
                 std::process::abort();

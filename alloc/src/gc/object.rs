@@ -9,9 +9,8 @@
 //!
 //! | field      | written by                          | read by                 |
 //! |------------|-------------------------------------|-------------------------|
-//! | `handles`  | every `Gc` clone/drop (atomic RMW)  | collector (`roots.rs`)  |
-//! | `internal` | collector only                      | collector only          |
-//! | `flags`    | collector (`CONDEMNED`, in sweep)   | `Deref`, collector      |
+//! | `handles`  | every `Gc` clone/drop (atomic RMW); its top bit `CONDEMNED` by the sweep | collector, `Deref` |
+//! | `internal` | collector only: `epoch << 32 \| count` | collector only   |
 //! | `vtable`   | `Gc::new`, before the collector may read the slot | collector |
 //! | `value`    | `Gc::new`; then only through `GcCell`/`GcMutex` | anyone      |
 
@@ -20,11 +19,12 @@ use std::ptr::NonNull;
 
 use crate::gc::trace::{Trace, Tracer};
 use crate::heap_api::{SpanRef, span_of};
-use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// `Header::flags`: the collector found the object unreachable; its value is
-/// dropped or being dropped.
-pub(crate) const CONDEMNED: u32 = 1;
+/// The top bit of `Header::handles`: the collector found the object
+/// unreachable; its value is dropped or being dropped. Handle counts stay far
+/// below it (`Gc::clone` aborts past `isize::MAX / 2`).
+pub(crate) const CONDEMNED: usize = 1 << (usize::BITS - 1);
 
 /// Type-erased operations on one object type.
 pub(crate) struct VTable {
@@ -40,12 +40,13 @@ pub(crate) struct VTable {
 
 /// The header of every collected object.
 pub(crate) struct Header {
-    /// How many `Gc` handles point here, wherever they live.
+    /// How many `Gc` handles point here, wherever they live; plus
+    /// `CONDEMNED`.
     pub(crate) handles: AtomicUsize,
-    /// Handles found inside scanned objects this cycle (collector only).
-    pub(crate) internal: AtomicU32,
-    /// `CONDEMNED` or 0.
-    pub(crate) flags: AtomicU32,
+    /// Handles found inside scanned objects in cycle `internal >> 32`, in
+    /// the low 32 bits (collector only). A count from another cycle reads as
+    /// zero, so no pass has to reset it.
+    pub(crate) internal: AtomicU64,
     pub(crate) vtable: &'static VTable,
 }
 
@@ -114,8 +115,7 @@ impl Header {
     pub(crate) fn new(vtable: &'static VTable) -> Header {
         Header {
             handles: AtomicUsize::new(1),
-            internal: AtomicU32::new(0),
-            flags: AtomicU32::new(0),
+            internal: AtomicU64::new(0),
             vtable,
         }
     }
@@ -137,7 +137,40 @@ impl Header {
     /// Whether the collector found this object unreachable.
     #[inline]
     pub(crate) fn is_condemned(&self) -> bool {
-        self.flags.load(Ordering::Relaxed) & CONDEMNED != 0
+        self.handles.load(Ordering::Relaxed) & CONDEMNED != 0
+    }
+
+    /// Marks the object unreachable (sweep only).
+    pub(crate) fn condemn(&self) {
+        self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+    }
+
+    /// How many handles point here.
+    #[inline]
+    pub(crate) fn handle_count(&self, order: Ordering) -> usize {
+        self.handles.load(order) & !CONDEMNED
+    }
+
+    /// The handles found inside scanned objects in cycle `epoch`.
+    #[inline]
+    pub(crate) fn internal(&self, epoch: u32) -> usize {
+        let word = self.internal.load(Ordering::Relaxed);
+        if (word >> 32) as u32 == epoch {
+            (word & u64::from(u32::MAX)) as usize
+        } else {
+            0
+        }
+    }
+
+    /// Counts one more handle found inside a scanned object in cycle
+    /// `epoch` (collector only, so a load and a store suffice). Saturates:
+    /// a count that stops short only makes the object a root.
+    #[inline]
+    pub(crate) fn add_internal(&self, epoch: u32) {
+        let count = self.internal(epoch) as u64;
+        let next = (count + 1).min(u64::from(u32::MAX));
+        self.internal
+            .store((u64::from(epoch) << 32) | next, Ordering::Relaxed);
     }
 
     /// Sets this object's mark bit unless it is condemned; true if this call

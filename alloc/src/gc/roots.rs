@@ -19,15 +19,20 @@ use crate::heap_api::for_each_gc_span;
 use crate::loom::sync::atomic::{Ordering, fence};
 
 /// Fills `objects` with the cycle's snapshot (H0 in DESIGN.md): every
-/// allocated, unmarked object in the arena's GC spans. Called after `Barrier::start_cycle` and a
-/// `wait_for_mutators`, so every allocated object is initialised and every
-/// object allocated from now on is born marked (skipped here).
+/// allocated, unmarked object in the arena's GC spans, and counts, for every
+/// object, the handles to it found inside them (its `internal` count for
+/// `epoch`). Returns how many cells were skipped because a mutator held them
+/// mutably.
 ///
-/// Objects condemned by an earlier cycle and kept alive by a handle a
-/// destructor stored (sweep.rs, "leaked") are marked instead, so the sweep
-/// keeps them; their values are gone and must never be traced.
-pub(crate) fn snapshot(objects: &mut Vec<Slot>) {
+/// Called after `Barrier::start_cycle` and a `wait_for_mutators`, so every
+/// allocated object is initialised and every object allocated from now on
+/// is born marked (skipped here). Objects condemned by an earlier cycle and
+/// kept alive by a handle a destructor stored (sweep.rs, "leaked") are marked
+/// instead, so the sweep keeps them; their values are gone and are never
+/// traced.
+pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> usize {
     objects.clear();
+    let mut tracer = Tracer::new(TraceMode::Count { epoch });
     for_each_gc_span(|span| {
         for idx in 0..span.nelems() {
             if !span.is_allocated(idx) {
@@ -48,40 +53,28 @@ pub(crate) fn snapshot(objects: &mut Vec<Slot>) {
             let object = unsafe { header.as_ref() };
             if object.is_condemned() {
                 span.mark(idx);
-            } else {
-                // Reset here, while the header is in cache, for
-                // `count_internal`.
-                object.internal.store(0, Ordering::Relaxed);
-                objects.push(Slot { header, span, idx });
+                continue;
             }
+            objects.push(Slot { header, span, idx });
+            // SAFETY: `header` is a live `GcBox` of the type its vtable was
+            // built for (object.rs), and its value is not dropped (not
+            // condemned).
+            unsafe { (object.vtable.trace)(header, &mut tracer) };
         }
     });
-}
-
-/// Counts, for every object, the handles to it found inside `objects`
-/// (whose `internal` counts `snapshot` reset).
-/// Returns how many cells were skipped because a mutator held them mutably.
-pub(crate) fn count_internal(objects: &[Slot]) -> usize {
-    let mut tracer = Tracer::new(TraceMode::Count);
-    for object in objects {
-        // SAFETY: a snapshot object is a live `GcBox` of the type its vtable
-        // was built for (object.rs), and its value is not dropped
-        // (`snapshot` leaves out condemned objects).
-        unsafe { (object.header().vtable.trace)(object.header, &mut tracer) };
-    }
     tracer.opaque
 }
 
-/// Marks every object with more handles than `count_internal` found inside
-/// the heap, pushing it on `stack`. Returns how many roots it found.
-pub(crate) fn find_roots(objects: &[Slot], stack: &mut Vec<NonNull<Header>>) -> usize {
+/// Marks every object with more handles than `snapshot_and_count` found
+/// inside the heap, pushing it on `stack`. Returns how many roots it found.
+pub(crate) fn find_roots(objects: &[Slot], epoch: u32, stack: &mut Vec<NonNull<Header>>) -> usize {
     let mut roots = 0;
     for object in objects {
         let header = object.header();
-        let internal = header.internal.load(Ordering::Relaxed) as usize;
+        let internal = header.internal(epoch);
         // After `start_cycle`'s fence: a clone whose fence came first is
         // counted here (barrier.rs, Orderings).
-        let handles = header.handles.load(Ordering::Relaxed);
+        let handles = header.handle_count(Ordering::Relaxed);
         if handles > internal {
             roots += 1;
             if object.span.mark(object.idx) {

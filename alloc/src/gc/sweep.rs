@@ -20,7 +20,7 @@
 //!    handle left) and swaps its bitmaps (`allocBits = markBits`), which
 //!    frees them and clears every mark for the next cycle.
 
-use crate::gc::object::{CONDEMNED, Header, Slot};
+use crate::gc::object::{Header, Slot};
 use crate::heap_api::{for_each_gc_span, gc_sweep_span};
 use crate::loom::sync::atomic::Ordering;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -57,7 +57,7 @@ pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>) -> SweepStats {
             stats.live_objects += 1;
             stats.live_bytes += header.vtable.layout.size();
         } else {
-            header.flags.fetch_or(CONDEMNED, Ordering::Relaxed);
+            header.condemn();
             destructors |= header.vtable.needs_drop;
             condemned.push(object);
         }
@@ -81,7 +81,7 @@ pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>) -> SweepStats {
 
     for object in condemned.iter() {
         let header = object.header();
-        if header.handles.load(Ordering::Acquire) != 0 {
+        if header.handle_count(Ordering::Acquire) != 0 {
             object.span.mark(object.idx);
             stats.leaked_objects += 1;
         } else {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use crate::gc::barrier::Barrier;
 use crate::gc::object::Header;
-use crate::loom::sync::atomic::Ordering;
 
 /// A type whose `Gc` handles the collector can enumerate.
 ///
@@ -67,8 +66,11 @@ pub unsafe trait Trace {
 /// reports.
 pub(crate) enum TraceMode<'a> {
     /// Counting: each reported handle adds one to its target's `internal`
-    /// count (collector thread only; see `roots.rs`).
-    Count,
+    /// count for `epoch` (collector thread only; see `roots.rs`).
+    Count {
+        /// The cycle's epoch.
+        epoch: u32,
+    },
     /// Marking: each reported target is marked; newly marked ones are
     /// pushed on the collector's local gray stack (see `mark.rs`).
     Mark {
@@ -106,12 +108,7 @@ impl<'a> Tracer<'a> {
         // handle keeps its object allocated (handle.rs, "Validity").
         let header = unsafe { target.as_ref() };
         match &mut self.mode {
-            TraceMode::Count => {
-                let internal = header.internal.load(Ordering::Relaxed);
-                header
-                    .internal
-                    .store(internal.saturating_add(1), Ordering::Relaxed);
-            }
+            TraceMode::Count { epoch } => header.add_internal(*epoch),
             TraceMode::Mark { stack } => {
                 if header.try_mark() {
                     stack.push(target);
@@ -135,7 +132,7 @@ impl<'a> Tracer<'a> {
 impl std::fmt::Debug for Tracer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match self.mode {
-            TraceMode::Count => "count",
+            TraceMode::Count { .. } => "count",
             TraceMode::Mark { .. } => "mark",
             TraceMode::Shade { .. } => "shade",
         };

@@ -234,7 +234,7 @@ fn allocation_races_the_cycle_start() {
         arena_marking.store(1, Ordering::SeqCst);
         barrier.start_cycle(EPOCH);
         barrier.wait_for_mutators();
-        // roots::snapshot for the one slot.
+        // roots::snapshot_and_count for the one slot.
         if allocated.load(Ordering::Acquire) == 1 && marked.load(Ordering::Relaxed) == 0 {
             // SAFETY: the protocol under test says this read is synchronised
             // with the header write; loom reports it if not.
