@@ -72,9 +72,10 @@ pub(crate) fn find_roots(objects: &[Slot], epoch: u32, stack: &mut Vec<NonNull<H
     for object in objects {
         let header = object.header();
         let internal = header.internal(epoch);
-        // Clear the tag: every live object is in a snapshot at least every
-        // other cycle, so no count outlives two cycles and a u32 epoch that
-        // wraps can never make an old count look current.
+        // Clear the count once read: a count is only read here, so an old
+        // one could look current after the u32 epoch wraps only if its
+        // object stayed out of 2^32 consecutive snapshots (always marked
+        // before the snapshot reached it).
         header.internal.store(0, Ordering::Relaxed);
         // After `start_cycle`'s fence: a clone whose fence came first is
         // counted here (barrier.rs, Orderings).
