@@ -94,9 +94,14 @@
 //!   (DESIGN.md, "Why no insertion barrier").
 //!
 //! # Checked by
-//! `alloc/src/gc/tests/loom_gc_barrier.rs`: a clone and a cell move racing
-//! the collector's counting and termination; the object a mutator keeps is
-//! always marked when the collector decides (nothing reachable is freed).
+//! `alloc/src/gc/tests/loom_gc_barrier.rs`, with the real `Barrier`,
+//! `MutatorRecord` and `BorrowFlag`:
+//! - `clone_then_drop_holder_races_counting_and_termination` and
+//!   `cell_move_races_counting_and_marking`: the object a mutator keeps is
+//!   marked when the collector decides (nothing reachable is freed);
+//! - `allocation_races_the_cycle_start`: the snapshot never reads an object
+//!   header before its `Gc::new` wrote it (loom's cell race checker).
+//! Each fails when its barrier, the fences or the handshake is removed.
 
 #![cfg_attr(
     loom,

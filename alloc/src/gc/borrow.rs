@@ -33,7 +33,9 @@
 //!   is what they read.
 //!
 //! # Checked by
-//! `alloc/src/gc/tests/loom_gc_barrier.rs` (`cell_move_during_count`).
+//! `alloc/src/gc/tests/loom_gc_barrier.rs`
+//! (`cell_move_races_counting_and_marking`): the handle moved out of a cell
+//! is marked, and the cell's contents are never read while written.
 
 #![cfg_attr(
     loom,
