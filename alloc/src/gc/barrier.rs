@@ -101,6 +101,7 @@
 //!   marked when the collector decides (nothing reachable is freed);
 //! - `allocation_races_the_cycle_start`: the snapshot never reads an object
 //!   header before its `Gc::new` wrote it (loom's cell race checker).
+//!
 //! Each fails when its barrier, the fences or the handshake is removed.
 
 #![cfg_attr(
