@@ -94,6 +94,24 @@ fn check_alive(ledger: &Ledger, id: usize, check: u64) {
     );
 }
 
+/// When the mutators of the random test stop.
+#[derive(Clone)]
+struct Until {
+    deadline: Instant,
+    cap: Instant,
+    cycles: Arc<AtomicUsize>,
+}
+
+/// Collections that must run beside the mutators.
+const MIN_CYCLES: usize = 3;
+
+impl Until {
+    fn keep_going(&self) -> bool {
+        let now = Instant::now();
+        now < self.cap && (now < self.deadline || self.cycles.load(Ordering::Relaxed) < MIN_CYCLES)
+    }
+}
+
 struct Rng(u64);
 
 impl Rng {
@@ -136,12 +154,15 @@ fn walk(ledger: &Ledger, start: Gc<Obj>, rng: &mut Rng, steps: usize) -> Gc<Obj>
     cursor
 }
 
-fn mutator(table: Gc<Table>, ledger: Arc<Ledger>, seed: u64, deadline: Instant) -> usize {
+/// Runs random operations until `deadline` has passed and at least
+/// `MIN_CYCLES` collections ran beside them (under valgrind a collection can
+/// take longer than the whole time budget), or until `cap`.
+fn mutator(table: Gc<Table>, ledger: Arc<Ledger>, seed: u64, until: Until) -> usize {
     let mut rng = Rng(seed | 1);
     let mut held: Vec<Gc<Obj>> = Vec::new();
     let mut local_head: Option<Gc<Local>> = None;
     let mut ops = 0;
-    while Instant::now() < deadline {
+    while until.keep_going() {
         ops += 1;
         let slot = &table.slots[rng.below(SLOTS)];
         match rng.below(9) {
@@ -252,25 +273,29 @@ fn random_graph_mutation_during_collections() {
     let ballast: Vec<Gc<Vec<u64>>> = (0..BALLAST).map(|i| Gc::new(vec![i as u64])).collect();
     let ballast = Gc::new(GcMutex::new(ballast));
     let stop = Arc::new(AtomicBool::new(false));
+    let cycles = Arc::new(AtomicUsize::new(0));
     let gc_before = gc_stats().num_gc;
     let collector = {
-        let stop = stop.clone();
+        let (stop, cycles) = (stop.clone(), cycles.clone());
         std::thread::spawn(move || {
-            let mut cycles = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 collect();
-                cycles += 1;
+                cycles.fetch_add(1, Ordering::Relaxed);
             }
-            cycles
         })
     };
-    let run = Duration::from_millis(if cfg!(debug_assertions) { 1500 } else { 3000 });
-    let deadline = Instant::now() + run;
+    let start = Instant::now();
+    let until = Until {
+        deadline: start + Duration::from_millis(if cfg!(debug_assertions) { 1500 } else { 3000 }),
+        cap: start + Duration::from_secs(300),
+        cycles: cycles.clone(),
+    };
     let threads: Vec<_> = (0..3u64)
         .map(|seed| {
             let table = table.clone();
             let ledger = ledger.clone();
-            std::thread::spawn(move || mutator(table, ledger, 0x1234_5678 + seed * 977, deadline))
+            let until = until.clone();
+            std::thread::spawn(move || mutator(table, ledger, 0x1234_5678 + seed * 977, until))
         })
         .collect();
     let ops: usize = threads
@@ -278,10 +303,11 @@ fn random_graph_mutation_during_collections() {
         .map(|t| t.join().expect("mutator"))
         .sum();
     stop.store(true, Ordering::Relaxed);
-    let cycles = collector.join().expect("collector thread");
+    collector.join().expect("collector thread");
+    let cycles = cycles.load(Ordering::Relaxed);
     assert!(
-        cycles >= 3,
-        "only {cycles} collections ran beside the mutators"
+        cycles >= MIN_CYCLES,
+        "only {cycles} collections ran beside the mutators in 300 s"
     );
 
     // Everything still reachable from the table is alive.
