@@ -47,6 +47,13 @@ pub use gc::{
     trace::{Trace, Tracer},
 };
 pub use global::SpanAlloc;
+/// The `Trace` trait and `Tracer` alone, without the derive macro of the
+/// same name: the facade re-exports the trait from here and the derive that
+/// emits `::gort::alloc` paths from gort-macros, both as `gort::Trace`.
+#[cfg(not(loom))]
+pub mod trace {
+    pub use crate::gc::trace::{Trace, Tracer};
+}
 /// `#[derive(Trace)]` for gort-alloc's own users (the facade re-exports the
 /// `::gort`-path variant as `gort::Trace`).
 #[cfg(not(loom))]

@@ -312,3 +312,31 @@ fn gc_forwards_comparisons_and_formatting() {
     assert!(set.contains(&b));
     assert!(Gc::new(1) < Gc::new(2));
 }
+
+/// `#[trace(crate = "...")]` names the path to gort-alloc; here the facade's
+/// derive (which defaults to `::gort::alloc`) is pointed at `gort_alloc`.
+#[derive(gort_macros::Trace)]
+#[trace(crate = "::gort_alloc")]
+struct ViaFacadeDerive {
+    child: Option<Gc<Node>>,
+}
+
+#[test]
+fn derive_crate_attribute_overrides_the_path() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let holder = Gc::new(ViaFacadeDerive {
+        child: Some(node(5, &drops)),
+    });
+    collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    assert_eq!(holder.child.as_ref().unwrap().value, 5);
+    drop(holder);
+    collect();
+    // A handle the derive failed to report would have made the child look
+    // like a root in this collection, so it would survive it.
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the derive reports the child"
+    );
+}
