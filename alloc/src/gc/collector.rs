@@ -89,9 +89,10 @@ pub fn collect() {
 pub(crate) fn request_background() {
     let control = &*CONTROL;
     let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
-    if state.requested <= state.completed {
-        state.requested = state.completed + 1;
-    }
+    // While a cycle runs (the pacer re-triggers from its end, before it
+    // counts as completed) ask for the next one, not the running one.
+    let next = state.completed + if state.running { 2 } else { 1 };
+    state.requested = state.requested.max(next);
     ensure_started(&mut state);
     control.changed.notify_all();
 }
