@@ -97,6 +97,7 @@ impl BorrowFlag {
     /// reads no clock).
     pub(crate) fn acquire_write(&self) -> Result<Option<std::time::Duration>, Conflict> {
         let mut waiting_since = None;
+        let mut spins = 0u32;
         loop {
             match self
                 .0
@@ -107,9 +108,16 @@ impl BorrowFlag {
                 Err(flag) if flag & READERS != 0 => return Err(Conflict::Reading),
                 Err(_) => {
                     // Only COLLECTOR is set: the collector is reading this
-                    // value's handles, a short bounded read.
+                    // value's handles, a short bounded read. Spin a little,
+                    // then yield: if the collector thread lost its CPU
+                    // mid-read, spinning would keep it off longer.
                     waiting_since.get_or_insert_with(std::time::Instant::now);
-                    crate::loom::spin_loop();
+                    spins += 1;
+                    if spins < 64 {
+                        crate::loom::spin_loop();
+                    } else {
+                        crate::loom::thread::yield_now();
+                    }
                 }
             }
         }
