@@ -163,7 +163,7 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     // white has finished writing its object.
     barrier.wait_for_mutators();
     let objects = &mut buffers.objects;
-    roots::snapshot_and_count(objects, epoch);
+    let released = roots::snapshot_and_count(objects, epoch);
     let mut stack = Vec::new();
     roots::find_roots(objects, epoch, &mut stack);
     mark::mark(barrier, stack);
@@ -175,7 +175,7 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     // No barrier that saw MARK may still be shading once sweeping starts.
     barrier.wait_for_mutators();
     heap_api::gc_begin_sweep();
-    let swept = sweep::sweep(objects, &mut buffers.condemned);
+    let swept = sweep::sweep(objects, &mut buffers.condemned, released);
     objects.clear();
     heap_api::gc_end_cycle();
     barrier.set_phase(PhaseWord { phase: OFF, epoch });

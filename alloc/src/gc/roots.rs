@@ -21,17 +21,17 @@ use crate::loom::sync::atomic::{Ordering, fence};
 /// Fills `objects` with the cycle's snapshot (H0 in DESIGN.md): every
 /// allocated, unmarked object in the arena's GC spans, and counts, for every
 /// object, the handles to it found inside them (its `internal` count for
-/// `epoch`). Returns how many cells were skipped because a mutator held them
-/// mutably.
+/// `epoch`).
 ///
 /// Called after `Barrier::start_cycle` and a `wait_for_mutators`, so every
 /// allocated object is initialised and every object allocated from now on
 /// is born marked (skipped here). Objects condemned by an earlier cycle and
-/// kept alive by a handle a destructor stored (sweep.rs, "leaked") are marked
-/// instead, so the sweep keeps them; their values are gone and are never
-/// traced.
-pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> usize {
+/// kept by a handle a destructor stored (sweep.rs, "resurrected") are never
+/// traced (their values are gone); they are marked, so the sweep keeps their
+/// memory, until their last handle is dropped.
+pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> Snapshot {
     objects.clear();
+    let mut released = Snapshot::default();
     let mut tracer = Tracer::new(TraceMode::Count { epoch });
     for_each_gc_span(|span| {
         for idx in 0..span.nelems() {
@@ -52,7 +52,16 @@ pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> usize {
             // `GcBox` (allocation handshake: barrier.rs, Orderings).
             let object = unsafe { header.as_ref() };
             if object.is_condemned() {
-                span.mark(idx);
+                // Kept by a destructor's handle (sweep.rs): keep the memory
+                // while a handle exists. With none left no new one can
+                // appear (cloning needs a handle), so the arena's sweep may
+                // free it now: it reports a condemned object, as expected.
+                if object.handle_count(Ordering::Acquire) != 0 {
+                    span.mark(idx);
+                } else {
+                    released.released_objects += 1;
+                    released.released_bytes += object.vtable.layout.size();
+                }
                 continue;
             }
             objects.push(Slot { header, span, idx });
@@ -62,7 +71,20 @@ pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> usize {
             unsafe { (object.vtable.trace)(header, &mut tracer) };
         }
     });
-    tracer.opaque
+    released.opaque = tracer.opaque;
+    released
+}
+
+/// What `snapshot_and_count` found besides the snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Cells skipped because a mutator held them mutably.
+    pub(crate) opaque: usize,
+    /// Resurrected objects of earlier cycles whose last handle is gone: the
+    /// arena's sweep frees them this cycle.
+    pub(crate) released_objects: usize,
+    /// Their bytes.
+    pub(crate) released_bytes: usize,
 }
 
 /// Marks every object with more handles than `snapshot_and_count` found

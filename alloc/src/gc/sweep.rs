@@ -13,14 +13,16 @@
 //!    allocated.
 //! 3. **Keep the resurrected.** A condemned object whose handle count is not
 //!    zero now was given a handle by a destructor. Its mark bit is set so the
-//!    arena keeps its memory (leaked: its `Deref` panics forever, and every
-//!    later snapshot marks it again instead of tracing it).
+//!    arena keeps its memory; its `Deref` panics, and every later snapshot
+//!    marks it again instead of tracing it, until its last handle is dropped:
+//!    then the next cycle frees it.
 //! 4. **Free.** `heap_api::gc_sweep_span` on every GC span: the arena reports
 //!    each allocated, unmarked slot (exactly the condemned objects with no
 //!    handle left) and swaps its bitmaps (`allocBits = markBits`), which
 //!    frees them and clears every mark for the next cycle.
 
 use crate::gc::object::{Header, Slot};
+use crate::gc::roots::Snapshot;
 use crate::heap_api::{for_each_gc_span, gc_sweep_span};
 use crate::loom::sync::atomic::Ordering;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -46,9 +48,14 @@ pub(crate) struct SweepStats {
 }
 
 /// Sweeps after a cycle whose snapshot was `objects`;
-/// `condemned` is scratch space, reused across cycles.
-pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>) -> SweepStats {
-    let mut stats = SweepStats::default();
+/// `condemned` is scratch space, reused across cycles; `released` says which
+/// resurrected objects of earlier cycles the arena frees too.
+pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>, released: Snapshot) -> SweepStats {
+    let mut stats = SweepStats {
+        freed_objects: released.released_objects,
+        freed_bytes: released.released_bytes,
+        ..SweepStats::default()
+    };
     condemned.clear();
     let mut destructors = false;
     for &object in objects {
@@ -104,7 +111,7 @@ pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>) -> SweepStats {
             }
         });
     });
-    // Every reported slot must be one of the condemned objects freed above.
+    // Every reported slot must be a condemned object counted as freed above.
     if reported != stats.freed_objects {
         stats.unexpected_dead = stats
             .unexpected_dead
