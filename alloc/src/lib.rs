@@ -41,7 +41,7 @@ mod tests;
 pub use gc::{
     cell::{BorrowError, GcCell, GcMutex, GcMutexGuard, GcRef, GcRefMut},
     collector::collect,
-    handle::Gc,
+    handle::{Gc, Weak},
     pacer::set_gc_percent,
     stats::{GcStats, PAUSE_BUCKETS_NS, gc_stats},
     trace::{Trace, Tracer},

@@ -4,7 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gort_alloc::{Gc, GcCell, GcMutex, Trace, collect, gc_stats};
+use gort_alloc::{Gc, GcCell, GcMutex, Trace, Weak, collect, gc_stats};
 
 /// A node that counts its drops.
 #[derive(Trace)]
@@ -345,4 +345,82 @@ fn derive_crate_attribute_overrides_the_path() {
         1,
         "the derive reports the child"
     );
+}
+
+#[test]
+fn weak_upgrades_until_the_object_is_collected() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let strong = node(1, &drops);
+    let weak = Gc::downgrade(&strong);
+    let again = weak.upgrade().expect("alive while a Gc exists");
+    assert!(Gc::ptr_eq(&again, &strong));
+    drop((strong, again));
+    collect();
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "a Weak does not keep its object alive"
+    );
+    assert!(weak.upgrade().is_none(), "upgrade after the collection");
+    let weak2 = weak.clone();
+    assert!(weak2.upgrade().is_none());
+    // The Weaks keep the header; dropping them lets a cycle free it.
+    drop((weak, weak2));
+    collect();
+    collect();
+    assert_eq!(gc_stats().unexpected_dead, 0);
+}
+
+#[test]
+fn weak_to_a_garbage_cycle_is_cleared() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let first = ring(3, &drops);
+    let weak = Gc::downgrade(&first);
+    drop(first);
+    collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    assert!(weak.upgrade().is_none());
+}
+
+/// A tree with Weak parent pointers: the parent link does not keep the
+/// parent alive.
+#[derive(Trace)]
+struct TreeNode {
+    parent: GcMutex<Option<Weak<TreeNode>>>,
+    children: GcMutex<Vec<Gc<TreeNode>>>,
+    #[trace(skip)]
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for TreeNode {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn weak_parent_pointers() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let new = || {
+        Gc::new(TreeNode {
+            parent: GcMutex::new(None),
+            children: GcMutex::new(Vec::new()),
+            drops: drops.clone(),
+        })
+    };
+    let root = new();
+    let child = new();
+    *child.parent.lock() = Some(Gc::downgrade(&root));
+    root.children.lock().push(child.clone());
+    collect();
+    let parent = child.parent.lock().as_ref().unwrap().upgrade().unwrap();
+    assert!(Gc::ptr_eq(&parent, &root));
+    drop((parent, root));
+    collect();
+    // The root is gone; the child lives on (held from the stack).
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert!(child.parent.lock().as_ref().unwrap().upgrade().is_none());
+    drop(child);
+    collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gort_alloc::{Gc, GcCell, GcMutex, Trace, collect, gc_stats};
+use gort_alloc::{Gc, GcCell, GcMutex, Trace, Weak, collect, gc_stats};
 
 const MAX_OBJECTS: usize = 3_000_000;
 const SLOTS: usize = 64;
@@ -160,6 +160,9 @@ fn walk(ledger: &Ledger, start: Gc<Obj>, rng: &mut Rng, steps: usize) -> Gc<Obj>
 fn mutator(table: Gc<Table>, ledger: Arc<Ledger>, seed: u64, until: Until) -> usize {
     let mut rng = Rng(seed | 1);
     let mut held: Vec<Gc<Obj>> = Vec::new();
+    // Weak handles to objects that may die at any time: an upgrade that
+    // succeeds must find the object alive and intact.
+    let mut weaks: Vec<Weak<Obj>> = Vec::new();
     let mut local_head: Option<Gc<Local>> = None;
     let mut ops = 0;
     while until.keep_going() {
@@ -199,6 +202,11 @@ fn mutator(table: Gc<Table>, ledger: Arc<Ledger>, seed: u64, until: Until) -> us
                 let start = slot.lock().clone();
                 if let Some(start) = start {
                     let end = walk(&ledger, start, &mut rng, 16);
+                    if weaks.len() < 64 {
+                        weaks.push(Gc::downgrade(&end));
+                    } else {
+                        weaks[rng.below(64)] = Gc::downgrade(&end);
+                    }
                     held.push(end);
                     if held.len() > 8 {
                         held.remove(rng.below(held.len()));
@@ -237,6 +245,11 @@ fn mutator(table: Gc<Table>, ledger: Arc<Ledger>, seed: u64, until: Until) -> us
                     local_head = None;
                 } else {
                     local_head = Some(node);
+                }
+            }
+            _ if !weaks.is_empty() && rng.below(2) == 0 => {
+                if let Some(obj) = weaks[rng.below(weaks.len())].upgrade() {
+                    check_alive(&ledger, obj.id, obj.check);
                 }
             }
             _ => {

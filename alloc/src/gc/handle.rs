@@ -20,12 +20,12 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::with_barrier;
-use crate::gc::object::{CONDEMNED, GcBox, Header};
+use crate::gc::barrier::{SWEEP, with_barrier};
+use crate::gc::object::{CONDEMNED, COUNT_LIMIT, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
 use crate::heap_api::gc_alloc;
-use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
 ///
@@ -98,6 +98,20 @@ impl<T: Trace + 'static> Gc<T> {
         unsafe { &raw const (*this.ptr.as_ptr()).value }
     }
 
+    /// A `Weak` handle to this object: it does not keep the object alive,
+    /// and `upgrade` returns `None` once the collector found the object
+    /// unreachable.
+    pub fn downgrade(this: &Gc<T>) -> Weak<T> {
+        let old = this.header().handles.fetch_add(WEAK_ONE, Ordering::Relaxed);
+        if (old & WEAK_MASK) >> 32 > COUNT_LIMIT {
+            std::process::abort();
+        }
+        Weak {
+            ptr: this.ptr,
+            _marker: PhantomData,
+        }
+    }
+
     /// How many handles point to this object (racy under concurrency; for
     /// tests and diagnostics).
     pub fn handle_count(this: &Gc<T>) -> usize {
@@ -114,7 +128,7 @@ impl<T: Trace + 'static> Clone for Gc<T> {
             // phase load; a clone that sees OFF is counted by `find_roots`
             // (barrier.rs, Orderings).
             let old = header.handles.fetch_add(1, Ordering::Relaxed);
-            if old & !CONDEMNED > isize::MAX as usize / 2 {
+            if old & STRONG_MASK > COUNT_LIMIT {
                 // Like `Arc`: a count this large means handles were leaked
                 // with `mem::forget` in a loop; wrapping would free live memory.
                 std::process::abort();
@@ -239,4 +253,121 @@ impl<T: Trace + 'static> From<T> for Gc<T> {
     fn from(value: T) -> Gc<T> {
         Gc::new(value)
     }
+}
+
+/// A handle that does not keep its object alive; see [`Gc::downgrade`].
+///
+/// It keeps the object's memory (not its value) until it is dropped, so
+/// `upgrade` is always safe to call: it returns `None` once a collection
+/// found the object unreachable, `Some` before.
+pub struct Weak<T: Trace + 'static> {
+    ptr: NonNull<GcBox<T>>,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: as for `Gc`: `upgrade` hands out a `Gc<T>` on any thread.
+unsafe impl<T: Trace + Send + Sync + 'static> Send for Weak<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Trace + Send + Sync + 'static> Sync for Weak<T> {}
+
+impl<T: Trace + 'static> Weak<T> {
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: a `Weak` keeps its object's memory: the snapshot keeps
+        // condemned objects with `Weak`s (roots.rs) and live objects are not
+        // freed.
+        unsafe { &(*self.ptr.as_ptr()).header }
+    }
+
+    /// A `Gc` to the object, or `None` if a collection found it unreachable.
+    ///
+    /// A barrier operation like `Gc::clone`: it takes a strong count (never
+    /// on a condemned object), fences, and reads the phase. While a cycle
+    /// marks it shades the object, as a clone would. While the cycle sweeps
+    /// it keeps the handle only if marking kept the object (otherwise it is
+    /// about to be condemned), so it never returns a handle to an object whose
+    /// destructor runs.
+    pub fn upgrade(&self) -> Option<Gc<T>> {
+        let header = self.header();
+        let upgraded = with_barrier(|barrier| {
+            let mut current = header.handles.load(Ordering::Acquire);
+            loop {
+                if current & CONDEMNED != 0 {
+                    return false;
+                }
+                if current & STRONG_MASK > COUNT_LIMIT {
+                    std::process::abort();
+                }
+                match header.handles.compare_exchange_weak(
+                    current,
+                    current + 1,
+                    Ordering::Relaxed,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(seen) => current = seen,
+                }
+            }
+            let phase = barrier.phase_after_store();
+            let keep = if phase.marking() {
+                if header.try_mark() {
+                    barrier.shaded(header.addr());
+                }
+                true
+            } else if phase.phase == SWEEP {
+                // Marking is over: an unmarked object is about to be
+                // condemned.
+                let (span, idx) = header.slot();
+                span.is_marked(idx)
+            } else {
+                true
+            };
+            // Acquire: `CONDEMNED` is set before the sweep's Release fence
+            // (which precedes any mark it sets on a condemned object) and
+            // before the collector's later phase stores; whichever of those
+            // this thread read above, it now sees `CONDEMNED` if it was set.
+            fence(Ordering::Acquire);
+            if !keep || header.is_condemned() {
+                header.handles.fetch_sub(1, Ordering::Release);
+                return false;
+            }
+            true
+        });
+        upgraded.then(|| Gc {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        })
+    }
+}
+
+impl<T: Trace + 'static> Clone for Weak<T> {
+    fn clone(&self) -> Weak<T> {
+        let old = self.header().handles.fetch_add(WEAK_ONE, Ordering::Relaxed);
+        if (old & WEAK_MASK) >> 32 > COUNT_LIMIT {
+            std::process::abort();
+        }
+        Weak {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T: Trace + 'static> Drop for Weak<T> {
+    fn drop(&mut self) {
+        self.header().handles.fetch_sub(WEAK_ONE, Ordering::Release);
+    }
+}
+
+impl<T: Trace + 'static> fmt::Debug for Weak<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(Weak)")
+    }
+}
+
+// SAFETY: a `Weak` does not keep its object alive, so it reports nothing
+// (obligation 1 concerns `Gc` handles); reporting nothing only reads.
+unsafe impl<T: Trace + 'static> Trace for Weak<T> {
+    #[inline]
+    fn trace(&self, _tracer: &mut Tracer) {}
 }

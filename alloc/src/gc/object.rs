@@ -9,7 +9,7 @@
 //!
 //! | field      | written by                          | read by                 |
 //! |------------|-------------------------------------|-------------------------|
-//! | `handles`  | every `Gc` clone/drop (atomic RMW); its top bit `CONDEMNED` by the sweep | collector, `Deref` |
+//! | `handles`  | `Gc` clone/drop (bits 0..32), `Weak` (bits 32..63), both by atomic RMW; bit 63 `CONDEMNED` by the sweep | collector, `Deref`, `Weak::upgrade` |
 //! | `internal` | collector only: `epoch << 32 \| count` | collector only   |
 //! | `vtable`   | `Gc::new`, before the collector may read the slot | collector |
 //! | `value`    | `Gc::new`; then only through `GcCell`/`GcMutex` | anyone      |
@@ -19,12 +19,20 @@ use std::ptr::NonNull;
 
 use crate::gc::trace::{Trace, Tracer};
 use crate::heap_api::{SpanRef, span_of};
-use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
 /// The top bit of `Header::handles`: the collector found the object
-/// unreachable; its value is dropped or being dropped. Handle counts stay far
-/// below it (`Gc::clone` aborts past `isize::MAX / 2`).
-pub(crate) const CONDEMNED: usize = 1 << (usize::BITS - 1);
+/// unreachable; its value is dropped or being dropped.
+pub(crate) const CONDEMNED: u64 = 1 << 63;
+/// One `Weak` handle in `Header::handles` (bits 32..63 count them).
+pub(crate) const WEAK_ONE: u64 = 1 << 32;
+/// The strong (`Gc`) count: bits 0..32.
+pub(crate) const STRONG_MASK: u64 = WEAK_ONE - 1;
+/// The weak count's bits.
+pub(crate) const WEAK_MASK: u64 = CONDEMNED - WEAK_ONE;
+/// Counts past this abort, like `Arc` (only reachable by leaking handles in
+/// a loop); half of each field, so an increment cannot carry into the next.
+pub(crate) const COUNT_LIMIT: u64 = 1 << 30;
 
 /// Type-erased operations on one object type.
 pub(crate) struct VTable {
@@ -40,9 +48,9 @@ pub(crate) struct VTable {
 
 /// The header of every collected object.
 pub(crate) struct Header {
-    /// How many `Gc` handles point here, wherever they live; plus
-    /// `CONDEMNED`.
-    pub(crate) handles: AtomicUsize,
+    /// How many `Gc` handles point here, wherever they live (bits 0..32),
+    /// how many `Weak`s (bits 32..63), and `CONDEMNED`.
+    pub(crate) handles: AtomicU64,
     /// Handles found inside scanned objects in cycle `internal >> 32`, in
     /// the low 32 bits (collector only). A count from another cycle reads as
     /// zero, so no pass has to reset it.
@@ -114,7 +122,7 @@ impl Header {
     /// A header for a fresh object with one handle.
     pub(crate) fn new(vtable: &'static VTable) -> Header {
         Header {
-            handles: AtomicUsize::new(1),
+            handles: AtomicU64::new(1),
             internal: AtomicU64::new(0),
             vtable,
         }
@@ -145,10 +153,16 @@ impl Header {
         self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
     }
 
-    /// How many handles point here.
+    /// How many `Gc` handles point here.
     #[inline]
     pub(crate) fn handle_count(&self, order: Ordering) -> usize {
-        self.handles.load(order) & !CONDEMNED
+        (self.handles.load(order) & STRONG_MASK) as usize
+    }
+
+    /// Whether any `Gc` or `Weak` handle points here.
+    #[inline]
+    pub(crate) fn is_referenced(&self, order: Ordering) -> bool {
+        self.handles.load(order) & (STRONG_MASK | WEAK_MASK) != 0
     }
 
     /// The handles found inside scanned objects in cycle `epoch`.

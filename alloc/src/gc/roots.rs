@@ -52,11 +52,12 @@ pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> Snapsho
             // `GcBox` (allocation handshake: barrier.rs, Orderings).
             let object = unsafe { header.as_ref() };
             if object.is_condemned() {
-                // Kept by a destructor's handle (sweep.rs): keep the memory
-                // while a handle exists. With none left no new one can
-                // appear (cloning needs a handle), so the arena's sweep may
-                // free it now: it reports a condemned object, as expected.
-                if object.handle_count(Ordering::Acquire) != 0 {
+                // Kept by a destructor's handle or a `Weak` (sweep.rs): keep
+                // the memory while one exists. With none left no new one can
+                // appear (cloning needs a handle; upgrading refuses condemned
+                // objects), so the arena's sweep may free it now: it reports
+                // a condemned object, as expected.
+                if object.is_referenced(Ordering::Acquire) {
                     span.mark(idx);
                 } else {
                     released.released_objects += 1;

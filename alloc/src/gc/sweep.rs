@@ -11,11 +11,12 @@
 //!    the sweep. Dropping a value drops the handles it holds, which decrement
 //!    counts of other objects, condemned ones included: their memory is still
 //!    allocated.
-//! 3. **Keep the resurrected.** A condemned object whose handle count is not
-//!    zero now was given a handle by a destructor. Its mark bit is set so the
-//!    arena keeps its memory; its `Deref` panics, and every later snapshot
-//!    marks it again instead of tracing it, until its last handle is dropped:
-//!    then the next cycle frees it.
+//! 3. **Keep the referenced.** A condemned object whose handle count is not
+//!    zero now was given a handle by a destructor; one with `Weak`s must keep
+//!    its header for them. Its mark bit is set so the arena keeps its memory;
+//!    its `Deref` panics, `Weak::upgrade` returns `None`, and every later
+//!    snapshot marks it again instead of tracing it, until its last handle
+//!    and `Weak` are dropped: then the next cycle frees it.
 //! 4. **Free.** `heap_api::gc_sweep_span` on every GC span: the arena reports
 //!    each allocated, unmarked slot (exactly the condemned objects with no
 //!    handle left) and swaps its bitmaps (`allocBits = markBits`), which
@@ -24,7 +25,7 @@
 use crate::gc::object::{Header, Slot};
 use crate::gc::roots::Snapshot;
 use crate::heap_api::{for_each_gc_span, gc_sweep_span};
-use crate::loom::sync::atomic::Ordering;
+use crate::loom::sync::atomic::{Ordering, fence};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// What sweeping did.
@@ -86,9 +87,12 @@ pub(crate) fn sweep(objects: &[Slot], condemned: &mut Vec<Slot>, released: Snaps
         }
     }
 
+    // Release: a `Weak::upgrade` that sees a mark set below (Acquire fence
+    // after its mark load) sees the `CONDEMNED` set above.
+    fence(Ordering::Release);
     for object in condemned.iter() {
         let header = object.header();
-        if header.handle_count(Ordering::Acquire) != 0 {
+        if header.is_referenced(Ordering::Acquire) {
             object.span.mark(object.idx);
             stats.leaked_objects += 1;
         } else {
