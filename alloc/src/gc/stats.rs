@@ -52,8 +52,9 @@ pub struct GcStats {
     pub live_objects: u64,
     /// Objects freed by all cycles.
     pub freed_objects: u64,
-    /// Unreachable objects a destructor kept a handle to (their memory is
-    /// kept until that handle is dropped; see DESIGN.md, "Destructors").
+    /// Unreachable objects whose memory (not value) was kept for a handle a
+    /// destructor stored or for `Weak`s, until those are dropped (DESIGN.md,
+    /// "Destructors").
     pub leaked_objects: u64,
     /// Destructors of unreachable objects that panicked.
     pub destructor_panics: u64,
