@@ -94,160 +94,131 @@ struct ArcNode {
 
 // ---------------------------------------------------------------- (a)
 
+/// Allocates and drops `SMALL` objects with `new`, then runs `collect`.
+fn alloc_drop<H>(new: impl Fn(u64) -> H, collect: impl Fn()) -> Duration {
+    median(|| {
+        for i in 0..SMALL {
+            black_box(new(i as u64));
+        }
+        collect();
+    })
+}
+
 fn small_objects() -> Vec<(&'static str, Duration)> {
     vec![
-        (
-            "gort",
-            median(|| {
-                for i in 0..SMALL {
-                    black_box(gort_alloc::Gc::new(i as u64));
-                }
-                gort_alloc::collect();
-            }),
-        ),
+        ("gort", alloc_drop(gort_alloc::Gc::new, gort_alloc::collect)),
         (
             "dumpster",
-            median(|| {
-                for i in 0..SMALL {
-                    black_box(dumpster::sync::Gc::new(i as u64));
-                }
-                dumpster::sync::collect();
-            }),
+            alloc_drop(dumpster::sync::Gc::new, dumpster::sync::collect),
         ),
-        (
-            "gc",
-            median(|| {
-                for i in 0..SMALL {
-                    black_box(gc::Gc::new(i as u64));
-                }
-                gc::force_collect();
-            }),
-        ),
+        ("gc", alloc_drop(gc::Gc::new, gc::force_collect)),
         (
             "bacon_rajan_cc",
-            median(|| {
-                for i in 0..SMALL {
-                    black_box(bacon_rajan_cc::Cc::new(i as u64));
-                }
-                bacon_rajan_cc::collect_cycles();
-            }),
+            alloc_drop(bacon_rajan_cc::Cc::new, bacon_rajan_cc::collect_cycles),
         ),
-        (
-            "Arc",
-            median(|| {
-                for i in 0..SMALL {
-                    black_box(Arc::new(i as u64));
-                }
-            }),
-        ),
+        ("Arc", alloc_drop(Arc::new, || {})),
     ]
 }
 
 // ---------------------------------------------------------------- (b)
 
+/// Builds and drops `CYCLES` rings of `len` nodes made by `new` and linked
+/// by `link(from, to)`, then runs `collect`.
+fn rings<H: Clone>(
+    len: usize,
+    new: impl Fn() -> H,
+    link: impl Fn(&H, H),
+    collect: impl Fn(),
+) -> Duration {
+    median(|| {
+        for _ in 0..CYCLES {
+            let first = new();
+            let mut last = first.clone();
+            for _ in 1..len {
+                let node = new();
+                link(&last, node.clone());
+                last = node;
+            }
+            link(&last, first);
+        }
+        collect();
+    })
+}
+
 fn cycles(len: usize) -> Vec<(&'static str, Duration)> {
-    let n = CYCLES;
     vec![
         (
             "gort",
-            median(|| {
-                for _ in 0..n {
-                    let first = gort_alloc::Gc::new(GortNode {
+            rings(
+                len,
+                || {
+                    gort_alloc::Gc::new(GortNode {
                         next: gort_alloc::GcCell::new(None),
-                    });
-                    let mut last = first.clone();
-                    for _ in 1..len {
-                        let node = gort_alloc::Gc::new(GortNode {
-                            next: gort_alloc::GcCell::new(None),
-                        });
-                        *last.next.borrow_mut() = Some(node.clone());
-                        last = node;
-                    }
-                    *last.next.borrow_mut() = Some(first);
-                }
-                gort_alloc::collect();
-            }),
+                    })
+                },
+                |from, to| *from.next.borrow_mut() = Some(to),
+                gort_alloc::collect,
+            ),
         ),
         (
             "dumpster",
-            median(|| {
-                for _ in 0..n {
-                    let first = dumpster::sync::Gc::new(DumpsterNode {
+            rings(
+                len,
+                || {
+                    dumpster::sync::Gc::new(DumpsterNode {
                         next: Mutex::new(None),
-                    });
-                    let mut last = first.clone();
-                    for _ in 1..len {
-                        let node = dumpster::sync::Gc::new(DumpsterNode {
-                            next: Mutex::new(None),
-                        });
-                        *last.next.lock().unwrap() = Some(node.clone());
-                        last = node;
-                    }
-                    *last.next.lock().unwrap() = Some(first);
-                }
-                dumpster::sync::collect();
-            }),
+                    })
+                },
+                |from, to| *from.next.lock().unwrap() = Some(to),
+                dumpster::sync::collect,
+            ),
         ),
         (
             "gc",
-            median(|| {
-                for _ in 0..n {
-                    let first = gc::Gc::new(RustGcNode {
+            rings(
+                len,
+                || {
+                    gc::Gc::new(RustGcNode {
                         next: gc::GcCell::new(Vec::new()),
-                    });
-                    let mut last = first.clone();
-                    for _ in 1..len {
-                        let node = gc::Gc::new(RustGcNode {
-                            next: gc::GcCell::new(Vec::new()),
-                        });
-                        last.next.borrow_mut().push(node.clone());
-                        last = node;
-                    }
-                    last.next.borrow_mut().push(first);
-                }
-                gc::force_collect();
-            }),
+                    })
+                },
+                |from, to| from.next.borrow_mut().push(to),
+                gc::force_collect,
+            ),
         ),
         (
             "bacon_rajan_cc",
-            median(|| {
-                for _ in 0..n {
-                    let first = bacon_rajan_cc::Cc::new(BaconNode {
+            rings(
+                len,
+                || {
+                    bacon_rajan_cc::Cc::new(BaconNode {
                         next: RefCell::new(Vec::new()),
-                    });
-                    let mut last = first.clone();
-                    for _ in 1..len {
-                        let node = bacon_rajan_cc::Cc::new(BaconNode {
-                            next: RefCell::new(Vec::new()),
-                        });
-                        last.next.borrow_mut().push(node.clone());
-                        last = node;
-                    }
-                    last.next.borrow_mut().push(first);
-                }
-                bacon_rajan_cc::collect_cycles();
-            }),
+                    })
+                },
+                |from, to| from.next.borrow_mut().push(to),
+                bacon_rajan_cc::collect_cycles,
+            ),
         ),
         (
             "Arc (cycle cut by hand)",
-            median(|| {
-                for _ in 0..n {
-                    let first = Arc::new(ArcNode {
+            rings(
+                len,
+                || {
+                    Arc::new(ArcNode {
                         next: Mutex::new(Vec::new()),
-                    });
-                    let mut last = first.clone();
-                    for _ in 1..len {
-                        let node = Arc::new(ArcNode {
-                            next: Mutex::new(Vec::new()),
-                        });
-                        last.next.lock().unwrap().push(node.clone());
-                        last = node;
+                    })
+                },
+                |from, to| {
+                    // Closing the ring (`to` already has a successor): cut
+                    // it instead, so the ring can be freed.
+                    if to.next.lock().unwrap().is_empty() {
+                        from.next.lock().unwrap().push(to);
+                    } else {
+                        to.next.lock().unwrap().clear();
                     }
-                    last.next.lock().unwrap().push(first.clone());
-                    first.next.lock().unwrap().clear();
-                    last.next.lock().unwrap().clear();
-                }
-            }),
+                },
+                || {},
+            ),
         ),
     ]
 }
