@@ -100,7 +100,9 @@
 //!   `cell_move_races_counting_and_marking`: the object a mutator keeps is
 //!   marked when the collector decides (nothing reachable is freed);
 //! - `allocation_races_the_cycle_start`: the snapshot never reads an object
-//!   header before its `Gc::new` wrote it (loom's cell race checker).
+//!   header before its `Gc::new` wrote it (loom's cell race checker);
+//! - `weak_upgrade_races_condemn`: a `Weak::upgrade` racing the SWEEP
+//!   handshake never returns an object whose value is dropped.
 //!
 //! Each fails when its barrier, the fences or the handshake is removed.
 

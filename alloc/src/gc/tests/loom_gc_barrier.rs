@@ -13,7 +13,7 @@ use crate::gc::barrier::{Barrier, MutatorRecord};
 use crate::gc::borrow::BorrowFlag;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
-use crate::loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 use crate::loom::thread;
 
 const EPOCH: u32 = 1;
@@ -243,4 +243,109 @@ fn allocation_races_the_cycle_start() {
         }
         mutator.join().unwrap();
     });
+}
+
+/// `Weak::upgrade` as handle.rs runs it, on a modelled object: `handles`
+/// (strong count plus `CONDEMNED`) and `mark`. True if it kept a handle.
+fn upgrade(
+    barrier: &Barrier,
+    record: &MutatorRecord,
+    handles: &AtomicU64,
+    mark: &AtomicU32,
+) -> bool {
+    const CONDEMNED: u64 = 1 << 63;
+    record.enter();
+    let mut current = handles.load(Ordering::Acquire);
+    let kept = loop {
+        if current & CONDEMNED != 0 {
+            break false;
+        }
+        match handles.compare_exchange(current, current + 1, Ordering::Relaxed, Ordering::Acquire) {
+            Ok(_) => {
+                let phase = barrier.phase_after_store();
+                let keep = if phase.marking() {
+                    if try_mark(mark, EPOCH) {
+                        barrier.shaded(3);
+                    }
+                    true
+                } else if phase.phase == crate::gc::barrier::SWEEP {
+                    is_marked(mark, EPOCH)
+                } else {
+                    true
+                };
+                fence(Ordering::Acquire);
+                if !keep || handles.load(Ordering::Relaxed) & CONDEMNED != 0 {
+                    handles.fetch_sub(1, Ordering::Release);
+                    break false;
+                }
+                break true;
+            }
+            Err(seen) => current = seen,
+        }
+    };
+    record.exit();
+    kept
+}
+
+/// An object reachable only through a `Weak` (no strong handle, so no root)
+/// while a cycle runs: the mutator upgrades it while the collector marks,
+/// terminates, switches to SWEEP, waits, condemns it if unmarked and drops
+/// its value. An upgrade that succeeds must read the value intact and never
+/// race with the drop (loom's cell checker); one that fails must leave the
+/// count as it was.
+#[test]
+fn weak_upgrade_races_condemn() {
+    loom::model(|| {
+        const CONDEMNED: u64 = 1 << 63;
+        let barrier = Arc::new(Barrier::new());
+        let handles = Arc::new(AtomicU64::new(0));
+        let mark = Arc::new(AtomicU32::new(0));
+        let value = Arc::new(UnsafeCell::new(7u32));
+        let record = barrier.register();
+
+        let mutator = {
+            let (barrier, handles, mark, value) = (
+                barrier.clone(),
+                handles.clone(),
+                mark.clone(),
+                value.clone(),
+            );
+            thread::spawn(move || {
+                if upgrade(&barrier, &record, &handles, &mark) {
+                    // SAFETY: the model's claim: a kept handle means the
+                    // value is not dropped, now or while we hold it.
+                    let read = value.with(|v| unsafe { *v });
+                    assert_eq!(read, 7, "upgrade returned a dropped value");
+                    handles.fetch_sub(1, Ordering::Release);
+                }
+            })
+        };
+
+        // The collector: no roots (the count is 0 at tc), marking drains
+        // whatever the upgrade shaded, then SWEEP and the second handshake.
+        barrier.start_cycle(EPOCH);
+        let stack = if handles.load(Ordering::Relaxed) > 0 && try_mark(&mark, EPOCH) {
+            vec![3]
+        } else {
+            Vec::new()
+        };
+        mark_and_terminate(&barrier, stack);
+        barrier.set_phase(crate::gc::barrier::PhaseWord {
+            phase: crate::gc::barrier::SWEEP,
+            epoch: EPOCH,
+        });
+        barrier.wait_for_mutators();
+        if !is_marked(&mark, EPOCH) {
+            handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+            fence(Ordering::Release);
+            // SAFETY: the model's claim: no mutator reads a condemned value.
+            value.with_mut(|v| unsafe { *v = 0 });
+        }
+        mutator.join().unwrap();
+    });
+}
+
+/// `mark` with no edges to follow.
+fn mark_and_terminate(barrier: &Barrier, stack: Vec<usize>) {
+    mark(barrier, stack, |_, _| {});
 }
