@@ -1,0 +1,405 @@
+//! The per-thread span cache (Go's `mcache`): one span per size class for
+//! `SpanAlloc` objects and one per class for GC objects, so that almost every
+//! allocation and free touches only thread-local state and the span's bitmap.
+//!
+//! Fast path of `malloc`: find the class, take the next free slot from the
+//! cached span's `FreeCursor` (count-trailing-zeros on `alloc_cache`), set its
+//! bit in `alloc_bits` with a load and a store, bump a thread-owned counter.
+//! No lock, no atomic read-modify-write.
+//!
+//! Fast path of `free`: find the span in the page map, and if it is this
+//! thread's cached span of its class, clear the bit (load + store), count,
+//! and move the cursor back to the freed slot if it lies behind it, so the
+//! next allocation of the class reuses the slot while it is hot in cache.
+//! Otherwise the free is remote and goes through the class's mcentral lock.
+//!
+//! Slow path (`refill`): when the cursor reaches the end of the span, rescan
+//! it if local frees left holes, else fold in remote frees (`harvest`), else
+//! hand it to the mcentral (`uncache_span`) and take a partial span from it or
+//! a new one from the mheap.
+//!
+//! Ownership: an `MCache` lives in a thread-local and only its thread touches
+//! it. A thread's allocator calls never nest (nothing in gort-alloc allocates
+//! through the global allocator), so the `&mut MCache` taken for one call is
+//! unique. When the thread exits, the thread-local's destructor flushes every
+//! cached span to its mcentral; calls made after that (other thread-locals'
+//! destructors freeing memory) find no mcache and take the central paths.
+
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::Ordering;
+use crate::mcentral::{FreeError, Release};
+use crate::mheap::HEAP;
+use crate::sizeclass::{CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class};
+use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef};
+use crate::stats::{self, CENTRAL, CacheStats, bump};
+use std::ptr::{self, NonNull};
+
+/// A cached normal span and the owner-only allocation state that Go keeps
+/// in the span itself (kept here so the fast path reads one cache line).
+///
+/// `local_free` is a LIFO list, threaded through the objects' first word, of
+/// slots this thread freed: their alloc bits stay set ("allocated to the
+/// mcache") until the span is uncached, when `drain_local_free` clears them.
+/// It makes a free-then-alloc pair two pointer moves and hands out the slot
+/// that was just used, while its cache line is hot. `nalloc` counts objects
+/// held by the program, so `nalloc + len(local_free)` bits are set.
+#[derive(Clone, Copy)]
+struct Entry {
+    span: *mut Span,
+    base: usize,
+    elem_size: usize,
+    nelems: usize,
+    cursor: FreeCursor,
+    nalloc: usize,
+    local_free: usize,
+}
+
+const EMPTY: Entry = Entry {
+    span: ptr::null_mut(),
+    base: 0,
+    elem_size: 0,
+    nelems: 0,
+    cursor: FreeCursor {
+        freeindex: 0,
+        alloc_cache: 0,
+    },
+    nalloc: 0,
+    local_free: 0,
+};
+
+/// A thread's cache.
+pub(crate) struct MCache {
+    /// This cache's id for `Span::owner`: its stats block's address (0 until
+    /// the first refill registers it).
+    id: usize,
+    stats: *const CacheStats,
+    small: [Entry; NUM_CLASSES],
+    /// Cached GC spans; their allocation state stays in the span (under its
+    /// gc_lock) because the collector's sweep updates it.
+    pub(crate) gc: [*mut Span; NUM_CLASSES],
+}
+
+/// The thread-local wrapper whose destructor flushes the cache.
+struct MCacheCell(UnsafeCell<MCache>);
+
+impl MCacheCell {
+    const fn new_cache() -> MCache {
+        MCache {
+            id: 0,
+            stats: ptr::null(),
+            small: [EMPTY; NUM_CLASSES],
+            gc: [ptr::null_mut(); NUM_CLASSES],
+        }
+    }
+}
+
+impl Drop for MCacheCell {
+    fn drop(&mut self) {
+        // SAFETY: the destructor runs on the owning thread with no other
+        // borrow of the cache alive (allocator calls do not nest).
+        self.0.with_mut(|c| unsafe { (*c).flush() });
+    }
+}
+
+#[cfg(not(loom))]
+crate::loom::thread_local! {
+    static MCACHE: MCacheCell = const { MCacheCell(UnsafeCell::new(MCacheCell::new_cache())) };
+}
+
+// loom's thread_local! has no `const` form.
+#[cfg(loom)]
+crate::loom::thread_local! {
+    static MCACHE: MCacheCell = MCacheCell(UnsafeCell::new(MCacheCell::new_cache()));
+}
+
+/// Runs `f` on this thread's mcache, or returns `None` when the thread's
+/// cache is gone (thread exit) or being set up.
+#[inline(always)]
+pub(crate) fn with_mcache<R>(f: impl FnOnce(&mut MCache) -> R) -> Option<R> {
+    MCACHE
+        .try_with(|c| {
+            // SAFETY: only this thread reaches its thread-local, and allocator
+            // calls do not nest, so this is the only live reference.
+            c.0.with_mut(|p| f(unsafe { &mut *p }))
+        })
+        .ok()
+}
+
+impl MCache {
+    /// Registers the cache's stats block (first refill). False on OOM.
+    fn ensure_id(&mut self) -> bool {
+        if self.id == 0 {
+            match stats::register() {
+                Some(b) => {
+                    self.stats = b;
+                    self.id = b as usize;
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// This cache's owner id (registering it if needed); 0 on OOM.
+    pub(crate) fn id(&mut self) -> usize {
+        if self.ensure_id() { self.id } else { 0 }
+    }
+
+    /// The counters this thread owns (registered).
+    #[inline(always)]
+    pub(crate) fn counters(&self) -> &stats::Counters {
+        // SAFETY: `stats` is set by ensure_id before any span is cached, and
+        // registry blocks live forever.
+        unsafe { &(*self.stats).counters }
+    }
+
+    /// Allocates a slot of size class `class` (normal objects).
+    #[inline(always)]
+    fn alloc(&mut self, class: usize) -> *mut u8 {
+        let e = &mut self.small[class];
+        if e.local_free != 0 {
+            let p = e.local_free;
+            // SAFETY: list entries are dead slots of the cached span whose
+            // first word free_local wrote; this thread owns the list.
+            e.local_free = unsafe { (p as *const usize).read() };
+            e.nalloc += 1;
+            bump(&self.counters().mallocs[span_class(class, false)]);
+            return p as *mut u8;
+        }
+        if !e.span.is_null() {
+            // SAFETY: a cached span is in use and its struct lives forever.
+            let span = unsafe { &*e.span };
+            if let Some(idx) = e.cursor.next(&span.alloc_bits, e.nelems) {
+                let w = &span.alloc_bits[idx / 64];
+                // This cache owns the span: the only writer of alloc_bits.
+                w.store(
+                    w.load(Ordering::Relaxed) | 1 << (idx % 64),
+                    Ordering::Relaxed,
+                );
+                e.nalloc += 1;
+                let p = (e.base + idx * e.elem_size) as *mut u8;
+                bump(&self.counters().mallocs[span_class(class, false)]);
+                return p;
+            }
+        }
+        self.alloc_slow(class)
+    }
+
+    #[cold]
+    fn alloc_slow(&mut self, class: usize) -> *mut u8 {
+        if !self.refill(class) {
+            return ptr::null_mut();
+        }
+        self.alloc(class)
+    }
+
+    /// Makes `small[class]` hold a span with a free slot under its cursor.
+    fn refill(&mut self, class: usize) -> bool {
+        let sc = span_class(class, false);
+        let central = &HEAP.central[sc];
+        let e = &mut self.small[class];
+        if let Some(span) = NonNull::new(e.span) {
+            // SAFETY: cached span structs live forever.
+            let span = unsafe { SpanRef::from_ptr(span) };
+            if e.nalloc == e.nelems {
+                e.nalloc -= central.harvest(span);
+            }
+            if e.nalloc < e.nelems {
+                // Local or remote frees left holes behind the cursor.
+                e.cursor = FreeCursor::rewind(&span.span().alloc_bits);
+                return true;
+            }
+            // Full and the local list is empty (alloc pops it first).
+            debug_assert_eq!(e.local_free, 0);
+            e.span = ptr::null_mut();
+            // A full span cannot be empty: nothing to return to the mheap.
+            let _ = central.uncache_span(span, e.nelems);
+        }
+        if !self.ensure_id() {
+            return false;
+        }
+        let (span, nalloc) = match central.cache_span(self.id) {
+            Some(got) => got,
+            None => {
+                let npages = CLASS_NPAGES[class] as usize;
+                match HEAP.alloc_span(npages, sc, 0, 0, self.id) {
+                    Some(span) => (span, 0),
+                    None => return false,
+                }
+            }
+        };
+        self.small[class] = Entry {
+            span: span.as_ptr(),
+            base: span.base(),
+            elem_size: CLASS_SIZE[class] as usize,
+            nelems: CLASS_NELEMS[class] as usize,
+            cursor: FreeCursor::rewind(&span.span().alloc_bits),
+            nalloc,
+            local_free: 0,
+        };
+        true
+    }
+
+    /// Frees slot `idx` (at address `p`) of `span` if this cache holds the
+    /// span; `None` if not.
+    #[inline(always)]
+    fn free_local(
+        &mut self,
+        span: &Span,
+        idx: usize,
+        class: usize,
+        p: usize,
+    ) -> Option<Result<(), FreeError>> {
+        let e = &mut self.small[class];
+        if !ptr::eq(e.span, span) {
+            return None;
+        }
+        if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
+            return Some(Err(FreeError::DoubleFree));
+        }
+        // A slot already on the local list still has its bit set: finding
+        // it costs a walk of the list, which only debug builds pay.
+        if cfg!(debug_assertions) && list_contains(e.local_free, p) {
+            return Some(Err(FreeError::DoubleFree));
+        }
+        // SAFETY: the slot is being freed, so its first word (slots are at
+        // least 8 bytes and 8-aligned) is the allocator's until reused.
+        unsafe { (p as *mut usize).write(e.local_free) };
+        e.local_free = p;
+        e.nalloc -= 1;
+        bump(&self.counters().frees[span_class(class, false)]);
+        Some(Ok(()))
+    }
+
+    /// Hands every cached span back to its mcentral (thread exit).
+    fn flush(&mut self) {
+        for class in 1..NUM_CLASSES {
+            let e = std::mem::replace(&mut self.small[class], EMPTY);
+            if let Some(span) = NonNull::new(e.span) {
+                // SAFETY: cached span structs live forever.
+                let span = unsafe { SpanRef::from_ptr(span) };
+                drain_local_free(span, e.local_free);
+                if let Release::ToHeap(s) =
+                    HEAP.central[span_class(class, false)].uncache_span(span, e.nalloc)
+                {
+                    // SAFETY: uncache_span found it empty and took it off
+                    // every list; no mcache holds it any more.
+                    unsafe { HEAP.free_span(s) };
+                }
+            }
+            let g = std::mem::replace(&mut self.gc[class], ptr::null_mut());
+            if let Some(span) = NonNull::new(g) {
+                // SAFETY: as above.
+                let span = unsafe { SpanRef::from_ptr(span) };
+                HEAP.central[span_class(class, true)].uncache_gc_span(span);
+            }
+        }
+        if !self.stats.is_null() {
+            stats::unregister(self.stats);
+        }
+        self.id = 0;
+    }
+}
+
+/// Whether the list threaded through dead objects from `head` holds `p`.
+fn list_contains(mut head: usize, p: usize) -> bool {
+    while head != 0 {
+        if head == p {
+            return true;
+        }
+        // SAFETY: list entries are dead slots whose first word is the link.
+        head = unsafe { (head as *const usize).read() };
+    }
+    false
+}
+
+/// Clears the alloc bits of the slots on a local free list (the owner,
+/// giving its span up).
+fn drain_local_free(span: SpanRef, mut head: usize) {
+    while head != 0 {
+        let idx = span.index_of(head as *const u8);
+        // SAFETY: the caller owns the span (it is still cached by it), so it
+        // is the only writer of alloc_bits.
+        unsafe { span.clear_alloc_bit(idx) };
+        // SAFETY: list entries are dead slots whose first word is the link.
+        head = unsafe { (head as *const usize).read() };
+    }
+}
+
+/// Allocates a small normal object of size class `class`; null on OOM.
+#[inline]
+pub(crate) fn malloc_small(class: usize) -> *mut u8 {
+    match with_mcache(|c| c.alloc(class)) {
+        Some(p) => p,
+        None => malloc_uncached(class),
+    }
+}
+
+/// Allocation for a thread without an mcache: straight from the mcentral.
+#[cold]
+fn malloc_uncached(class: usize) -> *mut u8 {
+    let sc = span_class(class, false);
+    let central = &HEAP.central[sc];
+    loop {
+        if let Some(p) = central.alloc_uncached() {
+            CENTRAL.mallocs[sc].fetch_add(1, Ordering::Relaxed);
+            return p;
+        }
+        match HEAP.alloc_span(CLASS_NPAGES[class] as usize, sc, 0, 0, 0) {
+            Some(span) => central.add_partial(span),
+            None => return ptr::null_mut(),
+        }
+    }
+}
+
+/// Frees slot `idx` of a normal small span of size class `class`.
+#[inline]
+pub(crate) fn free_small(
+    span: SpanRef,
+    class: usize,
+    idx: usize,
+    ptr: *mut u8,
+) -> Result<(), FreeError> {
+    let s = span.span();
+    if let Some(Some(r)) = with_mcache(|c| c.free_local(s, idx, class, ptr as usize)) {
+        return r;
+    }
+    free_remote(span, class, idx)
+}
+
+/// A free from a thread that does not cache the object's span.
+#[cold]
+fn free_remote(span: SpanRef, class: usize, idx: usize) -> Result<(), FreeError> {
+    let sc = span_class(class, false);
+    match HEAP.central[sc].free_remote(span, idx)? {
+        Release::Keep => {}
+        Release::ToHeap(s) => {
+            // SAFETY: free_remote found the span empty and unlisted, and it
+            // is uncached (owner 0 under the mcentral lock).
+            unsafe { HEAP.free_span(s) }
+        }
+    }
+    CENTRAL.frees[sc].fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Finds the span of `ptr` and checks it is the start of a live normal
+/// object: returns the span and slot index.
+#[inline]
+pub(crate) fn lookup_for_free(ptr: *mut u8) -> Result<(SpanRef, usize), FreeError> {
+    let sp = NonNull::new(HEAP.pagemap.lookup(ptr as usize)).ok_or(FreeError::NotOwned)?;
+    // SAFETY: page-map entries point at span structs that live forever.
+    let span = unsafe { SpanRef::from_ptr(sp) };
+    let state = span.span().state.load(Ordering::Relaxed);
+    if state != SMALL && state != LARGE {
+        return Err(FreeError::NotOwned);
+    }
+    if span.is_gc() {
+        return Err(FreeError::GcObject);
+    }
+    let idx = span.index_of(ptr);
+    if span.base_of(idx) != ptr {
+        return Err(FreeError::Interior);
+    }
+    Ok((span, idx))
+}
