@@ -30,7 +30,7 @@ use crate::loom::sync::atomic::Ordering;
 use crate::mcentral::{FreeError, Release};
 use crate::mheap::HEAP;
 use crate::sizeclass::{CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class};
-use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef};
+use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef, free_list_contains};
 use crate::stats::{self, CENTRAL, CacheStats, bump};
 use std::ptr::{self, NonNull};
 
@@ -259,7 +259,7 @@ impl MCache {
         }
         // A slot already on the local list still has its bit set: finding
         // it costs a walk of the list, which only debug builds pay.
-        if cfg!(debug_assertions) && list_contains(e.local_free, p) {
+        if cfg!(debug_assertions) && free_list_contains(e.local_free, p) {
             return Some(Err(FreeError::DoubleFree));
         }
         // SAFETY: the slot is being freed, so its first word (slots are at
@@ -299,18 +299,6 @@ impl MCache {
         }
         self.id = 0;
     }
-}
-
-/// Whether the list threaded through dead objects from `head` holds `p`.
-fn list_contains(mut head: usize, p: usize) -> bool {
-    while head != 0 {
-        if head == p {
-            return true;
-        }
-        // SAFETY: list entries are dead slots whose first word is the link.
-        head = unsafe { (head as *const usize).read() };
-    }
-    false
 }
 
 /// Clears the alloc bits of the slots on a local free list (the owner,

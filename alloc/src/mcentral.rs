@@ -52,7 +52,7 @@
 
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::{Mutex, MutexGuard};
-use crate::span::{LIST_FULL, LIST_NONE, LIST_PARTIAL, Span, SpanRef};
+use crate::span::{LIST_FULL, LIST_NONE, LIST_PARTIAL, Span, SpanRef, free_list_contains};
 use std::ptr::{self, NonNull};
 
 /// Why a free was refused.
@@ -190,7 +190,7 @@ impl MCentral {
             return s.central.with_mut(|c| {
                 // SAFETY: `central` is under this lock, held here.
                 let c = unsafe { &mut *c };
-                if cfg!(debug_assertions) && remote_list_contains(c.remote_head, obj as usize) {
+                if cfg!(debug_assertions) && free_list_contains(c.remote_head, obj as usize) {
                     return Err(FreeError::DoubleFree);
                 }
                 // SAFETY: the object is being freed, so its first word (every
@@ -326,19 +326,6 @@ fn apply_remote(span: SpanRef) -> usize {
         }
         std::mem::take(&mut c.nremote)
     })
-}
-
-/// Whether the remote list starting at `head` holds `obj` (a debug check
-/// for double frees; O(list length), under the mcentral lock).
-fn remote_list_contains(mut head: usize, obj: usize) -> bool {
-    while head != 0 {
-        if head == obj {
-            return true;
-        }
-        // SAFETY: list entries are dead objects whose first word is the link.
-        head = unsafe { (head as *const usize).read() };
-    }
-    false
 }
 
 impl Lists {

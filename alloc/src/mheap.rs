@@ -95,21 +95,23 @@ unsafe fn bits<'a>(meta: *mut ArenaMeta) -> &'a mut PageBits {
     unsafe { (*meta).pages.with_mut(|p| &mut *p) }
 }
 
-impl MHeap {
-    /// An empty heap: no arenas yet.
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> MHeap {
+/// The empty heap's fields, with the one part that differs between builds
+/// (the mcentral array: `const` blocks normally, `from_fn` under loom, whose
+/// mutexes are not `const`).
+macro_rules! empty_heap {
+    ($central:expr) => {
         MHeap {
             pagemap: PageMap::new(),
             inner: Mutex::new(HeapInner {
                 arenas: [ptr::null_mut(); MAX_ARENAS],
                 narenas: 0,
+                #[cfg(not(loom))]
                 span_alloc: os::SpanPool::new(),
                 sys_pages: 0,
                 free_pages: 0,
                 released_pages: 0,
             }),
-            central: [const { MCentral::new() }; NUM_SPAN_CLASSES],
+            central: $central,
             gc_spans: Mutex::new(GcSpanList {
                 head: ptr::null_mut(),
                 len: 0,
@@ -121,32 +123,20 @@ impl MHeap {
             free_pages: AtomicUsize::new(0),
             released_pages: AtomicUsize::new(0),
         }
+    };
+}
+
+impl MHeap {
+    /// An empty heap: no arenas yet.
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> MHeap {
+        empty_heap!([const { MCentral::new() }; NUM_SPAN_CLASSES])
     }
 
     /// An empty heap: no arenas yet.
     #[cfg(loom)]
     pub(crate) fn new() -> MHeap {
-        MHeap {
-            pagemap: PageMap::new(),
-            inner: Mutex::new(HeapInner {
-                arenas: [ptr::null_mut(); MAX_ARENAS],
-                narenas: 0,
-                sys_pages: 0,
-                free_pages: 0,
-                released_pages: 0,
-            }),
-            central: std::array::from_fn(|_| MCentral::new()),
-            gc_spans: Mutex::new(GcSpanList {
-                head: ptr::null_mut(),
-                len: 0,
-            }),
-            sweepgen: AtomicU32::new(0),
-            gc_phase: AtomicU8::new(0),
-            memory_limit: AtomicUsize::new(usize::MAX),
-            sys_pages: AtomicUsize::new(0),
-            free_pages: AtomicUsize::new(0),
-            released_pages: AtomicUsize::new(0),
-        }
+        empty_heap!(std::array::from_fn(|_| MCentral::new()))
     }
 
     fn lock(&self) -> MutexGuard<'_, HeapInner> {

@@ -161,6 +161,21 @@ impl FreeCursor {
     }
 }
 
+/// Whether a free list threaded through dead objects' first word, starting
+/// at `head` (0: empty), holds `obj`. O(length): a debug-build check for
+/// double frees of slots parked on a list (local or remote).
+pub(crate) fn free_list_contains(mut head: usize, obj: usize) -> bool {
+    while head != 0 {
+        if head == obj {
+            return true;
+        }
+        // SAFETY: list entries are dead slots whose first word is the link,
+        // written when they were pushed; the caller owns the list.
+        head = unsafe { (head as *const usize).read() };
+    }
+    false
+}
+
 /// Allocation state of a span that is not in an mcache entry.
 #[derive(Debug, Default)]
 pub(crate) struct SpanLocal {
