@@ -211,6 +211,7 @@ impl MHeap {
         // SAFETY: we hold the mheap lock; the arenas of [base, base+npages)
         // were registered by alloc_pages; every field is written above.
         unsafe { self.pagemap.set_range(base, npages, sp.as_ptr()) };
+        self.mirror(&h);
         drop(h);
         if gc {
             self.gc_list_push(span);
@@ -390,6 +391,19 @@ impl HeapInner {
                     return Some(base);
                 }
             }
+        } else {
+            // A huge object: reuse a row of wholly free, address-contiguous
+            // arenas (a freed huge object leaves exactly that), rather than
+            // reserving new ones each time.
+            let k = npages.div_ceil(ARENA_PAGES);
+            for i in 0..self.narenas {
+                // SAFETY: registered headers live forever.
+                let base = unsafe { (*self.arenas[i]).base };
+                if (0..k).all(|j| arena_is_free(heap, base + j * ARENA_SIZE)) {
+                    self.take_range(base, npages);
+                    return Some(base);
+                }
+            }
         }
         let base = self.grow(heap, npages)?;
         self.take_range(base, npages);
@@ -531,6 +545,16 @@ impl HeapInner {
     }
 }
 
+/// Whether the arena at `base` is registered and has no page in use.
+/// The caller holds the mheap lock.
+fn arena_is_free(heap: &MHeap, base: usize) -> bool {
+    match heap.pagemap.arena(base) {
+        // SAFETY: the caller holds the mheap lock, which owns the bits.
+        Some(m) => unsafe { bits(ptr::from_ref(m).cast_mut()) }.nfree == ARENA_PAGES,
+        None => false,
+    }
+}
+
 /// Reserves `n` contiguous arenas aligned to `ARENA_SIZE` in the range the
 /// page map covers.
 fn map_arenas(n: usize) -> Option<usize> {
@@ -642,6 +666,19 @@ fn count_bits(words: &[u64], first: usize, count: usize) -> usize {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_objects_reuse_their_arenas() {
+        let before = HEAP.page_counts().0;
+        for _ in 0..40 {
+            let p = crate::global::malloc(100 << 20, 8);
+            assert!(!p.is_null());
+            crate::global::free(p).unwrap();
+        }
+        let grown = (HEAP.page_counts().0 - before) * PAGE_SIZE;
+        // Without reuse: 40 x 2 arenas = 5 GiB of address space.
+        assert!(grown <= 10 * ARENA_SIZE, "heap grew by {} MiB", grown >> 20);
+    }
 
     #[test]
     fn runs_are_found_across_words() {
