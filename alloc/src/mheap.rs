@@ -254,6 +254,16 @@ impl MHeap {
         (h.sys_pages, h.free_pages, h.released_pages)
     }
 
+    /// Returns every spare empty span the mcentrals keep to the heap.
+    pub(crate) fn release_spare_spans(&self) {
+        for sc in (0..NUM_SPAN_CLASSES).step_by(2) {
+            while let Some(span) = self.central[sc].take_empty() {
+                // SAFETY: take_empty unlisted an empty, uncached span.
+                unsafe { self.free_span(span) };
+            }
+        }
+    }
+
     /// Returns to the OS up to `max_pages` free pages; with `only_idle`, only
     /// pages that have stayed free since the previous call (the scavenger's
     /// age rule), after which the still-free pages are marked idle for the

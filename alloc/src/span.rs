@@ -100,6 +100,8 @@ pub(crate) const LIST_NONE: u8 = 0;
 pub(crate) const LIST_PARTIAL: u8 = 1;
 /// `SpanCentral::list`: on the full list.
 pub(crate) const LIST_FULL: u8 = 2;
+/// `SpanCentral::list`: on the empty list (a spare kept for reuse).
+pub(crate) const LIST_EMPTY: u8 = 3;
 
 /// Allocation progress through a span: Go's `freeindex` and `allocCache`.
 ///
@@ -192,7 +194,7 @@ pub(crate) struct SpanCentral {
     pub(crate) next: *mut Span,
     /// Previous span on the same list.
     pub(crate) prev: *mut Span,
-    /// `LIST_NONE`, `LIST_PARTIAL` or `LIST_FULL`.
+    /// `LIST_NONE`, `LIST_PARTIAL`, `LIST_FULL` or `LIST_EMPTY`.
     pub(crate) list: u8,
     /// Objects freed by other threads while the span was cached: a list
     /// threaded through their first word (they are dead, so their memory is
