@@ -162,6 +162,12 @@ impl MCache {
             // SAFETY: list entries are dead slots of the cached span whose
             // first word free_local wrote; this thread owns the list.
             e.local_free = unsafe { (p as *const usize).read() };
+            if class > 1 {
+                // SAFETY: slots above class 1 hold at least 16 bytes; the
+                // slot is ours until returned. Clearing the key keeps a live
+                // object from looking freed (see `free_local`).
+                unsafe { (p as *mut usize).add(1).write(0) };
+            }
             e.nalloc += 1;
             bump(&self.counters().mallocs[span_class(class, false)]);
             return p as *mut u8;
@@ -257,9 +263,21 @@ impl MCache {
         if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
             return Some(Err(FreeError::DoubleFree));
         }
-        // A slot already on the local list still has its bit set: finding
-        // it costs a walk of the list, which only debug builds pay.
-        if cfg!(debug_assertions) && free_list_contains(e.local_free, p) {
+        // A slot already on the local list still has its bit set. Slots of
+        // 16 bytes and more carry a key in their second word while listed
+        // (glibc's tcache does the same): only a slot showing the key needs
+        // the O(n) walk that confirms a double free. 8-byte slots have no
+        // room for a key; debug builds walk for them.
+        let key = self.id ^ FREE_KEY_SALT;
+        if class > 1 {
+            // SAFETY: the slot is at least 16 bytes and was handed out by us.
+            let listed = unsafe { (p as *const usize).add(1).read() } == key;
+            if listed && free_list_contains(e.local_free, p) {
+                return Some(Err(FreeError::DoubleFree));
+            }
+            // SAFETY: as above; the slot is the allocator's until reused.
+            unsafe { (p as *mut usize).add(1).write(key) };
+        } else if cfg!(debug_assertions) && free_list_contains(e.local_free, p) {
             return Some(Err(FreeError::DoubleFree));
         }
         // SAFETY: the slot is being freed, so its first word (slots are at
@@ -304,15 +322,25 @@ impl MCache {
 /// Clears the alloc bits of the slots on a local free list (the owner,
 /// giving its span up).
 fn drain_local_free(span: SpanRef, mut head: usize) {
+    let keyed = span.elem_size() >= 16;
     while head != 0 {
         let idx = span.index_of(head as *const u8);
         // SAFETY: the caller owns the span (it is still cached by it), so it
         // is the only writer of alloc_bits.
         unsafe { span.clear_alloc_bit(idx) };
+        let next = head;
         // SAFETY: list entries are dead slots whose first word is the link.
         head = unsafe { (head as *const usize).read() };
+        if keyed {
+            // SAFETY: a dead slot of at least 16 bytes: drop its key.
+            unsafe { (next as *mut usize).add(1).write(0) };
+        }
     }
 }
+
+/// Mixed into an mcache's id to make the key `free_local` leaves in the
+/// second word of slots on its local free list.
+const FREE_KEY_SALT: usize = 0x9e37_79b9_7f4a_7c15;
 
 /// Allocates a small normal object of size class `class`; null on OOM.
 #[inline]
