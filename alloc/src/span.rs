@@ -55,8 +55,8 @@
 //! - The page-map store of a span pointer (Release, `PageMap::set_range`)
 //!   pairs with the Acquire load in `PageMap::lookup`: a reader that finds the
 //!   span sees every identity field written before it by `MHeap::alloc_span`.
-//! - `gc_lock`: the Acquire swap in `SpanRef::lock_gc` pairs with the Release
-//!   store in `SpanRef::unlock_gc`.
+//! - `gc_lock`: the Acquire compare-exchange in `SpanRef::lock_gc` pairs with
+//!   the Release store in `SpanRef::unlock_gc`.
 //! - `mark` is a Relaxed fetch_or: the collector's handshake with mutators
 //!   (its own barrier) orders marks against sweeps; the sweep reads the mark
 //!   bits on the collector thread that set them or after that handshake.
@@ -75,7 +75,9 @@
 //! # Checked by
 //! `tests/loom_pagemap.rs` (a published span is seen whole) and
 //! `tests/loom_mcentral.rs` (every slot is allocated or free exactly once
-//! across cached allocation, remote frees and uncaching).
+//! across cached allocation, remote frees and uncaching), and
+//! `tests/loom_gc_sweep.rs` (an object allocated while its span is swept is
+//! never reported dead; the one unmarked object is reported once).
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{
@@ -379,10 +381,11 @@ impl SpanRef {
     #[inline]
     pub(crate) fn lock_gc(&self) {
         let l = &self.span().gc_lock;
-        while l.swap(true, Ordering::Acquire) {
-            while l.load(Ordering::Relaxed) {
-                crate::loom::spin_loop();
-            }
+        while l
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            crate::loom::spin_loop();
         }
     }
 
