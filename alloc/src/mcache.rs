@@ -2,21 +2,26 @@
 //! `SpanAlloc` objects and one per class for GC objects, so that almost every
 //! allocation and free touches only thread-local state and the span's bitmap.
 //!
-//! Fast path of `malloc`: find the class, take the next free slot from the
-//! cached span's `FreeCursor` (count-trailing-zeros on `alloc_cache`), set its
-//! bit in `alloc_bits` with a load and a store, bump a thread-owned counter.
-//! No lock, no atomic read-modify-write.
+//! Fast path of `malloc`: find the class; pop the class's local free list
+//! (slots this thread freed, LIFO) if it has one; else take the next free
+//! slot from the cached span's `FreeCursor` (count-trailing-zeros on
+//! `alloc_cache`) and set its bit in `alloc_bits` with a load and a store.
+//! Bump a thread-owned counter. No lock, no atomic read-modify-write.
 //!
-//! Fast path of `free`: find the span in the page map, and if it is this
-//! thread's cached span of its class, clear the bit (load + store), count,
-//! and move the cursor back to the freed slot if it lies behind it, so the
-//! next allocation of the class reuses the slot while it is hot in cache.
-//! Otherwise the free is remote and goes through the class's mcentral lock.
+//! Fast path of `free`: find the span in the page map; if it is this
+//! thread's cached span of its class, check the slot's bit (and the list key,
+//! below), push the slot on the local free list and count. Otherwise the free
+//! is remote and goes through the class's mcentral lock.
 //!
-//! Slow path (`refill`): when the cursor reaches the end of the span, rescan
-//! it if local frees left holes, else fold in remote frees (`harvest`), else
-//! hand it to the mcentral (`uncache_span`) and take a partial span from it or
-//! a new one from the mheap.
+//! Slow path (`refill`, local list empty and cursor at the span's end): fold
+//! in remote frees (`harvest`) and rescan if the span has free bits, else
+//! hand it to the mcentral (`uncache_span`) and take a partial (or spare
+//! empty) span from it, or a new one from the mheap.
+//!
+//! Rejected: clearing the alloc bit on every local free and setting it again
+//! on reuse (exact bits while cached, but two more read-modify-store
+//! sequences and an index computation per pair; the list costs two pointer
+//! moves, and the bits are made exact when the span is uncached).
 //!
 //! Ownership: an `MCache` lives in a thread-local and only its thread touches
 //! it. A thread's allocator calls never nest (nothing in gort-alloc allocates
