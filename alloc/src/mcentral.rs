@@ -119,30 +119,28 @@ pub(crate) enum Release {
     ToHeap(SpanRef),
 }
 
+/// No spans on any list.
+const EMPTY_LISTS: Lists = Lists {
+    partial: ptr::null_mut(),
+    full: ptr::null_mut(),
+    empty: ptr::null_mut(),
+    empty_pages: 0,
+};
+
 impl MCentral {
     /// Empty lists.
     #[cfg(not(loom))]
     pub(crate) const fn new() -> MCentral {
         MCentral {
-            lists: Mutex::new(Lists {
-                partial: ptr::null_mut(),
-                full: ptr::null_mut(),
-                empty: ptr::null_mut(),
-                empty_pages: 0,
-            }),
+            lists: Mutex::new(EMPTY_LISTS),
         }
     }
 
-    /// Empty lists.
+    /// Empty lists (loom's mutex has no `const` constructor).
     #[cfg(loom)]
     pub(crate) fn new() -> MCentral {
         MCentral {
-            lists: Mutex::new(Lists {
-                partial: ptr::null_mut(),
-                full: ptr::null_mut(),
-                empty: ptr::null_mut(),
-                empty_pages: 0,
-            }),
+            lists: Mutex::new(EMPTY_LISTS),
         }
     }
 
