@@ -8,8 +8,10 @@
 //! `alloc_cache`) and set its bit in `alloc_bits` with a load and a store.
 //! Bump a thread-owned counter. No lock, no atomic read-modify-write.
 //!
-//! Fast path of `free`: find the span in the page map; if it is this
-//! thread's cached span of its class, check the slot's bit (and the list key,
+//! Fast path of `free`: `dealloc`'s layout names the size class; if the
+//! pointer lies in this thread's cached span of that class (a range check,
+//! no page map), or else the page map finds a span that is this thread's
+//! cached span of its class, check the slot's bit (and the list key,
 //! below), push the slot on the local free list and count. Otherwise the free
 //! is remote and goes through the class's mcentral lock.
 //!
@@ -34,7 +36,9 @@ use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::Ordering;
 use crate::mcentral::{FreeError, Release};
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class};
+use crate::sizeclass::{
+    CLASS_DIV_MAGIC, CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class,
+};
 use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef, free_list_contains};
 use crate::stats::{self, CENTRAL, CacheStats, bump};
 use std::ptr::{self, NonNull};
@@ -261,12 +265,46 @@ impl MCache {
         class: usize,
         p: usize,
     ) -> Option<Result<(), FreeError>> {
-        let e = &mut self.small[class];
-        if !ptr::eq(e.span, span) {
+        if !ptr::eq(self.small[class].span, span) {
             return None;
         }
+        Some(self.push_local(span, idx, class, p))
+    }
+
+    /// Frees `p` if it lies in this cache's span of size class `class` (the
+    /// class `dealloc`'s layout names), without the page map: the sized
+    /// fast path. `None` if `p` is elsewhere (another span, or the layout
+    /// was not the allocation's), for the page-map path to settle.
+    #[inline(always)]
+    fn free_sized(&mut self, class: usize, p: usize) -> Option<Result<(), FreeError>> {
+        let e = &self.small[class];
+        let off = p.wrapping_sub(e.base);
+        // An empty entry has base 0, so `off` is `p` itself: out of range.
+        if off >= e.nelems * e.elem_size {
+            return None;
+        }
+        let idx = ((off as u64 * CLASS_DIV_MAGIC[class] as u64) >> 32) as usize;
+        if idx * e.elem_size != off {
+            return Some(Err(FreeError::Interior));
+        }
+        // SAFETY: a cached span is in use and its struct lives forever.
+        let span = unsafe { &*e.span };
+        Some(self.push_local(span, idx, class, p))
+    }
+
+    /// Puts slot `idx` (at `p`) of this cache's span of `class` on the local
+    /// free list, after the double-free checks.
+    #[inline(always)]
+    fn push_local(
+        &mut self,
+        span: &Span,
+        idx: usize,
+        class: usize,
+        p: usize,
+    ) -> Result<(), FreeError> {
+        let e = &mut self.small[class];
         if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
-            return Some(Err(FreeError::DoubleFree));
+            return Err(FreeError::DoubleFree);
         }
         // A slot already on the local list still has its bit set. Slots of
         // 16 bytes and more carry a key in their second word while listed
@@ -278,12 +316,12 @@ impl MCache {
             // SAFETY: the slot is at least 16 bytes and was handed out by us.
             let listed = unsafe { (p as *const usize).add(1).read() } == key;
             if listed && free_list_contains(e.local_free, p) {
-                return Some(Err(FreeError::DoubleFree));
+                return Err(FreeError::DoubleFree);
             }
             // SAFETY: as above; the slot is the allocator's until reused.
             unsafe { (p as *mut usize).add(1).write(key) };
         } else if cfg!(debug_assertions) && free_list_contains(e.local_free, p) {
-            return Some(Err(FreeError::DoubleFree));
+            return Err(FreeError::DoubleFree);
         }
         // SAFETY: the slot is being freed, so its first word (slots are at
         // least 8 bytes and 8-aligned) is the allocator's until reused.
@@ -291,7 +329,7 @@ impl MCache {
         e.local_free = p;
         e.nalloc -= 1;
         bump(&self.counters().frees[span_class(class, false)]);
-        Some(Ok(()))
+        Ok(())
     }
 
     /// Hands every cached span back to its mcentral (thread exit).
@@ -371,6 +409,13 @@ fn malloc_uncached(class: usize) -> *mut u8 {
             None => return ptr::null_mut(),
         }
     }
+}
+
+/// Frees `ptr` through the sized fast path if it lies in this thread's
+/// cached span of `class`; `None` when the page-map path must decide.
+#[inline(always)]
+pub(crate) fn free_sized(ptr: *mut u8, class: usize) -> Option<Result<(), FreeError>> {
+    with_mcache(|c| c.free_sized(class, ptr as usize)).flatten()
 }
 
 /// Frees slot `idx` of a normal small span of size class `class`.
