@@ -39,7 +39,7 @@ use crate::mheap::HEAP;
 use crate::sizeclass::{
     CLASS_DIV_MAGIC, CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class,
 };
-use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef, free_list_contains};
+use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef, free_list_contains, word_of};
 use crate::stats::{self, CENTRAL, CacheStats, bump};
 use std::ptr::{self, NonNull};
 
@@ -185,7 +185,7 @@ impl MCache {
             // SAFETY: a cached span is in use and its struct lives forever.
             let span = unsafe { &*e.span };
             if let Some(idx) = e.cursor.next(&span.alloc_bits, e.nelems) {
-                let w = &span.alloc_bits[idx / 64];
+                let w = &span.alloc_bits[word_of(idx)];
                 // This cache owns the span: the only writer of alloc_bits.
                 w.store(
                     w.load(Ordering::Relaxed) | 1 << (idx % 64),
@@ -303,7 +303,7 @@ impl MCache {
         p: usize,
     ) -> Result<(), FreeError> {
         let e = &mut self.small[class];
-        if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
+        if span.alloc_bits[word_of(idx)].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
             return Err(FreeError::DoubleFree);
         }
         // A slot already on the local list still has its bit set. Slots of

@@ -89,6 +89,14 @@ use std::ptr::{self, NonNull};
 /// Words in each per-span bitmap.
 pub(crate) const BITMAP_WORDS: usize = MAX_SPAN_ELEMS / 64;
 
+/// The bitmap word of slot `idx`. Slot indexes are below `MAX_SPAN_ELEMS`,
+/// so the mask changes nothing; it lets the compiler drop the bounds check
+/// on the fast paths.
+#[inline(always)]
+pub(crate) const fn word_of(idx: usize) -> usize {
+    (idx / 64) & (BITMAP_WORDS - 1)
+}
+
 /// `Span::state`: not in use.
 pub(crate) const FREE: u8 = 0;
 /// `Span::state`: cut into slots of one size class.
@@ -146,7 +154,7 @@ impl FreeCursor {
                 self.freeindex = idx + 1;
                 if self.freeindex % 64 == 0 {
                     self.alloc_cache = if self.freeindex < nelems {
-                        !bits[self.freeindex / 64].load(Ordering::Relaxed)
+                        !bits[word_of(self.freeindex)].load(Ordering::Relaxed)
                     } else {
                         0
                     };
@@ -160,7 +168,7 @@ impl FreeCursor {
             if self.freeindex >= nelems {
                 return None;
             }
-            self.alloc_cache = !bits[self.freeindex / 64].load(Ordering::Relaxed);
+            self.alloc_cache = !bits[word_of(self.freeindex)].load(Ordering::Relaxed);
         }
     }
 }
