@@ -152,9 +152,9 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = alloc_benches;
     config = Criterion::default()
-        .sample_size(30)
+        .sample_size(40)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+        .measurement_time(Duration::from_secs(4));
     targets = benches
 }
 criterion_main!(alloc_benches);

@@ -29,6 +29,8 @@
 //!   its caller sweeps). It may run while mutators allocate in the same span:
 //!   both take the span's `gc_lock`; the `dead` callback runs with no lock
 //!   held, so it may allocate (GC or `SpanAlloc`) and free `SpanAlloc` memory.
+//! - Checked by `tests/loom_gc_sweep.rs`: `gc_alloc` racing `gc_sweep_span`
+//!   on one span never loses the new object.
 //! - A mutator's allocation that began before `gc_begin_mark` returned may
 //!   still allocate white: the collector's handshake with mutators (its
 //!   safepoint) must order phase changes against allocation, as Go's STW
@@ -112,7 +114,8 @@ fn gc_alloc_with(layout: Layout, force_black: bool) -> Option<NonNull<u8>> {
 }
 
 /// Takes a slot from a GC span under its gc_lock; `None` if it is full.
-fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
+/// (`pub(crate)` for the loom model of allocation racing a sweep.)
+pub(crate) fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
     let s = span.span();
     span.lock_gc();
     // SAFETY: a GC span's `local` is under its gc_lock, held here.

@@ -2,21 +2,28 @@
 //! `SpanAlloc` objects and one per class for GC objects, so that almost every
 //! allocation and free touches only thread-local state and the span's bitmap.
 //!
-//! Fast path of `malloc`: find the class, take the next free slot from the
-//! cached span's `FreeCursor` (count-trailing-zeros on `alloc_cache`), set its
-//! bit in `alloc_bits` with a load and a store, bump a thread-owned counter.
-//! No lock, no atomic read-modify-write.
+//! Fast path of `malloc`: find the class; pop the class's local free list
+//! (slots this thread freed, LIFO) if it has one; else take the next free
+//! slot from the cached span's `FreeCursor` (count-trailing-zeros on
+//! `alloc_cache`) and set its bit in `alloc_bits` with a load and a store.
+//! Bump a thread-owned counter. No lock, no atomic read-modify-write.
 //!
-//! Fast path of `free`: find the span in the page map, and if it is this
-//! thread's cached span of its class, clear the bit (load + store), count,
-//! and move the cursor back to the freed slot if it lies behind it, so the
-//! next allocation of the class reuses the slot while it is hot in cache.
-//! Otherwise the free is remote and goes through the class's mcentral lock.
+//! Fast path of `free`: `dealloc`'s layout names the size class; if the
+//! pointer lies in this thread's cached span of that class (a range check,
+//! no page map), or else the page map finds a span that is this thread's
+//! cached span of its class, check the slot's bit (and the list key,
+//! below), push the slot on the local free list and count. Otherwise the free
+//! is remote and goes through the class's mcentral lock.
 //!
-//! Slow path (`refill`): when the cursor reaches the end of the span, rescan
-//! it if local frees left holes, else fold in remote frees (`harvest`), else
-//! hand it to the mcentral (`uncache_span`) and take a partial span from it or
-//! a new one from the mheap.
+//! Slow path (`refill`, local list empty and cursor at the span's end): fold
+//! in remote frees (`harvest`) and rescan if the span has free bits, else
+//! hand it to the mcentral (`uncache_span`) and take a partial (or spare
+//! empty) span from it, or a new one from the mheap.
+//!
+//! Rejected: clearing the alloc bit on every local free and setting it again
+//! on reuse (exact bits while cached, but two more read-modify-store
+//! sequences and an index computation per pair; the list costs two pointer
+//! moves, and the bits are made exact when the span is uncached).
 //!
 //! Ownership: an `MCache` lives in a thread-local and only its thread touches
 //! it. A thread's allocator calls never nest (nothing in gort-alloc allocates
@@ -29,8 +36,10 @@ use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::Ordering;
 use crate::mcentral::{FreeError, Release};
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class};
-use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef};
+use crate::sizeclass::{
+    CLASS_DIV_MAGIC, CLASS_NELEMS, CLASS_NPAGES, CLASS_SIZE, NUM_CLASSES, span_class,
+};
+use crate::span::{FreeCursor, LARGE, SMALL, Span, SpanRef, free_list_contains, word_of};
 use crate::stats::{self, CENTRAL, CacheStats, bump};
 use std::ptr::{self, NonNull};
 
@@ -162,6 +171,12 @@ impl MCache {
             // SAFETY: list entries are dead slots of the cached span whose
             // first word free_local wrote; this thread owns the list.
             e.local_free = unsafe { (p as *const usize).read() };
+            if class > 1 {
+                // SAFETY: slots above class 1 hold at least 16 bytes; the
+                // slot is ours until returned. Clearing the key keeps a live
+                // object from looking freed (see `free_local`).
+                unsafe { (p as *mut usize).add(1).write(0) };
+            }
             e.nalloc += 1;
             bump(&self.counters().mallocs[span_class(class, false)]);
             return p as *mut u8;
@@ -170,7 +185,7 @@ impl MCache {
             // SAFETY: a cached span is in use and its struct lives forever.
             let span = unsafe { &*e.span };
             if let Some(idx) = e.cursor.next(&span.alloc_bits, e.nelems) {
-                let w = &span.alloc_bits[idx / 64];
+                let w = &span.alloc_bits[word_of(idx)];
                 // This cache owns the span: the only writer of alloc_bits.
                 w.store(
                     w.load(Ordering::Relaxed) | 1 << (idx % 64),
@@ -250,17 +265,63 @@ impl MCache {
         class: usize,
         p: usize,
     ) -> Option<Result<(), FreeError>> {
-        let e = &mut self.small[class];
-        if !ptr::eq(e.span, span) {
+        if !ptr::eq(self.small[class].span, span) {
             return None;
         }
-        if span.alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
-            return Some(Err(FreeError::DoubleFree));
+        Some(self.push_local(span, idx, class, p))
+    }
+
+    /// Frees `p` if it lies in this cache's span of size class `class` (the
+    /// class `dealloc`'s layout names), without the page map: the sized
+    /// fast path. `None` if `p` is elsewhere (another span, or the layout
+    /// was not the allocation's), for the page-map path to settle.
+    #[inline(always)]
+    fn free_sized(&mut self, class: usize, p: usize) -> Option<Result<(), FreeError>> {
+        let e = &self.small[class];
+        let off = p.wrapping_sub(e.base);
+        // An empty entry has base 0, so `off` is `p` itself: out of range.
+        if off >= e.nelems * e.elem_size {
+            return None;
         }
-        // A slot already on the local list still has its bit set: finding
-        // it costs a walk of the list, which only debug builds pay.
-        if cfg!(debug_assertions) && list_contains(e.local_free, p) {
-            return Some(Err(FreeError::DoubleFree));
+        let idx = ((off as u64 * CLASS_DIV_MAGIC[class] as u64) >> 32) as usize;
+        if idx * e.elem_size != off {
+            return Some(Err(FreeError::Interior));
+        }
+        // SAFETY: a cached span is in use and its struct lives forever.
+        let span = unsafe { &*e.span };
+        Some(self.push_local(span, idx, class, p))
+    }
+
+    /// Puts slot `idx` (at `p`) of this cache's span of `class` on the local
+    /// free list, after the double-free checks.
+    #[inline(always)]
+    fn push_local(
+        &mut self,
+        span: &Span,
+        idx: usize,
+        class: usize,
+        p: usize,
+    ) -> Result<(), FreeError> {
+        let e = &mut self.small[class];
+        if span.alloc_bits[word_of(idx)].load(Ordering::Relaxed) & (1 << (idx % 64)) == 0 {
+            return Err(FreeError::DoubleFree);
+        }
+        // A slot already on the local list still has its bit set. Slots of
+        // 16 bytes and more carry a key in their second word while listed
+        // (glibc's tcache does the same): only a slot showing the key needs
+        // the O(n) walk that confirms a double free. 8-byte slots have no
+        // room for a key; debug builds walk for them.
+        let key = self.id ^ FREE_KEY_SALT;
+        if class > 1 {
+            // SAFETY: the slot is at least 16 bytes and was handed out by us.
+            let listed = unsafe { (p as *const usize).add(1).read() } == key;
+            if listed && free_list_contains(e.local_free, p) {
+                return Err(FreeError::DoubleFree);
+            }
+            // SAFETY: as above; the slot is the allocator's until reused.
+            unsafe { (p as *mut usize).add(1).write(key) };
+        } else if cfg!(debug_assertions) && free_list_contains(e.local_free, p) {
+            return Err(FreeError::DoubleFree);
         }
         // SAFETY: the slot is being freed, so its first word (slots are at
         // least 8 bytes and 8-aligned) is the allocator's until reused.
@@ -268,7 +329,7 @@ impl MCache {
         e.local_free = p;
         e.nalloc -= 1;
         bump(&self.counters().frees[span_class(class, false)]);
-        Some(Ok(()))
+        Ok(())
     }
 
     /// Hands every cached span back to its mcentral (thread exit).
@@ -301,30 +362,28 @@ impl MCache {
     }
 }
 
-/// Whether the list threaded through dead objects from `head` holds `p`.
-fn list_contains(mut head: usize, p: usize) -> bool {
-    while head != 0 {
-        if head == p {
-            return true;
-        }
-        // SAFETY: list entries are dead slots whose first word is the link.
-        head = unsafe { (head as *const usize).read() };
-    }
-    false
-}
-
 /// Clears the alloc bits of the slots on a local free list (the owner,
 /// giving its span up).
 fn drain_local_free(span: SpanRef, mut head: usize) {
+    let keyed = span.elem_size() >= 16;
     while head != 0 {
         let idx = span.index_of(head as *const u8);
         // SAFETY: the caller owns the span (it is still cached by it), so it
         // is the only writer of alloc_bits.
         unsafe { span.clear_alloc_bit(idx) };
+        let next = head;
         // SAFETY: list entries are dead slots whose first word is the link.
         head = unsafe { (head as *const usize).read() };
+        if keyed {
+            // SAFETY: a dead slot of at least 16 bytes: drop its key.
+            unsafe { (next as *mut usize).add(1).write(0) };
+        }
     }
 }
+
+/// Mixed into an mcache's id to make the key `free_local` leaves in the
+/// second word of slots on its local free list.
+const FREE_KEY_SALT: usize = 0x9e37_79b9_7f4a_7c15;
 
 /// Allocates a small normal object of size class `class`; null on OOM.
 #[inline]
@@ -350,6 +409,13 @@ fn malloc_uncached(class: usize) -> *mut u8 {
             None => return ptr::null_mut(),
         }
     }
+}
+
+/// Frees `ptr` through the sized fast path if it lies in this thread's
+/// cached span of `class`; `None` when the page-map path must decide.
+#[inline(always)]
+pub(crate) fn free_sized(ptr: *mut u8, class: usize) -> Option<Result<(), FreeError>> {
+    with_mcache(|c| c.free_sized(class, ptr as usize)).flatten()
 }
 
 /// Frees slot `idx` of a normal small span of size class `class`.

@@ -10,9 +10,9 @@
 //! # States
 //! A span of this class is on `partial` (`0 < nalloc < nelems`, uncached), on
 //! `full` (`nalloc == nelems`, uncached), cached (`owner != 0`, on no list),
-//! or empty and on its way back to the mheap. Normal spans never rest empty
-//! on a list: the free that empties a central span takes it off and returns
-//! it. GC spans rest empty on `partial` between sweeps: only the sweep
+//! on `empty` (a normal span with no object, kept as a spare while the
+//! spares' pages stay under `MAX_EMPTY_PAGES`), or on its way back to the
+//! mheap. GC spans rest empty on `partial` between sweeps: only the sweep
 //! (`heap_api.rs`) returns them to the mheap.
 //!
 //! # Transitions
@@ -21,7 +21,9 @@
 //!   span is published (so no other thread can see it yet).
 //! - cached -> partial/full/mheap: `uncache_span` (the owning mcache), after
 //!   folding in the remote frees that arrived while it was cached.
-//! - full -> partial, partial -> mheap: `free_remote` on a central span.
+//! - full -> partial, partial -> empty or mheap: `free_remote` on a central
+//!   span; empty -> cached: `cache_span` when no partial span is left;
+//!   empty -> mheap: `take_empty` (scavenger, `free_os_memory`).
 //! - cached span, remote free: `free_remote` pushes the object on the span's remote list;
 //!   `harvest` (owner) or `uncache_span` applies it to `alloc_bits`.
 //!
@@ -52,7 +54,16 @@
 
 use crate::loom::sync::atomic::Ordering;
 use crate::loom::sync::{Mutex, MutexGuard};
-use crate::span::{LIST_FULL, LIST_NONE, LIST_PARTIAL, Span, SpanRef};
+use crate::span::{
+    LIST_EMPTY, LIST_FULL, LIST_NONE, LIST_PARTIAL, Span, SpanRef, free_list_contains,
+};
+
+/// Pages of empty normal spans an mcentral keeps as spares (256 KiB) instead
+/// of returning them to the mheap at once: a class whose spans hold one to
+/// four objects would otherwise make a round trip to the mheap lock for
+/// nearly every allocation. All classes together keep at most ~17 MiB; the
+/// scavenger's next tick and `free_os_memory` hand spares back.
+const MAX_EMPTY_PAGES: usize = 32;
 use std::ptr::{self, NonNull};
 
 /// Why a free was refused.
@@ -84,6 +95,9 @@ impl std::fmt::Display for FreeError {
 pub(crate) struct Lists {
     partial: *mut Span,
     full: *mut Span,
+    empty: *mut Span,
+    /// Pages of the spans on `empty`.
+    empty_pages: usize,
 }
 
 // SAFETY: the lists hold span structs that live forever, reached only under
@@ -105,26 +119,28 @@ pub(crate) enum Release {
     ToHeap(SpanRef),
 }
 
+/// No spans on any list.
+const EMPTY_LISTS: Lists = Lists {
+    partial: ptr::null_mut(),
+    full: ptr::null_mut(),
+    empty: ptr::null_mut(),
+    empty_pages: 0,
+};
+
 impl MCentral {
     /// Empty lists.
     #[cfg(not(loom))]
     pub(crate) const fn new() -> MCentral {
         MCentral {
-            lists: Mutex::new(Lists {
-                partial: ptr::null_mut(),
-                full: ptr::null_mut(),
-            }),
+            lists: Mutex::new(EMPTY_LISTS),
         }
     }
 
-    /// Empty lists.
+    /// Empty lists (loom's mutex has no `const` constructor).
     #[cfg(loom)]
     pub(crate) fn new() -> MCentral {
         MCentral {
-            lists: Mutex::new(Lists {
-                partial: ptr::null_mut(),
-                full: ptr::null_mut(),
-            }),
+            lists: Mutex::new(EMPTY_LISTS),
         }
     }
 
@@ -138,7 +154,8 @@ impl MCentral {
     /// allocated-slot count (meaningful for normal spans).
     pub(crate) fn cache_span(&self, owner: usize) -> Option<(SpanRef, usize)> {
         let mut l = self.lock();
-        let span = NonNull::new(l.partial)?;
+        // Partly used spans first (they pack the heap), then spares.
+        let span = NonNull::new(l.partial).or(NonNull::new(l.empty))?;
         // SAFETY: list members are live span structs (mheap never frees them).
         let span = unsafe { SpanRef::from_ptr(span) };
         l.remove(span);
@@ -159,7 +176,7 @@ impl MCentral {
         // SAFETY: the span is now central; its `local` is under this lock.
         s.local.with_mut(|p| unsafe { (*p).nalloc = nalloc });
         if nalloc == 0 && !span.is_gc() {
-            return Release::ToHeap(span);
+            return l.retire_empty(span);
         }
         let list = if nalloc == s.nelems.load(Ordering::Relaxed) {
             LIST_FULL
@@ -190,7 +207,7 @@ impl MCentral {
             return s.central.with_mut(|c| {
                 // SAFETY: `central` is under this lock, held here.
                 let c = unsafe { &mut *c };
-                if cfg!(debug_assertions) && remote_list_contains(c.remote_head, obj as usize) {
+                if cfg!(debug_assertions) && free_list_contains(c.remote_head, obj as usize) {
                     return Err(FreeError::DoubleFree);
                 }
                 // SAFETY: the object is being freed, so its first word (every
@@ -212,7 +229,7 @@ impl MCentral {
         });
         if nalloc == 0 && !span.is_gc() {
             l.remove(span);
-            return Ok(Release::ToHeap(span));
+            return Ok(l.retire_empty(span));
         }
         // SAFETY: `central` is under this lock.
         if s.central.with(|c| unsafe { (*c).list }) == LIST_FULL {
@@ -226,6 +243,12 @@ impl MCentral {
     /// thread whose mcache is gone). `None` when no partial span exists.
     pub(crate) fn alloc_uncached(&self) -> Option<*mut u8> {
         let mut l = self.lock();
+        if l.partial.is_null() {
+            // SAFETY: list members are live span structs.
+            let spare = unsafe { SpanRef::from_ptr(NonNull::new(l.empty)?) };
+            l.remove(spare);
+            l.push(spare, LIST_PARTIAL);
+        }
         // SAFETY: list members are live span structs.
         let span = unsafe { SpanRef::from_ptr(NonNull::new(l.partial)?) };
         let s = span.span();
@@ -275,6 +298,15 @@ impl MCentral {
     /// Files a new, uncached span on the partial list (lock held by caller).
     pub(crate) fn push_partial(l: &mut Lists, span: SpanRef) {
         l.push(span, LIST_PARTIAL);
+    }
+
+    /// Takes one spare empty span off its list, for the mheap.
+    pub(crate) fn take_empty(&self) -> Option<SpanRef> {
+        let mut l = self.lock();
+        // SAFETY: list members are live span structs.
+        let span = unsafe { SpanRef::from_ptr(NonNull::new(l.empty)?) };
+        l.remove(span);
+        Some(span)
     }
 
     /// Files a new, uncached span on the partial list.
@@ -328,26 +360,25 @@ fn apply_remote(span: SpanRef) -> usize {
     })
 }
 
-/// Whether the remote list starting at `head` holds `obj` (a debug check
-/// for double frees; O(list length), under the mcentral lock).
-fn remote_list_contains(mut head: usize, obj: usize) -> bool {
-    while head != 0 {
-        if head == obj {
-            return true;
-        }
-        // SAFETY: list entries are dead objects whose first word is the link.
-        head = unsafe { (head as *const usize).read() };
-    }
-    false
-}
-
 impl Lists {
     fn head(&mut self, list: u8) -> &mut *mut Span {
-        if list == LIST_FULL {
-            &mut self.full
-        } else {
-            &mut self.partial
+        match list {
+            LIST_FULL => &mut self.full,
+            LIST_EMPTY => &mut self.empty,
+            _ => &mut self.partial,
         }
+    }
+
+    /// Keeps an empty, unlisted normal span as a spare if there is room, or
+    /// says to return it to the mheap.
+    fn retire_empty(&mut self, span: SpanRef) -> Release {
+        let npages = span.span().npages.load(Ordering::Relaxed);
+        if self.empty_pages + npages > MAX_EMPTY_PAGES {
+            return Release::ToHeap(span);
+        }
+        self.empty_pages += npages;
+        self.push(span, LIST_EMPTY);
+        Release::Keep
     }
 
     /// Pushes `span` on `list`.
@@ -377,6 +408,9 @@ impl Lists {
             .central
             .with(|c| unsafe { ((*c).next, (*c).prev, (*c).list) });
         debug_assert_ne!(list, LIST_NONE, "gort-alloc: removing an unlisted span");
+        if list == LIST_EMPTY {
+            self.empty_pages -= span.span().npages.load(Ordering::Relaxed);
+        }
         if let Some(n) = NonNull::new(next) {
             // SAFETY: list members are live; we hold the lock.
             unsafe { n.as_ref() }

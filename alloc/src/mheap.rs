@@ -95,21 +95,23 @@ unsafe fn bits<'a>(meta: *mut ArenaMeta) -> &'a mut PageBits {
     unsafe { (*meta).pages.with_mut(|p| &mut *p) }
 }
 
-impl MHeap {
-    /// An empty heap: no arenas yet.
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> MHeap {
+/// The empty heap's fields, with the one part that differs between builds
+/// (the mcentral array: `const` blocks normally, `from_fn` under loom, whose
+/// mutexes are not `const`).
+macro_rules! empty_heap {
+    ($central:expr) => {
         MHeap {
             pagemap: PageMap::new(),
             inner: Mutex::new(HeapInner {
                 arenas: [ptr::null_mut(); MAX_ARENAS],
                 narenas: 0,
+                #[cfg(not(loom))]
                 span_alloc: os::SpanPool::new(),
                 sys_pages: 0,
                 free_pages: 0,
                 released_pages: 0,
             }),
-            central: [const { MCentral::new() }; NUM_SPAN_CLASSES],
+            central: $central,
             gc_spans: Mutex::new(GcSpanList {
                 head: ptr::null_mut(),
                 len: 0,
@@ -121,32 +123,20 @@ impl MHeap {
             free_pages: AtomicUsize::new(0),
             released_pages: AtomicUsize::new(0),
         }
+    };
+}
+
+impl MHeap {
+    /// An empty heap: no arenas yet.
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> MHeap {
+        empty_heap!([const { MCentral::new() }; NUM_SPAN_CLASSES])
     }
 
     /// An empty heap: no arenas yet.
     #[cfg(loom)]
     pub(crate) fn new() -> MHeap {
-        MHeap {
-            pagemap: PageMap::new(),
-            inner: Mutex::new(HeapInner {
-                arenas: [ptr::null_mut(); MAX_ARENAS],
-                narenas: 0,
-                sys_pages: 0,
-                free_pages: 0,
-                released_pages: 0,
-            }),
-            central: std::array::from_fn(|_| MCentral::new()),
-            gc_spans: Mutex::new(GcSpanList {
-                head: ptr::null_mut(),
-                len: 0,
-            }),
-            sweepgen: AtomicU32::new(0),
-            gc_phase: AtomicU8::new(0),
-            memory_limit: AtomicUsize::new(usize::MAX),
-            sys_pages: AtomicUsize::new(0),
-            free_pages: AtomicUsize::new(0),
-            released_pages: AtomicUsize::new(0),
-        }
+        empty_heap!(std::array::from_fn(|_| MCentral::new()))
     }
 
     fn lock(&self) -> MutexGuard<'_, HeapInner> {
@@ -221,6 +211,7 @@ impl MHeap {
         // SAFETY: we hold the mheap lock; the arenas of [base, base+npages)
         // were registered by alloc_pages; every field is written above.
         unsafe { self.pagemap.set_range(base, npages, sp.as_ptr()) };
+        self.mirror(&h);
         drop(h);
         if gc {
             self.gc_list_push(span);
@@ -261,6 +252,16 @@ impl MHeap {
     pub(crate) fn page_counts(&self) -> (usize, usize, usize) {
         let h = self.lock();
         (h.sys_pages, h.free_pages, h.released_pages)
+    }
+
+    /// Returns every spare empty span the mcentrals keep to the heap.
+    pub(crate) fn release_spare_spans(&self) {
+        for sc in (0..NUM_SPAN_CLASSES).step_by(2) {
+            while let Some(span) = self.central[sc].take_empty() {
+                // SAFETY: take_empty unlisted an empty, uncached span.
+                unsafe { self.free_span(span) };
+            }
+        }
     }
 
     /// Returns to the OS up to `max_pages` free pages; with `only_idle`, only
@@ -396,6 +397,19 @@ impl HeapInner {
                 if let Some(p) = find_run(&b.free, npages) {
                     // SAFETY: meta is a live registered header.
                     let base = unsafe { (*meta).base } + p * PAGE_SIZE;
+                    self.take_range(base, npages);
+                    return Some(base);
+                }
+            }
+        } else {
+            // A huge object: reuse a row of wholly free, address-contiguous
+            // arenas (a freed huge object leaves exactly that), rather than
+            // reserving new ones each time.
+            let k = npages.div_ceil(ARENA_PAGES);
+            for i in 0..self.narenas {
+                // SAFETY: registered headers live forever.
+                let base = unsafe { (*self.arenas[i]).base };
+                if (0..k).all(|j| arena_is_free(heap, base + j * ARENA_SIZE)) {
                     self.take_range(base, npages);
                     return Some(base);
                 }
@@ -541,6 +555,16 @@ impl HeapInner {
     }
 }
 
+/// Whether the arena at `base` is registered and has no page in use.
+/// The caller holds the mheap lock.
+fn arena_is_free(heap: &MHeap, base: usize) -> bool {
+    match heap.pagemap.arena(base) {
+        // SAFETY: the caller holds the mheap lock, which owns the bits.
+        Some(m) => unsafe { bits(ptr::from_ref(m).cast_mut()) }.nfree == ARENA_PAGES,
+        None => false,
+    }
+}
+
 /// Reserves `n` contiguous arenas aligned to `ARENA_SIZE` in the range the
 /// page map covers.
 fn map_arenas(n: usize) -> Option<usize> {
@@ -652,6 +676,19 @@ fn count_bits(words: &[u64], first: usize, count: usize) -> usize {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_objects_reuse_their_arenas() {
+        let before = HEAP.page_counts().0;
+        for _ in 0..40 {
+            let p = crate::global::malloc(100 << 20, 8);
+            assert!(!p.is_null());
+            crate::global::free(p).unwrap();
+        }
+        let grown = (HEAP.page_counts().0 - before) * PAGE_SIZE;
+        // Without reuse: 40 x 2 arenas = 5 GiB of address space.
+        assert!(grown <= 10 * ARENA_SIZE, "heap grew by {} MiB", grown >> 20);
+    }
 
     #[test]
     fn runs_are_found_across_words() {

@@ -38,6 +38,7 @@ crate::loom::global! {
 
 /// Returns every free page to the OS now; returns the bytes released.
 pub fn free_os_memory() -> usize {
+    HEAP.release_spare_spans();
     HEAP.scavenge(usize::MAX, false) * PAGE_SIZE
 }
 
@@ -48,6 +49,7 @@ pub fn free_os_memory() -> usize {
 pub fn set_memory_limit(bytes: usize) -> usize {
     let old = HEAP.memory_limit.swap(bytes, Ordering::Relaxed);
     if over_limit() {
+        HEAP.release_spare_spans();
         HEAP.scavenge(usize::MAX, false);
     }
     // The collector's pacer starts cycles before the limit (gc/pacer.rs).
@@ -138,6 +140,8 @@ pub(crate) fn ensure_started() {
 fn spawn() {
     extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         loop {
+            // Spares are for bursts between ticks; a tick returns them.
+            HEAP.release_spare_spans();
             if over_limit() {
                 HEAP.scavenge(usize::MAX, false);
                 std::thread::sleep(LIMIT_TICK);

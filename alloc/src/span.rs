@@ -55,8 +55,8 @@
 //! - The page-map store of a span pointer (Release, `PageMap::set_range`)
 //!   pairs with the Acquire load in `PageMap::lookup`: a reader that finds the
 //!   span sees every identity field written before it by `MHeap::alloc_span`.
-//! - `gc_lock`: the Acquire swap in `SpanRef::lock_gc` pairs with the Release
-//!   store in `SpanRef::unlock_gc`.
+//! - `gc_lock`: the Acquire compare-exchange in `SpanRef::lock_gc` pairs with
+//!   the Release store in `SpanRef::unlock_gc`.
 //! - `mark` is a Relaxed fetch_or: the collector's handshake with mutators
 //!   (its own barrier) orders marks against sweeps; the sweep reads the mark
 //!   bits on the collector thread that set them or after that handshake.
@@ -75,7 +75,9 @@
 //! # Checked by
 //! `tests/loom_pagemap.rs` (a published span is seen whole) and
 //! `tests/loom_mcentral.rs` (every slot is allocated or free exactly once
-//! across cached allocation, remote frees and uncaching).
+//! across cached allocation, remote frees and uncaching), and
+//! `tests/loom_gc_sweep.rs` (an object allocated while its span is swept is
+//! never reported dead; the one unmarked object is reported once).
 
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{
@@ -86,6 +88,14 @@ use std::ptr::{self, NonNull};
 
 /// Words in each per-span bitmap.
 pub(crate) const BITMAP_WORDS: usize = MAX_SPAN_ELEMS / 64;
+
+/// The bitmap word of slot `idx`. Slot indexes are below `MAX_SPAN_ELEMS`,
+/// so the mask changes nothing; it lets the compiler drop the bounds check
+/// on the fast paths.
+#[inline(always)]
+pub(crate) const fn word_of(idx: usize) -> usize {
+    (idx / 64) & (BITMAP_WORDS - 1)
+}
 
 /// `Span::state`: not in use.
 pub(crate) const FREE: u8 = 0;
@@ -100,6 +110,8 @@ pub(crate) const LIST_NONE: u8 = 0;
 pub(crate) const LIST_PARTIAL: u8 = 1;
 /// `SpanCentral::list`: on the full list.
 pub(crate) const LIST_FULL: u8 = 2;
+/// `SpanCentral::list`: on the empty list (a spare kept for reuse).
+pub(crate) const LIST_EMPTY: u8 = 3;
 
 /// Allocation progress through a span: Go's `freeindex` and `allocCache`.
 ///
@@ -142,7 +154,7 @@ impl FreeCursor {
                 self.freeindex = idx + 1;
                 if self.freeindex % 64 == 0 {
                     self.alloc_cache = if self.freeindex < nelems {
-                        !bits[self.freeindex / 64].load(Ordering::Relaxed)
+                        !bits[word_of(self.freeindex)].load(Ordering::Relaxed)
                     } else {
                         0
                     };
@@ -156,9 +168,24 @@ impl FreeCursor {
             if self.freeindex >= nelems {
                 return None;
             }
-            self.alloc_cache = !bits[self.freeindex / 64].load(Ordering::Relaxed);
+            self.alloc_cache = !bits[word_of(self.freeindex)].load(Ordering::Relaxed);
         }
     }
+}
+
+/// Whether a free list threaded through dead objects' first word, starting
+/// at `head` (0: empty), holds `obj`. O(length): a debug-build check for
+/// double frees of slots parked on a list (local or remote).
+pub(crate) fn free_list_contains(mut head: usize, obj: usize) -> bool {
+    while head != 0 {
+        if head == obj {
+            return true;
+        }
+        // SAFETY: list entries are dead slots whose first word is the link,
+        // written when they were pushed; the caller owns the list.
+        head = unsafe { (head as *const usize).read() };
+    }
+    false
 }
 
 /// Allocation state of a span that is not in an mcache entry.
@@ -177,7 +204,7 @@ pub(crate) struct SpanCentral {
     pub(crate) next: *mut Span,
     /// Previous span on the same list.
     pub(crate) prev: *mut Span,
-    /// `LIST_NONE`, `LIST_PARTIAL` or `LIST_FULL`.
+    /// `LIST_NONE`, `LIST_PARTIAL`, `LIST_FULL` or `LIST_EMPTY`.
     pub(crate) list: u8,
     /// Objects freed by other threads while the span was cached: a list
     /// threaded through their first word (they are dead, so their memory is
@@ -362,10 +389,11 @@ impl SpanRef {
     #[inline]
     pub(crate) fn lock_gc(&self) {
         let l = &self.span().gc_lock;
-        while l.swap(true, Ordering::Acquire) {
-            while l.load(Ordering::Relaxed) {
-                crate::loom::spin_loop();
-            }
+        while l
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            crate::loom::spin_loop();
         }
     }
 

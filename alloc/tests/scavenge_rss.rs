@@ -48,6 +48,11 @@ fn free_os_memory_returns_freed_pages() {
     );
     assert!(peak - baseline >= target, "the workload was resident");
     let growth = after.saturating_sub(baseline);
+    eprintln!(
+        "resident growth after free_os_memory: {} KiB = {:.3} x live",
+        growth >> 10,
+        growth as f64 / live as f64
+    );
     assert!(
         growth as f64 <= live as f64 * 1.10,
         "resident growth {growth} is more than 10% above live {live}"

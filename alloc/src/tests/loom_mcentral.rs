@@ -62,7 +62,9 @@ fn loom_remote_frees_race_harvest_and_uncache() {
         let mine = to_heap(central.uncache_span(span, 2 - harvested));
         let theirs = remote.join().unwrap();
 
-        assert_eq!(mine + theirs, 1, "span returned to the mheap exactly once");
+        // An empty span either went to the mheap or was kept as a spare.
+        let spare = usize::from(central.take_empty() == Some(span));
+        assert_eq!(mine + theirs + spare, 1, "empty span retired exactly once");
         assert_eq!(
             span.span().alloc_bits[0].load(Ordering::Relaxed),
             0,

@@ -12,6 +12,8 @@ mod heap_api;
 pub(crate) static GC_TEST_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(loom)]
+mod loom_gc_sweep;
+#[cfg(loom)]
 mod loom_mcentral;
 #[cfg(loom)]
 mod loom_pagemap;
