@@ -170,3 +170,34 @@ async fn peer_that_stops_reading_is_cut_off_and_others_are_served() {
     assert!(end == "eof" || end == "reset");
     round_trip(&mut s, b"and after").await.unwrap();
 }
+
+/// One P whose runq never drains (a task that only yields): the sockets
+/// are still polled (every 61st poll), so echo round trips complete.
+#[gort::test(worker_threads = 1)]
+async fn sockets_are_polled_while_the_runq_never_drains() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+    let _dog = watchdog(60, "I/O behind a yield loop");
+    let addr = start_server(Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinner = {
+        let stop = stop.clone();
+        gort::spawn(async move {
+            while !stop.load(SeqCst) {
+                gort::task::yield_now().await;
+            }
+        })
+    };
+    let client = gort::spawn(async move {
+        let mut s = TcpStream::connect(addr).await?;
+        for i in 0..20u8 {
+            round_trip(&mut s, &[i; 64]).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let result = client.await.expect("client task panicked");
+    stop.store(true, SeqCst);
+    spinner.await.unwrap();
+    result.expect("echo behind a yield loop");
+}

@@ -14,7 +14,9 @@
 //! 1. This P's expired timers (Go's `checkTimers`) and those of the
 //!    `block_on` heap: two atomic loads when none is pending; the tasks they
 //!    wake go to the local runq.
-//! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue (fairness).
+//! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue
+//!    and a non-blocking netpoll as in step 5 (fairness: a runq that never
+//!    drains must not starve remote spawns or sockets).
 //! 3. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 4. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
 //! 5. Netpoll, non-blocking, when a socket is registered, no M is in
@@ -176,11 +178,18 @@ impl MCore {
                 // This P's heap and the block_on heap (which no P owns).
                 self.run_timers(p, &shared.timers[p.id]);
                 self.run_timers(p, shared.block_on_timers());
-                if p.polls % GLOBAL_QUEUE_INTERVAL == 0
-                    && !shared.inject.is_empty()
-                    && let Some(task) = self.global_batch(p)
-                {
-                    return Some((task, false));
+                if p.polls % GLOBAL_QUEUE_INTERVAL == 0 {
+                    if !shared.inject.is_empty()
+                        && let Some(task) = self.global_batch(p)
+                    {
+                        return Some((task, false));
+                    }
+                    // The same fairness for I/O: a P whose runq never
+                    // drains would otherwise leave ready sockets unpolled
+                    // until another M goes idle (or sysmon polls).
+                    if shared.netpoller.should_poll_now() {
+                        self.netpoll_into_runq(p);
+                    }
                 }
                 if let Some(found) = p.runq.pop() {
                     return Some(found);
@@ -191,7 +200,8 @@ impl MCore {
                     return Some((task, false));
                 }
                 if shared.netpoller.should_poll_now()
-                    && let Some(task) = self.netpoll_now(p)
+                    && self.netpoll_into_runq(p) > 0
+                    && let Some((task, _)) = p.runq.pop()
                 {
                     return Some((task, false));
                 }
@@ -266,21 +276,20 @@ impl MCore {
         self.place_batch(p)
     }
 
-    /// A non-blocking netpoll: the readied tasks go onto `p`'s runq; one is
-    /// returned to run.
-    fn netpoll_now(&self, p: &mut P) -> Option<Notified> {
+    /// A non-blocking netpoll: the readied tasks go onto `p`'s runq as one
+    /// batch. Returns how many.
+    fn netpoll_into_runq(&self, p: &mut P) -> usize {
         let shared = &self.handle.shared;
         let mut ready = self.ready.borrow_mut();
         if let Err(e) = shared.netpoller.poll_now(&mut ready) {
             tracing::warn!(error = %e, "gort: non-blocking netpoll failed");
         }
         if ready.is_empty() {
-            return None;
+            return 0;
         }
         self.collecting(|| ready.drain(..).for_each(Waker::wake));
         drop(ready);
-        self.place_batch(p);
-        p.runq.pop().map(|(task, _)| task)
+        self.place_batch(p)
     }
 
     /// Go's `stopm` with the blocking netpoll of `findRunnable`: waits, in
