@@ -41,6 +41,14 @@
 //!    `next_deadline()` after decrementing `nmspinning`, like the queues, so
 //!    a timer added while it was deciding to sleep is not slept through.
 //!
+//! How the scheduler meets it (`m.rs`, `netpoller.rs`): the heaps are
+//! `Shared::timers` (one per P, plus one for `block_on` threads that every
+//! M checks with its own); the idle M holding the netpoller role sleeps in
+//! `Driver::poll` until the earliest deadline (a timerfd on Linux, exact to
+//! microseconds) instead of `park_timeout`; the hook is
+//! `Netpoller::timer_added` (break that poll, or `wakep` if nobody holds
+//! the role).
+//!
 //! # Files
 //! - `heap.rs`: the 4-ary min-heap.
 //! - `timers.rs`: the per-P heap, timer entries and their fire/cancel
