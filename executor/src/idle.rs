@@ -77,6 +77,25 @@ impl<P> MNote<P> {
             nextp: Mutex::new(None),
         })
     }
+
+    /// The note of a new M started to run `p` (sysmon's `handoffp` when no
+    /// idle M exists): its first `wait_for_p` returns `p` at once.
+    pub(crate) fn with_nextp(unparker: Unparker, p: P) -> Arc<MNote<P>> {
+        Arc::new(MNote {
+            unparker,
+            nextp: Mutex::new(Some((p, false))),
+        })
+    }
+
+    /// Takes back a P handed over but never picked up (the M failed to start).
+    pub(crate) fn take_nextp(&self) -> Option<P> {
+        self.nextp.lock().unwrap().take().map(|(p, _)| p)
+    }
+
+    /// Wakes the M (shutdown).
+    pub(crate) fn unpark(&self) {
+        self.unparker.unpark();
+    }
 }
 
 /// The lists, under one lock (Go's `sched.lock`).
@@ -124,6 +143,22 @@ impl<P> Idle<P> {
     /// Idle Ps (a hint).
     pub(crate) fn npidle(&self) -> usize {
         self.npidle.load(Relaxed)
+    }
+
+    /// Idle Ps, read with SeqCst (sysmon's StoreLoad check before sleeping).
+    pub(crate) fn npidle_seqcst(&self) -> usize {
+        self.npidle.load(SeqCst)
+    }
+
+    /// Go's `exitsyscall` slow path: take any idle P, if there is one.
+    pub(crate) fn try_take_p(&self) -> Option<P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return None;
+        }
+        let p = lists.pidle.pop()?;
+        self.npidle.store(lists.pidle.len(), SeqCst);
+        Some(p)
     }
 
     /// Spinning Ms (a hint).
@@ -281,6 +316,60 @@ impl<P> Idle<P> {
         Some((p, was_spinning))
     }
 
+    /// Go's `startm(p, spinning=false)` for a P sysmon took from a blocked M
+    /// (`handoffp`): hand `p` to an idle M. `Err(p)` when no M is idle (the
+    /// caller starts a new M) or at shutdown (the caller keeps the P idle).
+    pub(crate) fn startm_with(&self, p: P) -> Result<(), P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return Err(p);
+        }
+        let Some(m) = lists.midle.pop() else {
+            return Err(p);
+        };
+        *m.nextp.lock().unwrap() = Some((p, false));
+        drop(lists);
+        m.unparker.unpark();
+        Ok(())
+    }
+
+    /// Puts a P nobody runs on the idle list (a handoff with every M busy
+    /// and `max_threads` reached; the next M looking for a P takes it).
+    pub(crate) fn put_idle_p(&self, p: P) {
+        let mut lists = self.lock();
+        lists.pidle.push(p);
+        self.npidle.store(lists.pidle.len(), SeqCst);
+    }
+
+    /// An M whose P was taken while it was blocked (Go's `exitsyscall` slow
+    /// path, then `stopm`): take an idle P if there is one, else park as a
+    /// spare M until `startm` hands it a P. `None` at shutdown. Both choices
+    /// are made under the lock, so a P put idle meanwhile is never missed:
+    /// either we see it, or `startm` sees us in `midle`.
+    pub(crate) fn acquire_or_stop(
+        &self,
+        note: &Arc<MNote<P>>,
+        parker: &mut Parker,
+    ) -> Option<(P, bool)> {
+        {
+            let mut lists = self.lock();
+            if lists.shutdown {
+                return None;
+            }
+            if let Some(p) = lists.pidle.pop() {
+                self.npidle.store(lists.pidle.len(), SeqCst);
+                return Some((p, false));
+            }
+            lists.midle.push(note.clone());
+        }
+        self.wait_for_p(note, parker)
+    }
+
+    /// Parked Ms (Go's `sched.nmidle`), for schedtrace.
+    pub(crate) fn nmidle(&self) -> usize {
+        self.lock().midle.len()
+    }
+
     /// Shutdown: no more `startm`; every parked M wakes and exits.
     pub(crate) fn shutdown(&self) {
         self.closed.store(true, Release);
@@ -298,13 +387,5 @@ impl<P> Idle<P> {
     /// runtime, its runq already drained).
     pub(crate) fn put_p_at_exit(&self, p: P) {
         self.lock().pidle.push(p);
-    }
-
-    /// Unparks every M (parked or not); used by shutdown for Ms that were
-    /// running when it started and may park later.
-    pub(crate) fn unpark_all(&self, notes: &[Arc<MNote<P>>]) {
-        for m in notes {
-            m.unparker.unpark();
-        }
     }
 }
