@@ -8,7 +8,7 @@ use crate::sysmon::DebugConfig;
 use crate::runtime::Runtime;
 
 /// Environment variable giving the default number of Ps (Go's `GOMAXPROCS`).
-pub const MAXPROCS_ENV: &str = "GORT_MAXPROCS";
+pub(crate) const MAXPROCS_ENV: &str = "GORT_MAXPROCS";
 
 /// Configures and builds a [`Runtime`].
 ///

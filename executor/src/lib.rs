@@ -40,7 +40,7 @@ pub mod time;
 
 pub use blocking::spawn_blocking;
 pub use builder::{Builder, DEBUG_ENV};
-pub use runtime::{Handle, Runtime};
+pub use runtime::{Handle, Runtime, TryCurrentError};
 pub use task::{JoinError, JoinHandle};
 
 #[cfg(test)]

@@ -17,14 +17,16 @@
 //!    (`Idle::acquire_or_stop`; Go's `exitsyscall` slow path and `stopm`).
 //!
 //! # Search order (`find_runnable`)
-//! 1. Every 61st schedtick, a batch from the global queue (fairness).
+//! 0. Fire expired timers of every heap (Go's `pp.timers.check`).
+//! 1. Every 61st poll, a batch from the global queue (fairness).
 //! 2. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 3. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
-//! 4. [hook] netpoll (non-blocking) and expired timers, once they exist.
+//! 4. [hook] a non-blocking netpoll, once netpoll is wired in.
 //! 5. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
 //!    `runnext` (after the victim's grace period, queue.rs).
-//! 6. Release the P and park (`Idle::park_m`: the "delicate dance" re-check).
+//! 6. Release the P and park (`Idle::park_m`: the "delicate dance" re-check,
+//!    timers included), at most until the earliest timer deadline.
 //!
 //! # Exit
 //! At shutdown the M drops what its P still queues (the tasks themselves are
@@ -44,6 +46,7 @@ use crate::pstatus::PollToken;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
+use crate::time::{self, TimersGuard};
 
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
@@ -88,6 +91,8 @@ pub(crate) struct MCore {
     p: RefCell<Option<Box<P>>>,
     spinning: Cell<bool>,
     info: Arc<MInfo>,
+    /// Makes the held P's timer heap current for the tasks this M polls.
+    timers: RefCell<Option<TimersGuard>>,
     parker: RefCell<Parker>,
     /// The slot and token of the poll in progress (P id), if any.
     polling: Cell<Option<(usize, PollToken)>>,
@@ -100,6 +105,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         p: RefCell::new(None),
         spinning: Cell::new(false),
         info,
+        timers: RefCell::new(None),
         parker: RefCell::new(parker),
         polling: Cell::new(None),
     };
@@ -120,7 +126,10 @@ impl MCore {
     fn main_loop(&self) {
         let shared = &self.handle.shared;
         let idle = &shared.idle;
-        let Some(got) = idle.wait_for_p(&self.info.note, &mut self.parker.borrow_mut()) else {
+        let first = idle.wait_for_p(&self.info.note, &mut self.parker.borrow_mut(), || {
+            shared.next_deadline()
+        });
+        let Some(got) = first else {
             return;
         };
         self.acquire(got);
@@ -152,7 +161,12 @@ impl MCore {
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
                     self.info.curp.store(NO_P, Relaxed);
-                    let got = idle.acquire_or_stop(&self.info.note, &mut self.parker.borrow_mut());
+                    *self.timers.borrow_mut() = None;
+                    let got = idle.acquire_or_stop(
+                        &self.info.note,
+                        &mut self.parker.borrow_mut(),
+                        || shared.next_deadline(),
+                    );
                     match got {
                         Some(got) => self.acquire(got),
                         None => break,
@@ -167,8 +181,7 @@ impl MCore {
     fn acquire(&self, (p, spinning): (Box<P>, bool)) {
         self.info.curp.store(p.id, Relaxed);
         self.info.spinning.store(spinning, Relaxed);
-        *self.p.borrow_mut() = Some(p);
-        self.spinning.set(spinning);
+        self.acquire_p(p, spinning);
         self.handle.shared.sysmon.wake();
     }
 
@@ -196,10 +209,31 @@ impl MCore {
         if self.spinning.replace(false) {
             let _ = idle.stop_spinning();
         }
+        *self.timers.borrow_mut() = None;
         if let Some(mut p) = self.p.borrow_mut().take() {
             p.drain();
             idle.put_p_at_exit(p);
         }
+    }
+
+    /// Takes `p` (from `startm` or the idle list) and makes its timer heap
+    /// current.
+    fn acquire_p(&self, p: Box<P>, spinning: bool) {
+        let heap = self.handle.shared.timers[p.id].clone();
+        let mut guard = self.timers.borrow_mut();
+        *guard = None; // restore the previous heap before entering the next
+        *guard = Some(time::enter(heap));
+        *self.p.borrow_mut() = Some(p);
+        self.spinning.set(spinning);
+    }
+
+    /// Gives up the P (to the idle list, by the caller).
+    fn release_p(&self) -> Box<P> {
+        *self.timers.borrow_mut() = None;
+        self.p
+            .borrow_mut()
+            .take()
+            .expect("gort: release_p without a P")
     }
 
     /// Go's `findRunnable`. `None` at shutdown.
@@ -209,10 +243,13 @@ impl MCore {
             if shared.idle.is_closed() {
                 return None;
             }
+            // Go's `pp.timers.check`: fire expired timers first; the woken
+            // tasks land in this P's runq through `schedule`.
+            shared.run_timers();
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
-                if p.schedtick % GLOBAL_QUEUE_INTERVAL == 0
+                if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
                 {
@@ -226,9 +263,8 @@ impl MCore {
                 {
                     return Some((task, false));
                 }
-                // HOOK (netpoll/timers issue): run expired timers of this P
-                // and do a non-blocking netpoll here; inject what they
-                // readied and return the first task.
+                // HOOK (netpoll issue): a non-blocking netpoll goes here;
+                // inject what it readied and return the first task.
                 if self.spinning.get() || shared.idle.spinning_allowed() {
                     if !self.spinning.replace(true) {
                         shared.idle.start_spinning();
@@ -239,13 +275,10 @@ impl MCore {
                     }
                 }
             }
-            // Nothing anywhere: release the P and park (the delicate dance).
-            // HOOK (timers issue): bound the park by this P's next timer.
-            let p = self
-                .p
-                .borrow_mut()
-                .take()
-                .expect("gort: find_runnable without a P");
+            // Nothing anywhere: release the P and park (the delicate dance),
+            // at most until the earliest timer. HOOK (netpoll issue): the
+            // last idle M blocks in netpoll with that timeout instead.
+            let p = self.release_p();
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
             let got = shared.idle.park_m(
@@ -254,6 +287,7 @@ impl MCore {
                 &mut self.parker.borrow_mut(),
                 was_spinning,
                 || shared.has_work(),
+                || shared.next_deadline(),
             )?;
             self.acquire(got);
         }
@@ -336,7 +370,7 @@ impl MCore {
             }
         };
         if more {
-            shared.idle.wakep();
+            shared.idle.wakep_local();
         }
         None
     }

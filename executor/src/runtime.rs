@@ -42,11 +42,13 @@ use crate::scheduler::Shared;
 use crate::sysmon::{self, SysmonShared};
 use crate::task::JoinHandle;
 use crate::task::list::OwnedTasks;
+use crate::time::{self, Timers};
 
 /// A gort runtime: Ps, the Ms running them, and the queues between.
 ///
 /// Dropping it shuts it down (see [`Runtime::shutdown_timeout`]), waiting
-/// for the Ms to finish the polls they are in.
+/// for the Ms to finish the polls they are in; dropped from one of its own
+/// tasks it does not wait (as `shutdown_timeout(Duration::ZERO)`).
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
@@ -98,6 +100,15 @@ impl Runtime {
             parkers.push(parker);
             notes.push(MNote::new(unparker));
         }
+        let idle = Arc::new(Idle::new(n, ps, notes.clone()));
+        // A heap whose earliest deadline moved earlier may need a parked M
+        // to shorten its sleep: `wakep` starts one if none spins.
+        let timers = (0..=n)
+            .map(|_| {
+                let idle = idle.clone();
+                Arc::new(Timers::with_wake_hook(Box::new(move |_| idle.wakep())))
+            })
+            .collect();
         let infos: Vec<_> = notes
             .iter()
             .enumerate()
@@ -106,9 +117,10 @@ impl Runtime {
         let (sysmon_parker, sysmon_unparker) = Parker::new();
         let shared = Arc::new(Shared {
             inject: Inject::new(),
+            timers,
             stealers: stealers.into_boxed_slice(),
             coprimes: p::coprimes(n).into_boxed_slice(),
-            idle: Idle::new(n, ps, notes),
+            idle,
             owned: OwnedTasks::new(n),
             allp: (0..n).map(|_| PSlot::new()).collect(),
             ms: Mutex::new(infos.clone()),
@@ -178,11 +190,20 @@ impl Runtime {
         self.shutdown(Some(timeout));
     }
 
-    fn shutdown(&mut self, timeout: Option<Duration>) {
+    fn shutdown(&mut self, mut timeout: Option<Duration>) {
         if std::mem::replace(&mut self.shut_down, true) {
             return;
         }
         let shared = &self.handle.shared;
+        let on_own_m = context::with_current_m(|m| {
+            m.is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(shared)))
+        });
+        // From one of its own tasks, waiting for every M (this one included)
+        // would never return: signal and detach instead, as a zero timeout.
+        // This M exits after the current poll.
+        if on_own_m {
+            timeout = Some(Duration::ZERO);
+        }
         shared.owned.close();
         shared.idle.shutdown();
         shared.sysmon.wake_for_shutdown();
@@ -325,6 +346,7 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
+        let _timers = time::enter(self.shared.block_on_timers().clone());
         let (mut parker, unparker) = Parker::new();
         // std's Arc: `Wake` is implemented for it only. Not a protocol object.
         let waker = Waker::from(std::sync::Arc::new(BlockOnWaker(unparker)));

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::panic::Location;
 use std::ptr;
+use std::time::Instant;
 
 use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
 
@@ -34,6 +35,7 @@ use crate::sysmon::SysmonShared;
 use crate::task::list::OwnedTasks;
 use crate::task::raw::Header;
 use crate::task::{Hint, Id, JoinHandle, Notified, Schedule};
+use crate::time::Timers;
 
 /// Everything the Ms of one runtime share.
 pub(crate) struct Shared {
@@ -43,8 +45,12 @@ pub(crate) struct Shared {
     pub(crate) stealers: Box<[Steal<Notified>]>,
     /// Strides for the random steal order (coprime with the P count).
     pub(crate) coprimes: Box<[usize]>,
-    /// Idle Ps and Ms, spinning count.
-    pub(crate) idle: Idle<Box<P>>,
+    /// Idle Ps and Ms, spinning count. An `Arc` because the timer heaps'
+    /// wake hooks hold it too (they cannot hold `Shared`: a cycle).
+    pub(crate) idle: Arc<Idle<Box<P>>>,
+    /// Timer heaps: one per P (index = P id), then one for `block_on`
+    /// threads, which hold no P. Every M runs whichever have expired.
+    pub(crate) timers: Box<[Arc<Timers>]>,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
     /// Every P's status word and parking cell (pstatus.rs), by P id.
@@ -64,9 +70,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether any queue holds work: the re-check of Go's "delicate dance".
+    /// Whether any queue holds work or any timer has expired: the re-check
+    /// of Go's "delicate dance".
     pub(crate) fn has_work(&self) -> bool {
-        !self.inject.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.inject.is_empty()
+            || self.stealers.iter().any(|s| !s.is_empty())
+            || self.next_deadline().is_some_and(|d| d <= Instant::now())
+    }
+
+    /// The earliest deadline over every timer heap (lock-free loads).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().filter_map(|t| t.next_deadline()).min()
+    }
+
+    /// Go's `pp.timers.check`, over every heap: fires what has expired (the
+    /// woken tasks are queued by `schedule`). Without any timer this is one
+    /// atomic load per heap and no clock read.
+    pub(crate) fn run_timers(&self) {
+        let mut now = None;
+        for t in self.timers.iter() {
+            if let Some(deadline) = t.next_deadline() {
+                let now = *now.get_or_insert_with(Instant::now);
+                if deadline <= now {
+                    let _ = t.run_expired(now);
+                }
+            }
+        }
+    }
+
+    /// The heap `block_on` threads register their timers in.
+    pub(crate) fn block_on_timers(&self) -> &Arc<Timers> {
+        self.timers.last().expect("the block_on heap exists")
     }
 
     /// Called by each M as it exits.

@@ -259,7 +259,7 @@ fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> boo
         } else {
             (shared.config.blocking_threshold, false)
         };
-        if blocked < threshold || !(must || work_waits(handle, i)) {
+        if blocked < threshold || !(must || work_waits(handle, i, now)) {
             continue;
         }
         if let Some(p) = slot.retake(word) {
@@ -287,12 +287,13 @@ fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> boo
     acted
 }
 
-/// Whether tasks wait for P `i`: its runq (or runnext), or the global
-/// queue while no P is idle to take it.
-fn work_waits(handle: &Handle, i: usize) -> bool {
+/// Whether tasks wait for P `i`: its runq (or runnext), an expired timer
+/// on its heap, or the global queue while no P is idle to take it.
+fn work_waits(handle: &Handle, i: usize, now: Instant) -> bool {
     let shared = &handle.shared;
-    // HOOK (integrate branch): also an expired timer on P i's heap.
-    !shared.stealers[i].is_empty() || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
+    !shared.stealers[i].is_empty()
+        || shared.timers[i].next_deadline().is_some_and(|d| d <= now)
+        || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
 }
 
 /// Sets the preempt flag of M `m` (budget.rs reads it).

@@ -72,7 +72,6 @@ use std::ptr::NonNull;
 
 pub use id::{Id, id, try_id};
 pub use join::{JoinError, JoinHandle};
-pub use state::GStatus;
 pub use yield_now::{Unconstrained, YieldNow, unconstrained, yield_now};
 
 pub use crate::blocking::spawn_blocking;

@@ -41,7 +41,14 @@ fn run_model(m_was_spinning: bool) {
 
         // The M: its last look found nothing; now the delicate dance.
         let q = inject.clone();
-        let got = idle.park_m(0, &note, &mut parker, m_was_spinning, move || !q.is_empty());
+        let got = idle.park_m(
+            0,
+            &note,
+            &mut parker,
+            m_was_spinning,
+            move || !q.is_empty(),
+            || None,
+        );
         let (p, _spinning) = got.expect("no shutdown in this model");
         assert_eq!(p, 0);
         let item = inject
