@@ -22,7 +22,7 @@
 #![warn(missing_docs)]
 
 pub use gort_executor::{
-    Builder, Handle, JoinError, JoinHandle, Runtime, spawn, spawn_blocking, task,
+    Builder, Handle, JoinError, JoinHandle, Runtime, budget, spawn, spawn_blocking, task, time,
 };
 pub use gort_macros::{main, test};
 

@@ -394,6 +394,78 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::Builder;
+
+    /// Parses `key=value` fields of a schedtrace line into numbers.
+    fn field(line: &str, key: &str) -> usize {
+        let v = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line:?}"));
+        v.parse()
+            .unwrap_or_else(|_| panic!("{key}={v:?} is not a number in {line:?}"))
+    }
+
+    #[test]
+    fn schedtrace_line_has_go_format() {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let handle = rt.handle();
+        let line = schedtrace(&handle, Instant::now(), false);
+        assert!(line.ends_with('\n'), "one line: {line:?}");
+        let line = line.trim_end();
+        let rest = line.strip_prefix("SCHED ").expect("starts with SCHED");
+        let (ms, rest) = rest.split_once("ms: ").expect("SCHED <n>ms: ");
+        ms.parse::<u64>().expect("elapsed ms is a number");
+        assert_eq!(field(rest, "gomaxprocs"), 2);
+        assert!(field(rest, "idleprocs") <= 2);
+        assert!(field(rest, "threads") >= 2, "{line}");
+        assert!(field(rest, "spinningthreads") <= 2);
+        assert!(field(rest, "idlethreads") <= field(rest, "threads"));
+        assert_eq!(field(rest, "runqueue"), 0);
+        let keys: Vec<&str> = rest
+            .split_whitespace()
+            .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "gomaxprocs",
+                "idleprocs",
+                "threads",
+                "spinningthreads",
+                "idlethreads",
+                "runqueue"
+            ],
+            "Go's field order"
+        );
+        let open = rest.find('[').expect("per-P runq lengths in [..]");
+        let lens: Vec<usize> = rest[open + 1..rest.len() - 1]
+            .split_whitespace()
+            .map(|n| n.parse().expect("runq length"))
+            .collect();
+        assert_eq!(lens, [0, 0], "one runq length per P: {line}");
+        assert!(rest.ends_with(']'));
+    }
+
+    #[test]
+    fn scheddetail_adds_a_line_per_p_and_m() {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let out = schedtrace(&rt.handle(), Instant::now(), true);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("SCHED ") && !lines[0].contains('['));
+        let ps: Vec<_> = lines.iter().filter(|l| l.starts_with("  P")).collect();
+        let ms: Vec<_> = lines.iter().filter(|l| l.starts_with("  M")).collect();
+        assert_eq!(ps.len(), 2, "{out}");
+        assert!(ms.len() >= 2, "{out}");
+        for p in ps {
+            assert!(field(p, "status") <= 2, "{p}");
+            field(p, "runqsize");
+            assert!(p.contains(" m="), "{p}");
+        }
+        for m in ms {
+            assert!(m.contains(" p=") && m.contains(" curg=") && m.contains(" spinning="));
+        }
+    }
 
     #[test]
     fn parses_go_style_settings() {
