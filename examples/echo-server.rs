@@ -31,7 +31,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[gort::main]
 async fn main() -> io::Result<()> {
     init_logging();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:7878".to_string());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7878".to_string());
     let listener = TcpListener::bind(addr.as_str()).await?;
     println!("echo server listening on {}", listener.local_addr()?);
     serve(listener).await
@@ -39,15 +41,23 @@ async fn main() -> io::Result<()> {
 
 /// Accepts connections forever, one task each.
 pub async fn serve(listener: TcpListener) -> io::Result<()> {
+    serve_with_stall(listener, WRITE_STALL).await
+}
+
+/// [`serve`] with another limit on how long a write may wait for a peer
+/// that does not read (the tests use a short one).
+pub async fn serve_with_stall(listener: TcpListener, write_stall: Duration) -> io::Result<()> {
     let mut backoff = BACKOFF_MIN;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
                 gort::spawn(async move {
-                    match echo(stream).await {
+                    match echo(stream, write_stall).await {
                         Ok(bytes) => tracing::debug!(%peer, bytes, "connection closed by peer"),
-                        Err(err) => tracing::warn!(%peer, error = %err, "connection closed on error"),
+                        Err(err) => {
+                            tracing::warn!(%peer, error = %err, "connection closed on error")
+                        }
                     }
                 });
             }
@@ -67,7 +77,7 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 }
 
 /// Echoes until the peer closes its side; returns the bytes echoed.
-async fn echo(mut stream: TcpStream) -> io::Result<u64> {
+async fn echo(mut stream: TcpStream, write_stall: Duration) -> io::Result<u64> {
     stream.set_nodelay(true)?;
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0u64;
@@ -78,12 +88,12 @@ async fn echo(mut stream: TcpStream) -> io::Result<u64> {
             stream.close().await?;
             return Ok(total);
         }
-        match gort::time::timeout(WRITE_STALL, stream.write_all(&buf[..n])).await {
+        match gort::time::timeout(write_stall, stream.write_all(&buf[..n])).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("peer stopped reading for {WRITE_STALL:?}"),
+                    format!("peer stopped reading for {write_stall:?}"),
                 ));
             }
         }
@@ -92,18 +102,26 @@ async fn echo(mut stream: TcpStream) -> io::Result<u64> {
 }
 
 fn is_out_of_descriptors(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
 }
 
 fn is_per_connection(err: &io::Error) -> bool {
     matches!(
         err.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
     )
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
 }

@@ -16,6 +16,12 @@
 //!   owns a 256-slot run queue and a `runnext` slot; idle Ms steal half of
 //!   another P's queue; a global queue is checked every 61 ticks for
 //!   fairness; always-ready tasks yield through a poll budget.
+//! - I/O ([`net`]): TCP, UDP and Unix sockets on a netpoller (epoll/kqueue
+//!   through mio). Ms check it without blocking before stealing, and the
+//!   last idle M blocks in it until the next timer, as in Go.
+//! - Time ([`time`]): `sleep`, `sleep_until`, `timeout`, `interval` on
+//!   per-P timer heaps run by the scheduler itself (no timer thread), with
+//!   sub-millisecond precision.
 //! - The crates underneath: `gort-executor` (scheduler), `gort-netpoll`
 //!   (reactor and budget), `gort-alloc` (span arena and GC), `gort-macros`.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -25,6 +31,7 @@ pub use gort_executor::{
     Builder, Handle, JoinError, JoinHandle, Runtime, budget, spawn, spawn_blocking, task, time,
 };
 pub use gort_macros::{main, test};
+pub use gort_netpoll::net;
 
 /// The runtime types under one path, as `tokio::runtime` has them.
 pub mod runtime {

@@ -15,16 +15,25 @@
 //!   from `release_p` until `startm` pops it (handing it a P through its
 //!   `MNote::nextp`) or until it takes itself out in `reacquire`.
 //! - `Lists::shutdown`: false -> true once.
+//! - `MNote::in_netpoll`: the idle M sleeps in netpoll rather than on its
+//!   parker (it holds the netpoller role, netpoller.rs).
 //!
 //! # Transitions
 //! - work submitter: push work; `wakep`: fence(SeqCst); `npidle == 0` or
 //!   `nmspinning != 0` -> nothing; else CAS `nmspinning` 0 -> 1, then
-//!   `startm(spinning)` under the lock: pop an idle P and an idle M, write
-//!   `nextp`, unpark the M. No P: undo the claim (`fetch_sub`).
+//!   `startm(spinning)` under the lock: pop an idle P and an idle M
+//!   (preferring one not in netpoll), write `nextp`, then `wake_m`: unpark
+//!   its parker and, if its `in_netpoll` is set, break the netpoll. No P:
+//!   undo the claim (`fetch_sub`).
 //! - M running out of work (`park_m`): under the lock `pidleput` + put itself
 //!   in `midle`; then, if it was spinning, `nmspinning.fetch_sub` (SeqCst);
 //!   fence(SeqCst); re-check every queue (`has_work`); work found: `reacquire`
-//!   a P; else park until `nextp` is written or shutdown.
+//!   a P; else wait (`m.rs` `stopm`) until `nextp` is written or shutdown.
+//! - idle M becoming the netpoller: `begin_netpoll` stores `in_netpoll`
+//!   (SeqCst), then looks at `nextp` under the lock; sleeps in the poller
+//!   only if it is empty; `end_netpoll` clears the flag.
+//! - `kick_one`: the M leaving the netpoller role unparks one idle M on
+//!   its parker (no P handed over) so it takes the role.
 //! - M finding work while spinning: `stop_spinning` (fetch_sub); if it was
 //!   the last spinner the caller calls `wakep` (Go's `resetspinning`).
 //!
@@ -47,6 +56,12 @@
 //!   takes a P back). Release/Acquire alone allows both to miss.
 //! - `nextp` is handed over under the lock; the parker's permit
 //!   (park.rs) orders the unpark after it.
+//! - `in_netpoll`: `begin_netpoll` stores it (SeqCst) before taking the
+//!   lock to look at `nextp`; `startm` writes `nextp` under the lock, and
+//!   `wake_m` loads `in_netpoll` (SeqCst) after releasing it. Either the M's
+//!   look comes after the write (it sees the P), or the lock orders its
+//!   store before `wake_m`'s load (the poll is broken; netpoll's park.rs
+//!   keeps a break sent before the wait).
 //!
 //! # Rejected alternatives
 //! - Waking an M per submitted task (a thundering herd, a syscall per spawn).
@@ -57,14 +72,16 @@
 //! # Checked by
 //! `src/tests/loom_idle.rs`: work submitted while the last spinning M goes
 //! idle is run exactly once, and no thread sleeps forever (loom reports a
-//! deadlock otherwise).
-
-use std::time::Instant;
+//! deadlock otherwise); `loom_idle_startm_breaks_the_netpoller`: a P handed
+//! to an M entering netpoll is never slept through (mutation-checked:
+//! storing `in_netpoll` after the look at `nextp` deadlocks the model).
 
 use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*, fence};
 use gort_netpoll::loom::sync::{Arc, Mutex, MutexGuard};
 
-use crate::park::{Parker, Unparker};
+#[cfg(all(test, loom))]
+use crate::park::Parker;
+use crate::park::Unparker;
 
 /// What an M shares with the threads that wake it.
 pub(crate) struct MNote<P> {
@@ -72,6 +89,11 @@ pub(crate) struct MNote<P> {
     /// The P (and whether to start spinning) handed over by `startm`;
     /// written and taken under the `Idle` lock.
     nextp: Mutex<Option<(P, bool)>>,
+    /// True while this M sleeps in netpoll instead of on its parker (from
+    /// `begin_netpoll` to `end_netpoll`): waking it then needs the poller's
+    /// break as well. Written by the M only; read by `wake_m` (SeqCst, see
+    /// Orderings).
+    in_netpoll: AtomicBool,
 }
 
 impl<P> MNote<P> {
@@ -79,6 +101,7 @@ impl<P> MNote<P> {
         Arc::new(MNote {
             unparker,
             nextp: Mutex::new(None),
+            in_netpoll: AtomicBool::new(false),
         })
     }
 
@@ -88,6 +111,7 @@ impl<P> MNote<P> {
         Arc::new(MNote {
             unparker,
             nextp: Mutex::new(Some((p, false))),
+            in_netpoll: AtomicBool::new(false),
         })
     }
 
@@ -95,12 +119,20 @@ impl<P> MNote<P> {
     pub(crate) fn take_nextp(&self) -> Option<P> {
         self.nextp.lock().unwrap().take().map(|(p, _)| p)
     }
-
-    /// Wakes the M (shutdown).
-    pub(crate) fn unpark(&self) {
-        self.unparker.unpark();
-    }
 }
+
+/// What an idle M found when it looked at its note (`take_nextp`).
+pub(crate) enum NextP<P> {
+    /// `startm` handed it a P (and whether to spin).
+    Got((P, bool)),
+    /// The runtime is shutting down: exit.
+    Shutdown,
+    /// Nothing yet: sleep.
+    Empty,
+}
+
+/// Interrupts the M blocked in netpoll (Go's `netpollBreak`).
+pub(crate) type NetpollBreak = Box<dyn Fn() + Send + Sync>;
 
 /// The lists, under one lock (Go's `sched.lock`).
 pub(crate) struct Lists<P> {
@@ -116,6 +148,8 @@ pub(crate) struct Idle<P> {
     closed: AtomicBool,
     nprocs: usize,
     lists: Mutex<Lists<P>>,
+    /// How to wake an M sleeping in netpoll; `None` in models without one.
+    netpoll_break: Option<NetpollBreak>,
 }
 
 impl<P> Idle<P> {
@@ -132,6 +166,25 @@ impl<P> Idle<P> {
                 midle: ms,
                 shutdown: false,
             }),
+            netpoll_break: None,
+        }
+    }
+
+    /// Sets how `wake_m` interrupts an M that sleeps in netpoll.
+    pub(crate) fn with_netpoll_break(mut self, netpoll_break: NetpollBreak) -> Idle<P> {
+        self.netpoll_break = Some(netpoll_break);
+        self
+    }
+
+    /// Wakes `m` wherever it sleeps: its parker's permit always (it may be
+    /// about to park there), and the netpoll break if it is in netpoll.
+    fn wake_m(&self, m: &MNote<P>) {
+        m.unparker.unpark();
+        // SeqCst: pairs with the store in `begin_netpoll`; see Orderings.
+        if m.in_netpoll.load(SeqCst)
+            && let Some(netpoll_break) = &self.netpoll_break
+        {
+            netpoll_break();
         }
     }
 
@@ -241,7 +294,14 @@ impl<P> Idle<P> {
             return;
         };
         self.npidle.store(lists.pidle.len(), SeqCst);
-        let Some(m) = lists.midle.pop() else {
+        // Prefer an M parked on its parker: breaking the one in netpoll
+        // costs a syscall and leaves nobody watching sockets and timers.
+        let pick = lists
+            .midle
+            .iter()
+            .rposition(|m| !m.in_netpoll.load(Relaxed))
+            .or(lists.midle.len().checked_sub(1));
+        let Some(m) = pick.map(|i| lists.midle.remove(i)) else {
             // Every M holds a P or is between releasing its P and parking
             // (then it is in midle): cannot happen while Ms == Ps.
             lists.pidle.push(p);
@@ -252,21 +312,21 @@ impl<P> Idle<P> {
         };
         *m.nextp.lock().unwrap() = Some((p, true));
         drop(lists);
-        m.unparker.unpark();
+        self.wake_m(&m);
     }
 
     /// Go's "delicate dance" (findRunnable, after the last look for work):
-    /// release `p`, stop spinning, re-check every queue with `has_work`, and
-    /// park until handed a P. Returns the P to run with and whether the M is
-    /// spinning, or `None` at shutdown.
+    /// release `p`, stop spinning, re-check every queue (and timer) with
+    /// `has_work`, and `wait` until handed a P (`m.rs` `stopm`, or
+    /// [`wait_for_p`](Self::wait_for_p)). Returns the P to run with and
+    /// whether the M is spinning, or `None` at shutdown.
     pub(crate) fn park_m(
         &self,
         p: P,
         note: &Arc<MNote<P>>,
-        parker: &mut Parker,
         was_spinning: bool,
         has_work: impl Fn() -> bool,
-        next_deadline: impl Fn() -> Option<Instant>,
+        wait: impl FnOnce() -> Option<(P, bool)>,
     ) -> Option<(P, bool)> {
         {
             let mut lists = self.lock();
@@ -290,53 +350,86 @@ impl<P> Idle<P> {
         {
             return Some(got);
         }
-        self.wait_for_p(note, parker, next_deadline)
+        wait()
     }
 
-    /// Parks an M that is in `midle` until `startm` hands it a P, or until
-    /// shutdown (`None`). Spurious unparks loop.
-    ///
-    /// Timers: the park is bounded by the earliest deadline of any timer heap
-    /// (`next_deadline`, read after this M is in `midle`, so a timer added
-    /// later kicks it through the heap's wake hook, which calls `wakep`).
-    /// When that deadline passes the M takes an idle P itself, to run the
-    /// expired timers in `find_runnable`; with no idle P the busy Ms will.
+    /// Parks an M that is in `midle` on its parker until `startm` hands it
+    /// a P, or until shutdown (`None`). Spurious unparks loop. (The Ms of a
+    /// runtime use `m.rs`'s `stopm`, which may sleep in netpoll instead.)
+    #[cfg(all(test, loom))]
     pub(crate) fn wait_for_p(
         &self,
         note: &Arc<MNote<P>>,
         parker: &mut Parker,
-        next_deadline: impl Fn() -> Option<Instant>,
     ) -> Option<(P, bool)> {
         loop {
-            {
-                let lists = self.lock();
-                if let Some(got) = note.nextp.lock().unwrap().take() {
-                    return Some(got);
-                }
-                if lists.shutdown {
-                    return None;
-                }
-            }
-            match next_deadline() {
-                None => parker.park(),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if deadline > now {
-                        parker.park_timeout(deadline - now);
-                    } else if let Some(got) = self.reacquire(note, false) {
-                        return Some(got);
-                    } else {
-                        // Every P is busy: their Ms run the expired timers.
-                        parker.park();
-                    }
-                }
+            match self.take_nextp(note) {
+                NextP::Got(got) => return Some(got),
+                NextP::Shutdown => return None,
+                NextP::Empty => parker.park(),
             }
         }
     }
 
-    /// Work appeared during the dance: take a P back (or the one a `startm`
-    /// just handed us). A spinning M resumes spinning.
-    fn reacquire(&self, note: &Arc<MNote<P>>, was_spinning: bool) -> Option<(P, bool)> {
+    /// The P `startm` handed to this M, or shutdown, or nothing yet.
+    pub(crate) fn take_nextp(&self, note: &MNote<P>) -> NextP<P> {
+        let lists = self.lock();
+        if let Some(got) = note.nextp.lock().unwrap().take() {
+            return NextP::Got(got);
+        }
+        if lists.shutdown {
+            return NextP::Shutdown;
+        }
+        NextP::Empty
+    }
+
+    /// An idle M (in `midle`) is about to sleep in netpoll: publish that
+    /// (so `wake_m` also breaks the poll), then look at the note once more.
+    /// Unless this returns `Empty` the M must not sleep (and is no longer
+    /// marked in netpoll); otherwise it sleeps and then calls `end_netpoll`.
+    pub(crate) fn begin_netpoll(&self, note: &MNote<P>) -> NextP<P> {
+        // SeqCst store, then the lock: pairs with `wake_m`'s SeqCst load
+        // after `startm` wrote `nextp` under the same lock (see Orderings).
+        note.in_netpoll.store(true, SeqCst);
+        let next = self.take_nextp(note);
+        if !matches!(next, NextP::Empty) {
+            note.in_netpoll.store(false, SeqCst);
+        }
+        next
+    }
+
+    /// The M is back from netpoll.
+    pub(crate) fn end_netpoll(&self, note: &MNote<P>) {
+        note.in_netpoll.store(false, SeqCst);
+    }
+
+    /// Wakes one idle M parked on its parker (not the one in netpoll)
+    /// without handing it a P, so that it re-evaluates how to sleep: the
+    /// M leaving the netpoller role calls this so that someone takes it
+    /// over. Returns whether an M was woken.
+    pub(crate) fn kick_one(&self) -> bool {
+        let m = {
+            let lists = self.lock();
+            lists
+                .midle
+                .iter()
+                .rev()
+                .find(|m| !m.in_netpoll.load(Relaxed))
+                .cloned()
+        };
+        match m {
+            Some(m) => {
+                m.unparker.unpark();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Work appeared while this M was idle (the dance, or a netpoll that
+    /// readied tasks or found a timer due): take a P back (or the one a
+    /// `startm` just handed us). A spinning M resumes spinning.
+    pub(crate) fn reacquire(&self, note: &Arc<MNote<P>>, was_spinning: bool) -> Option<(P, bool)> {
         let mut lists = self.lock();
         if let Some(got) = note.nextp.lock().unwrap().take() {
             return Some(got);
@@ -359,12 +452,18 @@ impl<P> Idle<P> {
         if lists.shutdown {
             return Err(p);
         }
-        let Some(m) = lists.midle.pop() else {
+        // As in `startm_spinning`: prefer an M not in netpoll.
+        let pick = lists
+            .midle
+            .iter()
+            .rposition(|m| !m.in_netpoll.load(Relaxed))
+            .or(lists.midle.len().checked_sub(1));
+        let Some(m) = pick.map(|i| lists.midle.remove(i)) else {
             return Err(p);
         };
         *m.nextp.lock().unwrap() = Some((p, false));
         drop(lists);
-        m.unparker.unpark();
+        self.wake_m(&m);
         Ok(())
     }
 
@@ -377,28 +476,22 @@ impl<P> Idle<P> {
     }
 
     /// An M whose P was taken while it was blocked (Go's `exitsyscall` slow
-    /// path, then `stopm`): take an idle P if there is one, else park as a
-    /// spare M until `startm` hands it a P. `None` at shutdown. Both choices
-    /// are made under the lock, so a P put idle meanwhile is never missed:
-    /// either we see it, or `startm` sees us in `midle`.
-    pub(crate) fn acquire_or_stop(
-        &self,
-        note: &Arc<MNote<P>>,
-        parker: &mut Parker,
-        next_deadline: impl Fn() -> Option<Instant>,
-    ) -> Option<(P, bool)> {
-        {
-            let mut lists = self.lock();
-            if lists.shutdown {
-                return None;
-            }
-            if let Some(p) = lists.pidle.pop() {
-                self.npidle.store(lists.pidle.len(), SeqCst);
-                return Some((p, false));
-            }
-            lists.midle.push(note.clone());
+    /// path, then `stopm`): take an idle P if there is one (`Got`), else
+    /// join `midle` as a spare M (`Empty`: the caller then waits in `stopm`
+    /// until `startm` hands it a P). Both choices are made under the lock,
+    /// so a P put idle meanwhile is never missed: either we see it, or
+    /// `startm` sees us in `midle`.
+    pub(crate) fn acquire_or_idle(&self, note: &Arc<MNote<P>>) -> NextP<P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return NextP::Shutdown;
         }
-        self.wait_for_p(note, parker, next_deadline)
+        if let Some(p) = lists.pidle.pop() {
+            self.npidle.store(lists.pidle.len(), SeqCst);
+            return NextP::Got((p, false));
+        }
+        lists.midle.push(note.clone());
+        NextP::Empty
     }
 
     /// Parked Ms (Go's `sched.nmidle`), for schedtrace.
@@ -415,7 +508,7 @@ impl<P> Idle<P> {
             lists.midle.clone()
         };
         for m in lists {
-            m.unparker.unpark();
+            self.wake_m(&m);
         }
     }
 
@@ -423,5 +516,13 @@ impl<P> Idle<P> {
     /// runtime, its runq already drained).
     pub(crate) fn put_p_at_exit(&self, p: P) {
         self.lock().pidle.push(p);
+    }
+
+    /// Unparks every M (parked or not); used by shutdown for Ms that were
+    /// running when it started and may park later.
+    pub(crate) fn unpark_all(&self, notes: &[Arc<MNote<P>>]) {
+        for m in notes {
+            self.wake_m(m);
+        }
     }
 }

@@ -26,8 +26,9 @@ mod idle;
 #[allow(dead_code)] // `is_closed` is for diagnostics
 mod inject;
 mod m;
+mod netpoller;
 mod p;
-#[allow(dead_code)] // `park_timeout` is for the timers hook in m.rs
+#[allow(dead_code)] // `park_timeout`: used by the time tests only
 mod park;
 mod pstatus;
 mod queue;

@@ -2,7 +2,7 @@
 //! `stealWork`, `stopm`).
 //!
 //! # The loop (`run`)
-//! 1. Wait for a P (`Idle::park_m` / the first wait): `startm` hands one over.
+//! 1. Wait for a P (`stopm`, below): `startm` hands one over.
 //! 2. `find_runnable` (below); `None` means shutdown.
 //! 3. If the M was spinning it stops, and wakes another spinner if it was the
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
@@ -14,39 +14,67 @@
 //! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
 //!    task's bookkeeping is already done (wakes went to the global queue), so
 //!    the M takes an idle P if any, else parks as a spare M
-//!    (`Idle::acquire_or_stop`; Go's `exitsyscall` slow path and `stopm`).
+//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path and `stopm`).
 //!
 //! # Search order (`find_runnable`)
-//! 0. Fire expired timers of every heap (Go's `pp.timers.check`).
-//! 1. Every 61st poll, a batch from the global queue (fairness).
-//! 2. The local runq: `runnext` first (inherits the slice), then the ring.
-//! 3. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
-//! 4. [hook] a non-blocking netpoll, once netpoll is wired in.
-//! 5. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
+//! 1. This P's expired timers (Go's `checkTimers`) and those of the
+//!    `block_on` heap: two atomic loads when none is pending; the tasks they
+//!    wake go to the local runq.
+//! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue (fairness).
+//! 3. The local runq: `runnext` first (inherits the slice), then the ring.
+//! 4. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
+//! 5. Netpoll, non-blocking, when a socket is registered and no M is in
+//!    netpoll (`has_registrations` is a lock-free load: no syscall per
+//!    round for a runtime without sockets). The readied tasks are collected
+//!    (below) and placed on the local runq, one kept to run.
+//! 6. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
-//!    `runnext` (after the victim's grace period, queue.rs).
-//! 6. Release the P and park (`Idle::park_m`: the "delicate dance" re-check,
-//!    timers included), at most until the earliest timer deadline.
+//!    `runnext` (after the victim's grace period, queue.rs) and running the
+//!    victim's expired timers (Go's `stealWork`).
+//! 7. Every P's expired timers: an idle P has no M to run them.
+//! 8. Release the P and park (`Idle::park_m`: the "delicate dance" re-check,
+//!    which also looks for due timers), then `stopm`.
+//!
+//! # Waiting without a P (`stopm`)
+//! An idle M sits in `midle` until `startm` hands it a P. One idle M holds
+//! the netpoller role (netpoller.rs) and blocks in `Driver::poll` until the
+//! earliest timer of any P; the others park on their parkers, first breaking
+//! the poller if their own earliest timer is sooner than its deadline. The
+//! poller returning with readied tasks pushes them to the global queue as
+//! one batch, `wakep`s, and takes an idle P itself (as it does when a timer
+//! is due). An M that leaves the role for a P while other Ms stay idle
+//! wakes one of them to take the role over, so sockets and timers of idle
+//! Ps always have a watcher.
+//!
+//! # Collecting wakes
+//! Waking the wakers of a netpoll batch or of expired timers schedules
+//! tasks one at a time. While `collecting` is set, `schedule_local` puts
+//! them in the M's `batch` instead, and the caller places them at once:
+//! onto the local runq (with a P) or into the global queue with one
+//! `Inject::push_batch` (without one): one lock round trip per batch, not
+//! per task.
 //!
 //! # Exit
 //! At shutdown the M drops what its P still queues (the tasks themselves are
 //! cancelled through the owned-tasks list), returns the P and reports.
 
 use std::cell::{Cell, RefCell};
+use std::task::Waker;
+use std::time::Instant;
 
 use gort_netpoll::budget;
 use gort_netpoll::loom::sync::Arc;
 use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::context;
-use crate::idle::MNote;
+use crate::idle::{MNote, NextP};
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::pstatus::PollToken;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
-use crate::time::{self, TimersGuard};
+use crate::time::{self, Timers, TimersGuard};
 
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
@@ -91,9 +119,15 @@ pub(crate) struct MCore {
     p: RefCell<Option<Box<P>>>,
     spinning: Cell<bool>,
     info: Arc<MInfo>,
-    /// Makes the held P's timer heap current for the tasks this M polls.
-    timers: RefCell<Option<TimersGuard>>,
     parker: RefCell<Parker>,
+    /// Makes the held P's timers current for `Sleep` (time/context.rs);
+    /// set and cleared with `p` (`set_p`).
+    timers: RefCell<Option<TimersGuard>>,
+    /// While set, `schedule_local` appends to `batch` (see the module doc).
+    collecting: Cell<bool>,
+    batch: RefCell<Vec<Notified>>,
+    /// Wakers returned by netpoll, reused between polls.
+    ready: RefCell<Vec<Waker>>,
     /// The slot and token of the poll in progress (P id), if any.
     polling: Cell<Option<(usize, PollToken)>>,
 }
@@ -105,11 +139,15 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         p: RefCell::new(None),
         spinning: Cell::new(false),
         info,
-        timers: RefCell::new(None),
         parker: RefCell::new(parker),
+        timers: RefCell::new(None),
+        collecting: Cell::new(false),
+        batch: RefCell::new(Vec::new()),
+        ready: RefCell::new(Vec::new()),
         polling: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
+    let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
     // SAFETY: `core` lives on this stack frame until after `_m` drops (it is
     // declared before and dropped after the guard).
     let _m = unsafe { context::set_current_m(&core) };
@@ -126,10 +164,7 @@ impl MCore {
     fn main_loop(&self) {
         let shared = &self.handle.shared;
         let idle = &shared.idle;
-        let first = idle.wait_for_p(&self.info.note, &mut self.parker.borrow_mut(), || {
-            shared.next_deadline()
-        });
-        let Some(got) = first else {
+        let Some(got) = self.stopm() else {
             return;
         };
         self.acquire(got);
@@ -161,12 +196,12 @@ impl MCore {
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
                     self.info.curp.store(NO_P, Relaxed);
-                    *self.timers.borrow_mut() = None;
-                    let got = idle.acquire_or_stop(
-                        &self.info.note,
-                        &mut self.parker.borrow_mut(),
-                        || shared.next_deadline(),
-                    );
+                    self.set_p(None);
+                    let got = match idle.acquire_or_idle(&self.info.note) {
+                        NextP::Got(got) => Some(got),
+                        NextP::Shutdown => None,
+                        NextP::Empty => self.stopm(),
+                    };
                     match got {
                         Some(got) => self.acquire(got),
                         None => break,
@@ -181,7 +216,8 @@ impl MCore {
     fn acquire(&self, (p, spinning): (Box<P>, bool)) {
         self.info.curp.store(p.id, Relaxed);
         self.info.spinning.store(spinning, Relaxed);
-        self.acquire_p(p, spinning);
+        self.set_p(Some(p));
+        self.spinning.set(spinning);
         self.handle.shared.sysmon.wake();
     }
 
@@ -209,31 +245,26 @@ impl MCore {
         if self.spinning.replace(false) {
             let _ = idle.stop_spinning();
         }
-        *self.timers.borrow_mut() = None;
-        if let Some(mut p) = self.p.borrow_mut().take() {
+        if let Some(mut p) = self.take_p() {
             p.drain();
             idle.put_p_at_exit(p);
         }
     }
 
-    /// Takes `p` (from `startm` or the idle list) and makes its timer heap
-    /// current.
-    fn acquire_p(&self, p: Box<P>, spinning: bool) {
-        let heap = self.handle.shared.timers[p.id].clone();
-        let mut guard = self.timers.borrow_mut();
-        *guard = None; // restore the previous heap before entering the next
-        *guard = Some(time::enter(heap));
-        *self.p.borrow_mut() = Some(p);
-        self.spinning.set(spinning);
+    /// Holds `p` (or none), making its timers the current ones.
+    fn set_p(&self, p: Option<Box<P>>) {
+        let timers = p
+            .as_ref()
+            .map(|p| time::enter(self.handle.shared.timers[p.id].clone()));
+        // Drop the old guard first: guards restore what they replaced.
+        *self.timers.borrow_mut() = None;
+        *self.timers.borrow_mut() = timers;
+        *self.p.borrow_mut() = p;
     }
 
-    /// Gives up the P (to the idle list, by the caller).
-    fn release_p(&self) -> Box<P> {
+    fn take_p(&self) -> Option<Box<P>> {
         *self.timers.borrow_mut() = None;
-        self.p
-            .borrow_mut()
-            .take()
-            .expect("gort: release_p without a P")
+        self.p.borrow_mut().take()
     }
 
     /// Go's `findRunnable`. `None` at shutdown.
@@ -243,12 +274,17 @@ impl MCore {
             if shared.idle.is_closed() {
                 return None;
             }
-            // Go's `pp.timers.check`: fire expired timers first; the woken
-            // tasks land in this P's runq through `schedule`.
-            shared.run_timers();
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
+                // This P's heap and the block_on heap (which no P owns).
+                let own = &shared.timers[p.id];
+                let block_on = shared.block_on_timers();
+                if own.next_deadline().is_some() || block_on.next_deadline().is_some() {
+                    let now = Instant::now();
+                    self.run_timers(p, own, now);
+                    self.run_timers(p, block_on, now);
+                }
                 if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
@@ -263,8 +299,12 @@ impl MCore {
                 {
                     return Some((task, false));
                 }
-                // HOOK (netpoll issue): a non-blocking netpoll goes here;
-                // inject what it readied and return the first task.
+                if shared.netpoller.has_registrations()
+                    && !shared.netpoller.is_claimed()
+                    && let Some(task) = self.netpoll_now(p)
+                {
+                    return Some((task, false));
+                }
                 if self.spinning.get() || shared.idle.spinning_allowed() {
                     if !self.spinning.replace(true) {
                         shared.idle.start_spinning();
@@ -274,23 +314,148 @@ impl MCore {
                         return Some((task, false));
                     }
                 }
+                let now = Instant::now();
+                for timers in shared.timers.iter() {
+                    self.run_timers(p, timers, now);
+                }
+                if let Some(found) = p.runq.pop() {
+                    return Some(found);
+                }
             }
-            // Nothing anywhere: release the P and park (the delicate dance),
-            // at most until the earliest timer. HOOK (netpoll issue): the
-            // last idle M blocks in netpoll with that timeout instead.
-            let p = self.release_p();
+            // Nothing anywhere: release the P and park (the delicate dance).
+            let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
             let got = shared.idle.park_m(
                 p,
                 &self.info.note,
-                &mut self.parker.borrow_mut(),
                 was_spinning,
                 || shared.has_work(),
-                || shared.next_deadline(),
+                || self.stopm(),
             )?;
             self.acquire(got);
         }
+    }
+
+    /// Runs `f` with wakes of this runtime's tasks on this thread collected
+    /// into `batch` instead of queued one by one.
+    fn collecting<R>(&self, f: impl FnOnce() -> R) -> R {
+        let prev = self.collecting.replace(true);
+        let out = f();
+        self.collecting.set(prev);
+        out
+    }
+
+    /// Moves the collected tasks to the tail of `p`'s runq (overflow to the
+    /// global queue); `wakep` when another M could take some. Returns how
+    /// many were placed.
+    fn place_batch(&self, p: &mut P) -> usize {
+        let shared = &self.handle.shared;
+        let mut batch = self.batch.borrow_mut();
+        let n = batch.len();
+        for task in batch.drain(..) {
+            p.runq.push_back(task, &shared.inject);
+        }
+        drop(batch);
+        if n > 1 {
+            // Our own runq: this M runs them anyway (idle.rs, `wakep_local`).
+            shared.idle.wakep_local();
+        }
+        n
+    }
+
+    /// Fires `timers`' expired entries; their tasks go onto `p`'s runq.
+    fn run_timers(&self, p: &mut P, timers: &Timers, now: Instant) -> usize {
+        if timers.next_deadline().is_none_or(|d| d > now) {
+            return 0;
+        }
+        self.collecting(|| timers.run_expired(now));
+        self.place_batch(p)
+    }
+
+    /// A non-blocking netpoll: the readied tasks go onto `p`'s runq; one is
+    /// returned to run.
+    fn netpoll_now(&self, p: &mut P) -> Option<Notified> {
+        let shared = &self.handle.shared;
+        let mut ready = self.ready.borrow_mut();
+        if let Err(e) = shared.netpoller.poll_now(&mut ready) {
+            tracing::warn!(error = %e, "gort: non-blocking netpoll failed");
+        }
+        if ready.is_empty() {
+            return None;
+        }
+        self.collecting(|| ready.drain(..).for_each(Waker::wake));
+        drop(ready);
+        self.place_batch(p);
+        p.runq.pop().map(|(task, _)| task)
+    }
+
+    /// Go's `stopm` with the blocking netpoll of `findRunnable`: waits, in
+    /// `midle` and holding no P, until handed a P (`None` at shutdown). See
+    /// "Waiting without a P" in the module doc.
+    fn stopm(&self) -> Option<(Box<P>, bool)> {
+        let shared = &self.handle.shared;
+        let (idle, np) = (&shared.idle, &shared.netpoller);
+        let mut held_role = false;
+        loop {
+            match idle.take_nextp(&self.info.note) {
+                NextP::Got(got) => return Some(self.leave_idle(got, held_role)),
+                NextP::Shutdown => return None,
+                NextP::Empty => {}
+            }
+            if !np.try_claim() {
+                if np.is_claimed() {
+                    // The poller watches every P's timers; ours may have
+                    // become earlier than its deadline since it computed it.
+                    np.break_if_later(shared.earliest_timer());
+                    self.parker.borrow_mut().park();
+                }
+                continue;
+            }
+            held_role = true;
+            match idle.begin_netpoll(&self.info.note) {
+                NextP::Got(got) => {
+                    np.release();
+                    return Some(self.leave_idle(got, true));
+                }
+                NextP::Shutdown => {
+                    np.release();
+                    return None;
+                }
+                NextP::Empty => {}
+            }
+            let mut ready = self.ready.borrow_mut();
+            let polled = np.block(|| shared.earliest_timer(), &mut ready);
+            idle.end_netpoll(&self.info.note);
+            np.release();
+            if let Err(e) = polled {
+                tracing::warn!(error = %e, "gort: blocking netpoll failed");
+            }
+            let readied = !ready.is_empty();
+            if readied {
+                self.collecting(|| ready.drain(..).for_each(Waker::wake));
+                let mut batch = self.batch.borrow_mut();
+                shared.inject.push_batch(batch.drain(..));
+                drop(batch);
+                idle.wakep();
+            }
+            drop(ready);
+            if (readied || shared.has_expired_timers())
+                && let Some(got) = idle.reacquire(&self.info.note, false)
+            {
+                return Some(self.leave_idle(got, true));
+            }
+        }
+    }
+
+    /// The M leaves `stopm` with a P. If it held the netpoller role and
+    /// other Ms stay idle, one of them takes the role over.
+    fn leave_idle(&self, got: (Box<P>, bool), held_role: bool) -> (Box<P>, bool) {
+        let idle = &self.handle.shared.idle;
+        if held_role && idle.npidle() > 0 {
+            idle.kick_one();
+        }
+        got
     }
 
     /// Go's `globrunqgetbatch`: one task to run, up to `n - 1` more moved to
@@ -328,6 +493,12 @@ impl MCore {
                 if victim == p.id {
                     continue;
                 }
+                if steal_runnext
+                    && self.run_timers(p, &shared.timers[victim], Instant::now()) > 0
+                    && let Some((task, _)) = p.runq.pop()
+                {
+                    return Some(task);
+                }
                 if let Some(task) = shared.stealers[victim].steal_into(&mut p.runq, steal_runnext) {
                     return Some(task);
                 }
@@ -344,6 +515,10 @@ impl MCore {
     /// caller to send to the global queue.
     pub(crate) fn schedule_local(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
+        if self.collecting.get() {
+            self.batch.borrow_mut().push(task);
+            return None;
+        }
         let Ok(mut guard) = self.p.try_borrow_mut() else {
             return Some(task);
         };

@@ -42,13 +42,12 @@
 //!   between the two. An `unpark` that sees `EMPTY` leaves `NOTIFIED`, which
 //!   the parker's `EMPTY → PARKED` CAS then fails on.
 //!
-//! # Seam for netpoll
-//! Later the last idle M blocks in netpoll (`poll(timeout)`) instead of the
-//! condvar, and new work breaks it out with the reactor's `mio::Waker`. The
-//! plan: a fourth state `PARKED_DRIVER`, set by the M that owns the poller
-//! instead of `PARKED`; `unpark` seeing it calls the poller's wake function
-//! instead of `notify_one`. Nothing outside this file changes: the scheduler
-//! keeps calling `park_timeout(until next timer)` and `unpark`.
+//! # Netpoll
+//! The idle M holding the netpoller role (netpoller.rs) sleeps in
+//! `Driver::poll` instead of here; `Idle::wake_m` (idle.rs) unparks the
+//! parker *and* breaks the poll when that M's `in_netpoll` flag is set, so
+//! this file stays a plain parker. `park_timeout` remains for models and
+//! tests that drive timers without a poller.
 //!
 //! # Timer precision
 //! `park_timeout` waits for the exact duration it is given. On Linux the

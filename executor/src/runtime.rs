@@ -35,6 +35,7 @@ use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
 use crate::m::{self, MInfo};
+use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
 use crate::pstatus::PSlot;
@@ -92,7 +93,13 @@ impl Runtime {
 
     pub(crate) fn start(config: Config) -> io::Result<Runtime> {
         let n = config.nprocs;
+        let netpoller = Netpoller::new()?;
         let (ps, stealers): (Vec<Box<P>>, Vec<_>) = (0..n).map(P::new).unzip();
+        // One heap per P, then the block_on heap.
+        let timers = (0..=n)
+            .map(|_| Arc::new(Timers::with_wake_hook(Box::new(timer_wake_hook))))
+            .collect::<Vec<_>>();
+        let netpoll = netpoller.handle().clone();
         let mut parkers = Vec::with_capacity(n);
         let mut notes = Vec::with_capacity(n);
         for _ in 0..n {
@@ -100,15 +107,6 @@ impl Runtime {
             parkers.push(parker);
             notes.push(MNote::new(unparker));
         }
-        let idle = Arc::new(Idle::new(n, ps, notes.clone()));
-        // A heap whose earliest deadline moved earlier may need a parked M
-        // to shorten its sleep: `wakep` starts one if none spins.
-        let timers = (0..=n)
-            .map(|_| {
-                let idle = idle.clone();
-                Arc::new(Timers::with_wake_hook(Box::new(move |_| idle.wakep())))
-            })
-            .collect();
         let infos: Vec<_> = notes
             .iter()
             .enumerate()
@@ -117,10 +115,12 @@ impl Runtime {
         let (sysmon_parker, sysmon_unparker) = Parker::new();
         let shared = Arc::new(Shared {
             inject: Inject::new(),
-            timers,
             stealers: stealers.into_boxed_slice(),
             coprimes: p::coprimes(n).into_boxed_slice(),
-            idle,
+            idle: Idle::new(n, ps, notes.clone())
+                .with_netpoll_break(Box::new(move || netpoll.unpark())),
+            timers: timers.into_boxed_slice(),
+            netpoller,
             owned: OwnedTasks::new(n),
             allp: (0..n).map(|_| PSlot::new()).collect(),
             ms: Mutex::new(infos.clone()),
@@ -213,10 +213,14 @@ impl Runtime {
         }
         shared.blocking.shutdown();
         shared.inject.close();
-        let ms: Vec<_> = shared.ms.lock().unwrap().clone();
-        for m in &ms {
-            m.note.unpark();
-        }
+        let notes: Vec<_> = shared
+            .ms
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.note.clone())
+            .collect();
+        shared.idle.unpark_all(&notes);
         let all_exited = {
             let deadline = timeout.map(|t| Instant::now() + t);
             let mut live = shared.live_ms.lock().unwrap();
@@ -346,6 +350,12 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
+        // Sockets created here register with this runtime's poller. Sleeps
+        // go on the block_on heap (this thread holds no P): every M checks
+        // it at the top of findrunnable, the M in netpoll sleeps until its
+        // earliest deadline, and its wake hook breaks that poll when a
+        // sleep is due sooner.
+        let _netpoll = gort_netpoll::enter(self.shared.netpoller.handle().clone());
         let _timers = time::enter(self.shared.block_on_timers().clone());
         let (mut parker, unparker) = Parker::new();
         // std's Arc: `Wake` is implemented for it only. Not a protocol object.
@@ -376,6 +386,17 @@ impl fmt::Debug for Handle {
             .field("spinningthreads", &idle.nmspinning())
             .field("runqueue", &self.shared.inject.len())
             .finish()
+    }
+}
+
+/// The wake hook of every P's timer heap: a P's earliest deadline became
+/// earlier, so the M sleeping in netpoll may have to wake sooner. Called on
+/// the thread that added the timer, which is inside the heap's runtime (an M,
+/// or a `block_on` caller: `time::context` is only entered with this
+/// runtime's heaps alongside `context::enter`).
+fn timer_wake_hook(deadline: Instant) {
+    if let Some(h) = context::try_current_handle() {
+        h.shared.netpoller.timer_added(deadline);
     }
 }
 

@@ -27,6 +27,7 @@ use crate::context;
 use crate::idle::Idle;
 use crate::inject::Inject;
 use crate::m::MInfo;
+use crate::netpoller::Netpoller;
 use crate::p::P;
 use crate::pstatus::PSlot;
 use crate::queue::{QueueItem, Steal};
@@ -45,12 +46,16 @@ pub(crate) struct Shared {
     pub(crate) stealers: Box<[Steal<Notified>]>,
     /// Strides for the random steal order (coprime with the P count).
     pub(crate) coprimes: Box<[usize]>,
-    /// Idle Ps and Ms, spinning count. An `Arc` because the timer heaps'
-    /// wake hooks hold it too (they cannot hold `Shared`: a cycle).
-    pub(crate) idle: Arc<Idle<Box<P>>>,
-    /// Timer heaps: one per P (index = P id), then one for `block_on`
-    /// threads, which hold no P. Every M runs whichever have expired.
+    /// Idle Ps and Ms, spinning count.
+    pub(crate) idle: Idle<Box<P>>,
+    /// Timer heaps: one per P (index = P id; Go keeps them in the P), then
+    /// one for `block_on` threads, which hold no P. A P's heap belongs to
+    /// it (the M holding P `i` runs `timers[i]` first in findrunnable); the
+    /// heaps live here so that idle Ms read every next deadline, thieves run
+    /// a victim's expired timers, and every M checks the block_on heap.
     pub(crate) timers: Box<[Arc<Timers>]>,
+    /// The network poller and the M blocked in it.
+    pub(crate) netpoller: Netpoller,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
     /// Every P's status word and parking cell (pstatus.rs), by P id.
@@ -70,32 +75,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether any queue holds work or any timer has expired: the re-check
-    /// of Go's "delicate dance".
+    /// Whether any queue holds work or any timer is due: the re-check of
+    /// Go's "delicate dance".
     pub(crate) fn has_work(&self) -> bool {
         !self.inject.is_empty()
             || self.stealers.iter().any(|s| !s.is_empty())
-            || self.next_deadline().is_some_and(|d| d <= Instant::now())
+            || self.has_expired_timers()
     }
 
-    /// The earliest deadline over every timer heap (lock-free loads).
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+    /// The earliest pending deadline over every P's heap (lock-free reads;
+    /// a cancelled entry not yet swept only makes an M wake early).
+    pub(crate) fn earliest_timer(&self) -> Option<Instant> {
         self.timers.iter().filter_map(|t| t.next_deadline()).min()
     }
 
-    /// Go's `pp.timers.check`, over every heap: fires what has expired (the
-    /// woken tasks are queued by `schedule`). Without any timer this is one
-    /// atomic load per heap and no clock read.
-    pub(crate) fn run_timers(&self) {
-        let mut now = None;
-        for t in self.timers.iter() {
-            if let Some(deadline) = t.next_deadline() {
-                let now = *now.get_or_insert_with(Instant::now);
-                if deadline <= now {
-                    let _ = t.run_expired(now);
-                }
-            }
-        }
+    /// Whether a timer of some heap is due.
+    pub(crate) fn has_expired_timers(&self) -> bool {
+        self.earliest_timer().is_some_and(|d| d <= Instant::now())
     }
 
     /// The heap `block_on` threads register their timers in.

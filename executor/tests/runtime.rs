@@ -12,21 +12,8 @@ use std::time::{Duration, Instant};
 
 use gort_executor::{Builder, Handle, Runtime, spawn, task};
 
-const GENEROUS: Duration = Duration::from_secs(20);
-
-fn rt(n: usize) -> Runtime {
-    Builder::new()
-        .worker_threads(n)
-        .build()
-        .expect("runtime builds")
-}
-
-struct DropCount(Arc<AtomicUsize>);
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
+mod common;
+use common::{DropCount, GENEROUS, rt};
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
@@ -539,4 +526,14 @@ fn spawned_task_takes_runnext_and_yield_goes_to_the_tail() {
         }))
         .unwrap();
     assert_eq!(order, ["b", "a"]);
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runtime>();
+    assert_send_sync::<Handle>();
+    assert_send_sync::<gort_executor::JoinHandle<u8>>();
+    assert_send_sync::<gort_executor::JoinError>();
+    assert_send_sync::<Builder>();
 }

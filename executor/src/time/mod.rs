@@ -50,29 +50,23 @@
 
 use std::time::Duration;
 
-// The scheduler (branch exec-task) calls `enter` and `Timers::{new,
-// run_expired, ..}`; until it is merged only the tests do.
-#[allow(dead_code)]
 mod context;
-#[allow(dead_code)]
 mod heap;
 mod interval;
 mod sleep;
 mod timeout;
-#[allow(dead_code)]
+#[allow(dead_code)] // `new`, `is_empty`, `heap_len`: tests and diagnostics
 pub(crate) mod timers;
 
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-#[allow(unused_imports)] // used by the scheduler (branch exec-task)
-pub(crate) use context::{TimersGuard, enter, try_current};
+pub(crate) use context::{TimersGuard, enter};
 pub use interval::{Interval, MissedTickBehavior, interval, interval_at};
 pub use sleep::{Sleep, sleep, sleep_until};
 pub use std::time::Instant;
 pub use timeout::{Elapsed, Timeout, timeout};
-#[allow(unused_imports)] // used by the scheduler (branch exec-task)
-pub(crate) use timers::{Expired, Timers, WakeHook};
+pub(crate) use timers::Timers;
 
 /// A deadline so far away it stands for "never" (about 30 years), used when
 /// `now + duration` does not fit in an `Instant`.
