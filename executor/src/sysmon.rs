@@ -8,7 +8,8 @@
 //! `Builder::blocking_threshold` (10 ms) while work waits for it is taken
 //! from that M and handed to an idle or a new M, so the queued tasks run.
 //! The same watch asks overrunning polls to yield through the budget (time
-//! slice), and prints `GORT_DEBUG=schedtrace` lines.
+//! slice), polls the network when no idle M watches it (every 10 ms), and
+//! prints `GORT_DEBUG=schedtrace` lines.
 //!
 //! # States
 //! - Per P, sysmon's own record (`PRecord`, sysmon-private): the slot word
@@ -85,6 +86,8 @@ const SYSCALL_MAX: Duration = Duration::from_millis(10);
 const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
 const IDLE_TICKS_BEFORE_BACKOFF: u32 = 50;
+/// Go's sysmon polls the network when nobody has for this long.
+const NETPOLL_PERIOD: Duration = Duration::from_millis(10);
 /// Cap on the delay while some P is busy: bounds how late a blocked poll is
 /// noticed (threshold + this) without sysmon waking 50,000 times a second.
 const BUSY_MAX_DELAY: Duration = Duration::from_millis(2);
@@ -173,6 +176,8 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
     let mut delay = MIN_DELAY;
     let trace = shared.config.debug.schedtrace;
     let mut next_trace = trace.map(|t| shared.sysmon.start + t);
+    let mut next_netpoll = Instant::now() + NETPOLL_PERIOD;
+    let mut ready: Vec<std::task::Waker> = Vec::new();
     loop {
         let nap = next_trace.map_or(delay, |t| {
             delay.min(t.saturating_duration_since(Instant::now()))
@@ -207,8 +212,10 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
         if shared.idle.npidle() < shared.idle.nprocs() {
             delay = delay.min(BUSY_MAX_DELAY);
         }
-        // HOOK (integrate branch): if no M polled the reactor for 10 ms,
-        // poll it here without blocking and inject the ready tasks.
+        if now >= next_netpoll {
+            next_netpoll = now + NETPOLL_PERIOD;
+            netpoll(&handle, &mut ready);
+        }
         if let (Some(period), Some(due)) = (trace, next_trace)
             && now >= due
         {
@@ -217,6 +224,25 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
             next_trace = Some(due + period);
         }
     }
+}
+
+/// Go's sysmon netpoll: when no idle M holds the netpoller role (every M is
+/// busy, so sockets are polled only when an M runs out of local work), poll
+/// without blocking; waking the readied tasks from this thread, which is not
+/// an M, puts them on the global queue and `wakep`s (`schedule_remote`).
+///
+/// Go tracks the time of the last poll (`sched.lastpoll`); gort polls every
+/// `NETPOLL_PERIOD` whenever the role is free, which covers "not polled for
+/// 10 ms" at the cost of an occasional extra non-blocking `epoll_wait`.
+fn netpoll(handle: &Handle, ready: &mut Vec<std::task::Waker>) {
+    let np = &handle.shared.netpoller;
+    if !np.has_registrations() || np.is_claimed() {
+        return;
+    }
+    if let Err(e) = np.poll_now(ready) {
+        tracing::warn!(target: "gort", error = %e, "sysmon: non-blocking netpoll failed");
+    }
+    ready.drain(..).for_each(std::task::Waker::wake);
 }
 
 /// Go's `retake`, over every P. True when it preempted or handed off.

@@ -294,3 +294,52 @@ fn bad_sysmon_configuration_is_an_error() {
         .unwrap_err();
     assert!(e.to_string().contains("max_blocking_threads"), "{e}");
 }
+
+#[test]
+fn sysmon_polls_the_network_when_every_m_is_busy() {
+    // One P kept busy by a task that always yields: its M always finds local
+    // work and never reaches findrunnable's netpoll; no idle M holds the
+    // netpoller role. Only sysmon's periodic netpoll can wake the reader.
+    let rt = rt(1);
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let (reader, hog_gave_up) = rt.block_on(async {
+        let sock = gort_netpoll::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let d = done.clone();
+        let hog = spawn(async move {
+            let start = Instant::now();
+            while !d.load(SeqCst) {
+                if start.elapsed() > Duration::from_secs(5) {
+                    return true;
+                }
+                gort_executor::task::yield_now().await;
+            }
+            false
+        });
+        let d = done.clone();
+        let reader = spawn(async move {
+            let mut buf = [0u8; 16];
+            let n = sock.recv(&mut buf).await.unwrap();
+            d.store(true, SeqCst);
+            (buf[..n].to_vec(), start.elapsed())
+        });
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.send_to(b"ping", addr).unwrap();
+        });
+        (reader.await.unwrap(), hog.await.unwrap())
+    });
+    let (msg, took) = reader;
+    assert_eq!(msg, b"ping");
+    // Sent after 50 ms; sysmon polls every 10 ms. Without it the datagram
+    // waits for the scheduler's occasional netpoll (seconds here).
+    assert!(
+        !hog_gave_up && took < Duration::from_secs(1),
+        "the datagram was seen {took:?} after start (sent at 50 ms): sysmon did not poll \
+         the network while every M was busy"
+    );
+}
