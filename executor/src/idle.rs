@@ -141,6 +141,20 @@ pub(crate) struct Lists<P> {
     shutdown: bool,
 }
 
+impl<P> Lists<P> {
+    /// Takes an idle M for `startm`, preferring one parked on its parker:
+    /// breaking the one in netpoll costs a syscall and leaves nobody
+    /// watching sockets and timers.
+    fn pop_midle(&mut self) -> Option<Arc<MNote<P>>> {
+        let pick = self
+            .midle
+            .iter()
+            .rposition(|m| !m.in_netpoll.load(Relaxed))
+            .or(self.midle.len().checked_sub(1));
+        pick.map(|i| self.midle.remove(i))
+    }
+}
+
 /// The idle-P/idle-M bookkeeping of one runtime.
 pub(crate) struct Idle<P> {
     npidle: AtomicUsize,
@@ -294,14 +308,7 @@ impl<P> Idle<P> {
             return;
         };
         self.npidle.store(lists.pidle.len(), SeqCst);
-        // Prefer an M parked on its parker: breaking the one in netpoll
-        // costs a syscall and leaves nobody watching sockets and timers.
-        let pick = lists
-            .midle
-            .iter()
-            .rposition(|m| !m.in_netpoll.load(Relaxed))
-            .or(lists.midle.len().checked_sub(1));
-        let Some(m) = pick.map(|i| lists.midle.remove(i)) else {
+        let Some(m) = lists.pop_midle() else {
             // Every M holds a P or is between releasing its P and parking
             // (then it is in midle): cannot happen while Ms == Ps.
             lists.pidle.push(p);
@@ -452,13 +459,7 @@ impl<P> Idle<P> {
         if lists.shutdown {
             return Err(p);
         }
-        // As in `startm_spinning`: prefer an M not in netpoll.
-        let pick = lists
-            .midle
-            .iter()
-            .rposition(|m| !m.in_netpoll.load(Relaxed))
-            .or(lists.midle.len().checked_sub(1));
-        let Some(m) = pick.map(|i| lists.midle.remove(i)) else {
+        let Some(m) = lists.pop_midle() else {
             return Err(p);
         };
         *m.nextp.lock().unwrap() = Some((p, false));
