@@ -20,7 +20,8 @@
 //!   first M to acquire a P (`wake`).
 //! - Delay: 20 us after a tick that did something; after 50 idle ticks it
 //!   doubles each tick up to 10 ms (Go's numbers), capped at 2 ms while any P
-//!   is busy so that a blocked poll is seen within threshold + 2 ms.
+//!   is busy so that a blocked poll is seen within threshold + 2 ms. Woken
+//!   from the deep sleep, it starts at 2 ms (not Go's 20 us: see `run`).
 //!
 //! # Transitions (per tick, for each P)
 //! 1. Load the slot word. Not `POLLING`/`SYSCALL`: forget the record.
@@ -190,8 +191,11 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
             }
             shared.sysmon.sleeping.store(false, SeqCst);
             records.iter_mut().for_each(|r| *r = None);
-            idle_ticks = 0;
-            delay = MIN_DELAY;
+            // Work appearing is not a sign of trouble: resume at the busy
+            // cadence, not Go's 20 us, which on a 2-core machine stole
+            // enough CPU from the Ms to double `yield_many` (measured).
+            idle_ticks = IDLE_TICKS_BEFORE_BACKOFF;
+            delay = BUSY_MAX_DELAY;
         } else {
             parker.park_timeout(nap);
         }
