@@ -130,6 +130,10 @@ pub(crate) struct MCore {
     ready: RefCell<Vec<Waker>>,
     /// The slot and token of the poll in progress (P id), if any.
     polling: Cell<Option<(usize, PollToken)>>,
+    /// The task that woke itself during its own poll (a yield), kept until
+    /// the poll ends and pushed then with the P in hand: saves the slot
+    /// `borrow` (two atomic RMWs) on every yield.
+    yielded: Cell<Option<Notified>>,
 }
 
 /// The body of an M thread.
@@ -145,6 +149,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
         polling: Cell::new(None),
+        yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
@@ -191,10 +196,23 @@ impl MCore {
                 .polling
                 .take()
                 .and_then(|(id, token)| shared.allp[id].exit(token));
+            let yielded = self.yielded.take();
             match back {
-                Some(p) => *self.p.borrow_mut() = Some(p),
+                Some(mut p) => {
+                    if let Some(task) = yielded
+                        && p.push_yielded(task, &shared.inject)
+                    {
+                        idle.wakep_local();
+                    }
+                    *self.p.borrow_mut() = Some(p);
+                }
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
+                    if let Some(task) = yielded
+                        && shared.inject.push(task).is_ok()
+                    {
+                        idle.wakep();
+                    }
                     self.info.curp.store(NO_P, Relaxed);
                     self.set_p(None);
                     let got = match idle.acquire_or_idle(&self.info.note) {
@@ -530,11 +548,22 @@ impl MCore {
             push(p, task)
         } else {
             drop(guard);
-            // Inside a poll the P is parked in its slot: borrow it there,
-            // unless sysmon took it (then the global queue).
             let Some((id, token)) = self.polling.get() else {
                 return Some(task);
             };
+            // The polled task re-scheduling itself: the M pushes it once the
+            // poll is over (main_loop), with its P back in hand.
+            if hint == Hint::Yield {
+                match self.yielded.take() {
+                    None => {
+                        self.yielded.set(Some(task));
+                        return None;
+                    }
+                    Some(other) => self.yielded.set(Some(other)),
+                }
+            }
+            // Inside a poll the P is parked in its slot: borrow it there,
+            // unless sysmon took it (then the global queue).
             let mut task = Some(task);
             let pushed = shared.allp[id].borrow(token, |p| {
                 push(p, task.take().expect("gort: borrow runs its closure once"))
