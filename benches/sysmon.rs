@@ -8,6 +8,9 @@
 //!    `futures::channel::mpsc` receiver (it sends itself a message before
 //!    each receive): not a gort future, so no budget applies and its one
 //!    poll lasts the whole run.
+//! 3. `socket`: the same sleepers beside a task looping on reads of the
+//!    runtime's own TCP socket, which a writer thread keeps full: gort's and
+//!    tokio's budgets apply, so the reader yields every 128 reads.
 //!
 //! Lateness is p50/p99/max over every wake-up of every sleeper, in µs.
 //! gort hands the P of the blocked M to another M after 10 ms
@@ -21,6 +24,9 @@ mod common;
 
 use common::{BenchRt, Gort, Tokio};
 use futures::StreamExt;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -33,10 +39,60 @@ enum Hog {
     Blocking,
     /// Polls an always-ready channel for the whole run.
     AlwaysReady,
+    /// Reads the runtime's own socket, always readable, for the whole run.
+    Socket,
+}
+
+/// A runtime whose own sockets the `Socket` hog reads.
+trait SocketRt: BenchRt {
+    /// Reads `addr` (a peer that writes without pause) until `end`.
+    fn read_until(addr: SocketAddr, end: Instant) -> impl Future<Output = ()> + Send;
+}
+
+impl SocketRt for Gort {
+    fn read_until(addr: SocketAddr, end: Instant) -> impl Future<Output = ()> + Send {
+        async move {
+            use futures::io::AsyncReadExt;
+            let mut s = gort::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = vec![0u8; 16 * 1024];
+            while Instant::now() < end {
+                if s.read(&mut buf).await.unwrap() == 0 {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl SocketRt for Tokio {
+    fn read_until(addr: SocketAddr, end: Instant) -> impl Future<Output = ()> + Send {
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = vec![0u8; 16 * 1024];
+            while Instant::now() < end {
+                if s.read(&mut buf).await.unwrap() == 0 {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A peer that writes to the first connection until it is closed.
+fn spawn_writer() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        while s.write_all(&chunk).is_ok() {}
+    });
+    addr
 }
 
 /// Lateness of every sleeper wake-up (ns) while `hog` runs for `secs`.
-fn run<R: BenchRt>(rt: &R, hog: Hog, secs: f64) -> Vec<u64> {
+fn run<R: SocketRt>(rt: &R, hog: Hog, secs: f64) -> Vec<u64> {
     rt.block_on(async move {
         let end = Instant::now() + Duration::from_secs_f64(secs);
         let stop = Arc::new(AtomicBool::new(false));
@@ -75,6 +131,7 @@ fn run<R: BenchRt>(rt: &R, hog: Hog, secs: f64) -> Vec<u64> {
                     }
                     std::hint::black_box(n);
                 }
+                Hog::Socket => R::read_until(spawn_writer(), end).await,
             }
         });
         let mut all = Vec::new();
@@ -93,7 +150,7 @@ fn percentiles(mut v: Vec<u64>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), *v.last().unwrap() as f64 / 1e3)
 }
 
-fn row<R: BenchRt>(workers: usize, hog: Hog, name: &str, secs: f64) {
+fn row<R: SocketRt>(workers: usize, hog: Hog, name: &str, secs: f64) {
     let rt = R::build(workers);
     let (p50, p99, max) = percentiles(run(&rt, hog, secs));
     println!(
@@ -113,6 +170,7 @@ fn main() {
     for (hog, name) in [
         (Hog::Blocking, "blocking 100 ms / 300 ms"),
         (Hog::AlwaysReady, "always-ready channel"),
+        (Hog::Socket, "reading a full socket"),
     ] {
         for workers in [1, 2] {
             row::<Gort>(workers, hog, name, secs);
