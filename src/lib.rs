@@ -28,12 +28,13 @@
 #![warn(missing_docs)]
 
 pub use gort_executor::{
-    Builder, Handle, JoinError, JoinHandle, Runtime, budget, spawn, spawn_blocking, task, time,
+    Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, budget, spawn,
+    spawn_blocking, task, time,
 };
 pub use gort_macros::{main, test};
 pub use gort_netpoll::net;
 
 /// The runtime types under one path, as `tokio::runtime` has them.
 pub mod runtime {
-    pub use gort_executor::{Builder, Handle, Runtime};
+    pub use gort_executor::{Builder, Handle, Runtime, TryCurrentError};
 }

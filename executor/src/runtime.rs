@@ -396,7 +396,9 @@ impl fmt::Debug for Handle {
 /// runtime's heaps alongside `context::enter`).
 fn timer_wake_hook(deadline: Instant) {
     if let Some(h) = context::try_current_handle() {
-        h.shared.netpoller.timer_added(deadline);
+        h.shared
+            .netpoller
+            .timer_added(deadline, || h.shared.idle.wakep());
     }
 }
 

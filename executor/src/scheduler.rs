@@ -89,6 +89,16 @@ impl Shared {
         self.timers.iter().filter_map(|t| t.next_deadline()).min()
     }
 
+    /// The earliest deadline after `now` over every heap, ignoring heaps
+    /// whose next timer is already due.
+    pub(crate) fn earliest_timer_after(&self, now: Instant) -> Option<Instant> {
+        self.timers
+            .iter()
+            .filter_map(|t| t.next_deadline())
+            .filter(|&d| d > now)
+            .min()
+    }
+
     /// Whether a timer of some heap is due.
     pub(crate) fn has_expired_timers(&self) -> bool {
         self.earliest_timer().is_some_and(|d| d <= Instant::now())

@@ -8,7 +8,7 @@
 //! `Builder::blocking_threshold` (10 ms) while work waits for it is taken
 //! from that M and handed to an idle or a new M, so the queued tasks run.
 //! The same watch asks overrunning polls to yield through the budget (time
-//! slice), polls the network when no idle M watches it (every 10 ms), and
+//! slice), polls the network when nobody did for 10 ms, and
 //! prints `GORT_DEBUG=schedtrace` lines.
 //!
 //! # States
@@ -230,17 +230,19 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
     }
 }
 
-/// Go's sysmon netpoll: when no idle M holds the netpoller role (every M is
-/// busy, so sockets are polled only when an M runs out of local work), poll
-/// without blocking; waking the readied tasks from this thread, which is not
-/// an M, puts them on the global queue and `wakep`s (`schedule_remote`).
-///
-/// Go tracks the time of the last poll (`sched.lastpoll`); gort polls every
-/// `NETPOLL_PERIOD` whenever the role is free, which covers "not polled for
-/// 10 ms" at the cost of an occasional extra non-blocking `epoll_wait`.
+/// Go's sysmon netpoll: when sockets are registered, no idle M holds the
+/// netpoller role (every M is busy, and they poll only when their runq runs
+/// dry) and nobody polled for `NETPOLL_PERIOD` (Go's `sched.lastpoll`),
+/// poll without blocking. Waking the readied tasks from this thread, which
+/// is not an M, puts them on the global queue and `wakep`s
+/// (`schedule_remote`).
 fn netpoll(handle: &Handle, ready: &mut Vec<std::task::Waker>) {
     let np = &handle.shared.netpoller;
-    if !np.has_registrations() || np.is_claimed() {
+    let h = np.handle();
+    if !h.has_registrations()
+        || np.is_claimed()
+        || h.last_poll().is_some_and(|t| t.elapsed() < NETPOLL_PERIOD)
+    {
         return;
     }
     if let Err(e) = np.poll_now(ready) {
