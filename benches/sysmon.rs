@@ -50,30 +50,26 @@ trait SocketRt: BenchRt {
 }
 
 impl SocketRt for Gort {
-    fn read_until(addr: SocketAddr, end: Instant) -> impl Future<Output = ()> + Send {
-        async move {
-            use futures::io::AsyncReadExt;
-            let mut s = gort::net::TcpStream::connect(addr).await.unwrap();
-            let mut buf = vec![0u8; 16 * 1024];
-            while Instant::now() < end {
-                if s.read(&mut buf).await.unwrap() == 0 {
-                    break;
-                }
+    async fn read_until(addr: SocketAddr, end: Instant) {
+        use futures::io::AsyncReadExt;
+        let mut s = gort::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        while Instant::now() < end {
+            if s.read(&mut buf).await.unwrap() == 0 {
+                break;
             }
         }
     }
 }
 
 impl SocketRt for Tokio {
-    fn read_until(addr: SocketAddr, end: Instant) -> impl Future<Output = ()> + Send {
-        async move {
-            use tokio::io::AsyncReadExt;
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut buf = vec![0u8; 16 * 1024];
-            while Instant::now() < end {
-                if s.read(&mut buf).await.unwrap() == 0 {
-                    break;
-                }
+    async fn read_until(addr: SocketAddr, end: Instant) {
+        use tokio::io::AsyncReadExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        while Instant::now() < end {
+            if s.read(&mut buf).await.unwrap() == 0 {
+                break;
             }
         }
     }
