@@ -343,3 +343,35 @@ fn sysmon_polls_the_network_when_every_m_is_busy() {
          the network while every M was busy"
     );
 }
+
+#[test]
+fn shutdown_completes_with_a_handed_off_m_and_a_busy_blocking_thread() {
+    let rt = rt(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = start_tickers(&rt, &stop);
+    wait_all_ticking(&rt, &ticks);
+    // A poll blocked past the handoff, and a blocking closure still running.
+    rt.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+    let pool = rt
+        .handle()
+        .spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)));
+    let before = snapshot(&ticks);
+    let t = Instant::now();
+    while snapshot(&ticks) == before {
+        assert!(
+            t.elapsed() < GENEROUS,
+            "tickers stalled behind the blocked poll"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    drop(rt);
+    // Drop waits for the blocked poll (like any poll in progress), not for
+    // the blocking pool's closure.
+    assert!(
+        start.elapsed() < GENEROUS,
+        "dropping the runtime took {:?}",
+        start.elapsed()
+    );
+    drop(pool);
+}
