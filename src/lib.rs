@@ -28,7 +28,8 @@
 #![warn(missing_docs)]
 
 pub use gort_executor::{
-    Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, budget, spawn, task, time,
+    Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, budget, spawn,
+    spawn_blocking, task, time,
 };
 pub use gort_macros::{main, test};
 pub use gort_netpoll::net;

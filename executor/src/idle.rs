@@ -104,6 +104,21 @@ impl<P> MNote<P> {
             in_netpoll: AtomicBool::new(false),
         })
     }
+
+    /// The note of a new M started to run `p` (sysmon's `handoffp` when no
+    /// idle M exists): its first `wait_for_p` returns `p` at once.
+    pub(crate) fn with_nextp(unparker: Unparker, p: P) -> Arc<MNote<P>> {
+        Arc::new(MNote {
+            unparker,
+            nextp: Mutex::new(Some((p, false))),
+            in_netpoll: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes back a P handed over but never picked up (the M failed to start).
+    pub(crate) fn take_nextp(&self) -> Option<P> {
+        self.nextp.lock().unwrap().take().map(|(p, _)| p)
+    }
 }
 
 /// What an idle M found when it looked at its note (`take_nextp`).
@@ -124,6 +139,20 @@ pub(crate) struct Lists<P> {
     pidle: Vec<P>,
     midle: Vec<Arc<MNote<P>>>,
     shutdown: bool,
+}
+
+impl<P> Lists<P> {
+    /// Takes an idle M for `startm`, preferring one parked on its parker:
+    /// breaking the one in netpoll costs a syscall and leaves nobody
+    /// watching sockets and timers.
+    fn pop_midle(&mut self) -> Option<Arc<MNote<P>>> {
+        let pick = self
+            .midle
+            .iter()
+            .rposition(|m| !m.in_netpoll.load(Relaxed))
+            .or(self.midle.len().checked_sub(1));
+        pick.map(|i| self.midle.remove(i))
+    }
 }
 
 /// The idle-P/idle-M bookkeeping of one runtime.
@@ -185,6 +214,22 @@ impl<P> Idle<P> {
     /// Idle Ps (a hint).
     pub(crate) fn npidle(&self) -> usize {
         self.npidle.load(Relaxed)
+    }
+
+    /// Idle Ps, read with SeqCst (sysmon's StoreLoad check before sleeping).
+    pub(crate) fn npidle_seqcst(&self) -> usize {
+        self.npidle.load(SeqCst)
+    }
+
+    /// Go's `exitsyscall` slow path: take any idle P, if there is one.
+    pub(crate) fn try_take_p(&self) -> Option<P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return None;
+        }
+        let p = lists.pidle.pop()?;
+        self.npidle.store(lists.pidle.len(), SeqCst);
+        Some(p)
     }
 
     /// Spinning Ms (a hint).
@@ -263,14 +308,7 @@ impl<P> Idle<P> {
             return;
         };
         self.npidle.store(lists.pidle.len(), SeqCst);
-        // Prefer an M parked on its parker: breaking the one in netpoll
-        // costs a syscall and leaves nobody watching sockets and timers.
-        let pick = lists
-            .midle
-            .iter()
-            .rposition(|m| !m.in_netpoll.load(Relaxed))
-            .or(lists.midle.len().checked_sub(1));
-        let Some(m) = pick.map(|i| lists.midle.remove(i)) else {
+        let Some(m) = lists.pop_midle() else {
             // Every M holds a P or is between releasing its P and parking
             // (then it is in midle): cannot happen while Ms == Ps.
             lists.pidle.push(p);
@@ -411,6 +449,55 @@ impl<P> Idle<P> {
             self.nmspinning.fetch_add(1, SeqCst);
         }
         Some((p, was_spinning))
+    }
+
+    /// Go's `startm(p, spinning=false)` for a P sysmon took from a blocked M
+    /// (`handoffp`): hand `p` to an idle M. `Err(p)` when no M is idle (the
+    /// caller starts a new M) or at shutdown (the caller keeps the P idle).
+    pub(crate) fn startm_with(&self, p: P) -> Result<(), P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return Err(p);
+        }
+        let Some(m) = lists.pop_midle() else {
+            return Err(p);
+        };
+        *m.nextp.lock().unwrap() = Some((p, false));
+        drop(lists);
+        self.wake_m(&m);
+        Ok(())
+    }
+
+    /// Puts a P nobody runs on the idle list (a handoff with every M busy
+    /// and `max_threads` reached; the next M looking for a P takes it).
+    pub(crate) fn put_idle_p(&self, p: P) {
+        let mut lists = self.lock();
+        lists.pidle.push(p);
+        self.npidle.store(lists.pidle.len(), SeqCst);
+    }
+
+    /// An M whose P was taken while it was blocked (Go's `exitsyscall` slow
+    /// path, then `stopm`): take an idle P if there is one (`Got`), else
+    /// join `midle` as a spare M (`Empty`: the caller then waits in `stopm`
+    /// until `startm` hands it a P). Both choices are made under the lock,
+    /// so a P put idle meanwhile is never missed: either we see it, or
+    /// `startm` sees us in `midle`.
+    pub(crate) fn acquire_or_idle(&self, note: &Arc<MNote<P>>) -> NextP<P> {
+        let mut lists = self.lock();
+        if lists.shutdown {
+            return NextP::Shutdown;
+        }
+        if let Some(p) = lists.pidle.pop() {
+            self.npidle.store(lists.pidle.len(), SeqCst);
+            return NextP::Got((p, false));
+        }
+        lists.midle.push(note.clone());
+        NextP::Empty
+    }
+
+    /// Parked Ms (Go's `sched.nmidle`), for schedtrace.
+    pub(crate) fn nmidle(&self) -> usize {
+        self.lock().midle.len()
     }
 
     /// Shutdown: no more `startm`; every parked M wakes and exits.

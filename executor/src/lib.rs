@@ -19,6 +19,7 @@
 
 pub use gort_netpoll::budget;
 
+mod blocking;
 mod builder;
 mod context;
 mod idle;
@@ -29,13 +30,17 @@ mod netpoller;
 mod p;
 #[allow(dead_code)] // `park_timeout`: used by the time tests only
 mod park;
+mod pstatus;
 mod queue;
 mod runtime;
 mod scheduler;
+mod syscall;
+mod sysmon;
 pub mod task;
 pub mod time;
 
-pub use builder::Builder;
+pub use blocking::spawn_blocking;
+pub use builder::{Builder, DEBUG_ENV};
 pub use runtime::{Handle, Runtime, TryCurrentError};
 pub use task::{JoinError, JoinHandle};
 
@@ -59,8 +64,10 @@ where
     F::Output: Send + 'static,
 {
     let mut future = Some(future);
-    let spawned =
-        context::with_current_handle(|h| h.map(|h| h.spawn(future.take().expect("taken once"))));
+    let at = std::panic::Location::caller();
+    let spawned = context::with_current_handle(|h| {
+        h.map(|h| h.spawn_inner(future.take().expect("taken once"), at))
+    });
     match spawned {
         Some(join) => join,
         None => panic!(

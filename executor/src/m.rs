@@ -7,8 +7,14 @@
 //! 3. If the M was spinning it stops, and wakes another spinner if it was the
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
-//!    then poll it with no borrow of the P held (the task may wake others
-//!    onto this P through `schedule_local`).
+//!    park the P in its status slot (`PSlot::enter`, pstatus.rs) and poll
+//!    the task. Wakes from inside the poll reach the P through
+//!    `PSlot::borrow`. If the poll blocks past the threshold while work
+//!    waits, sysmon takes the P from the slot and hands it to another M.
+//! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
+//!    task's bookkeeping is already done (wakes went to the global queue), so
+//!    the M takes an idle P if any, else parks as a spare M
+//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path and `stopm`).
 //!
 //! # Search order (`find_runnable`)
 //! 1. This P's expired timers (Go's `checkTimers`) and those of the
@@ -61,12 +67,15 @@ use std::cell::{Cell, RefCell};
 use std::task::Waker;
 use std::time::Instant;
 
+use gort_netpoll::budget;
 use gort_netpoll::loom::sync::Arc;
+use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::context;
 use crate::idle::{MNote, NextP};
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
+use crate::pstatus::PollToken;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
@@ -75,13 +84,46 @@ use crate::time::{self, Timers, TimersGuard};
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
 
+/// `MInfo::curp` when the M holds no P.
+pub(crate) const NO_P: usize = usize::MAX;
+
+/// What other threads (sysmon, schedtrace, shutdown) know of an M. Lives in
+/// `Shared::ms` for the runtime's life.
+pub(crate) struct MInfo {
+    /// Index in `Shared::ms` (Go's `m.id`).
+    pub(crate) id: usize,
+    /// How the M is woken with a P.
+    pub(crate) note: Arc<MNote<Box<P>>>,
+    /// Set by sysmon when the M's current poll overran its time slice; read
+    /// by the budget (`budget::install_preempt_flag`), cleared by the M when
+    /// a new slice starts. Relaxed: it carries no data (budget.rs).
+    pub(crate) preempt: AtomicBool,
+    /// The P it holds or polls with (`NO_P`), for scheddetail (Relaxed hint).
+    pub(crate) curp: AtomicUsize,
+    /// Whether it is spinning, for scheddetail (Relaxed hint).
+    pub(crate) spinning: AtomicBool,
+}
+
+impl MInfo {
+    pub(crate) fn new(id: usize, note: Arc<MNote<Box<P>>>) -> Arc<MInfo> {
+        Arc::new(MInfo {
+            id,
+            note,
+            preempt: AtomicBool::new(false),
+            curp: AtomicUsize::new(NO_P),
+            spinning: AtomicBool::new(false),
+        })
+    }
+}
+
 /// The running M's own state; lives on its thread's stack.
 pub(crate) struct MCore {
     pub(crate) handle: Handle,
-    /// The P this M holds, if any. Borrowed briefly: never across a poll.
+    /// The P this M holds between polls. Borrowed briefly: never across a
+    /// poll (during one, the P is parked in its `PSlot`).
     p: RefCell<Option<Box<P>>>,
     spinning: Cell<bool>,
-    note: Arc<MNote<Box<P>>>,
+    info: Arc<MInfo>,
     parker: RefCell<Parker>,
     /// Makes the held P's timers current for `Sleep` (time/context.rs);
     /// set and cleared with `p` (`set_p`).
@@ -91,51 +133,134 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
+    /// The slot and token of the poll in progress (P id), if any.
+    polling: Cell<Option<(usize, PollToken)>>,
+    /// The task that woke itself during its own poll (a yield), kept until
+    /// the poll ends and pushed then with the P in hand: saves the slot
+    /// `borrow` (two atomic RMWs) on every yield.
+    yielded: Cell<Option<Notified>>,
 }
 
 /// The body of an M thread.
-pub(crate) fn run(handle: Handle, note: Arc<MNote<Box<P>>>, parker: Parker) {
+pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
     let core = MCore {
         handle: handle.clone(),
         p: RefCell::new(None),
         spinning: Cell::new(false),
-        note,
+        info,
         parker: RefCell::new(parker),
         timers: RefCell::new(None),
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
+        polling: Cell::new(None),
+        yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
     // SAFETY: `core` lives on this stack frame until after `_m` drops (it is
     // declared before and dropped after the guard).
     let _m = unsafe { context::set_current_m(&core) };
+    // SAFETY: `core.info` (an Arc held by `core`) outlives the guard, which
+    // is dropped first, on this thread.
+    let _preempt = unsafe { budget::install_preempt_flag(&core.info.preempt) };
     core.main_loop();
+    drop(_preempt);
     drop(_m);
     handle.shared.m_exited();
 }
 
 impl MCore {
     fn main_loop(&self) {
-        let idle = &self.handle.shared.idle;
-        let Some((p, spinning)) = self.stopm() else {
+        let shared = &self.handle.shared;
+        let idle = &shared.idle;
+        let Some(got) = self.stopm() else {
             return;
         };
-        self.set_p(Some(p));
-        self.spinning.set(spinning);
+        self.acquire(got);
         while let Some((task, inherit)) = self.find_runnable() {
             if self.spinning.replace(false) && idle.stop_spinning() {
                 idle.wakep();
             }
-            self.p
+            self.info.spinning.store(false, Relaxed);
+            let mut p = self
+                .p
                 .borrow_mut()
-                .as_mut()
-                .expect("gort: M runs a task without a P")
-                .on_execute(inherit);
+                .take()
+                .expect("gort: M runs a task without a P");
+            if !inherit && self.info.preempt.load(Relaxed) {
+                // A new time slice: forget sysmon's request for the old one.
+                self.info.preempt.store(false, Relaxed);
+            }
+            p.on_execute(inherit);
+            let id = p.id;
+            let token = shared.allp[id].enter(p, task.id().as_u64(), self.info.id as u64);
+            self.polling.set(Some((id, token)));
             task.run();
+            let back = self
+                .polling
+                .take()
+                .and_then(|(id, token)| shared.allp[id].exit(token));
+            let yielded = self.yielded.take();
+            match back {
+                Some(mut p) => {
+                    if let Some(task) = yielded
+                        && p.push_yielded(task, &shared.inject)
+                    {
+                        idle.wakep_local();
+                    }
+                    *self.p.borrow_mut() = Some(p);
+                }
+                None => {
+                    // Sysmon handed our P to another M while the poll blocked.
+                    if let Some(task) = yielded
+                        && shared.inject.push(task).is_ok()
+                    {
+                        idle.wakep();
+                    }
+                    self.info.curp.store(NO_P, Relaxed);
+                    self.set_p(None);
+                    let got = match idle.acquire_or_idle(&self.info.note) {
+                        NextP::Got(got) => Some(got),
+                        NextP::Shutdown => None,
+                        NextP::Empty => self.stopm(),
+                    };
+                    match got {
+                        Some(got) => self.acquire(got),
+                        None => break,
+                    }
+                }
+            }
         }
         self.exit();
+    }
+
+    /// Takes `p` (handed over by `startm`, or found idle) to run with.
+    fn acquire(&self, (p, spinning): (Box<P>, bool)) {
+        self.info.curp.store(p.id, Relaxed);
+        self.info.spinning.store(spinning, Relaxed);
+        self.set_p(Some(p));
+        self.spinning.set(spinning);
+        self.handle.shared.sysmon.wake();
+    }
+
+    /// `block_in_place` on this M (syscall.rs): the slot and token of the
+    /// poll in progress, if the M is inside one and still holds its P.
+    pub(crate) fn polling(&self) -> Option<(usize, PollToken)> {
+        self.polling.get()
+    }
+
+    /// `block_in_place`'s slow path took a different P (or none).
+    pub(crate) fn set_polling(&self, polling: Option<(usize, PollToken)>) {
+        self.info
+            .curp
+            .store(polling.map_or(NO_P, |(id, _)| id), Relaxed);
+        self.polling.set(polling);
+    }
+
+    /// This M's id (Go's `m.id`).
+    pub(crate) fn id(&self) -> usize {
+        self.info.id
     }
 
     fn exit(&self) {
@@ -208,6 +333,7 @@ impl MCore {
                 if self.spinning.get() || shared.idle.spinning_allowed() {
                     if !self.spinning.replace(true) {
                         shared.idle.start_spinning();
+                        self.info.spinning.store(true, Relaxed);
                     }
                     if let Some(task) = self.steal_work(p) {
                         return Some((task, false));
@@ -223,15 +349,15 @@ impl MCore {
             // Nothing anywhere: release the P and park (the delicate dance).
             let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
+            self.info.curp.store(NO_P, Relaxed);
             let got = shared.idle.park_m(
                 p,
-                &self.note,
+                &self.info.note,
                 was_spinning,
                 || shared.has_work(),
                 || self.stopm(),
             )?;
-            self.set_p(Some(got.0));
-            self.spinning.set(got.1);
+            self.acquire(got);
         }
     }
 
@@ -305,7 +431,7 @@ impl MCore {
         // task runs).
         let mut skip_due = false;
         loop {
-            match idle.take_nextp(&self.note) {
+            match idle.take_nextp(&self.info.note) {
                 NextP::Got(got) => return Some(self.leave_idle(got, held_role)),
                 NextP::Shutdown => return None,
                 NextP::Empty => {}
@@ -320,7 +446,7 @@ impl MCore {
                 continue;
             }
             held_role = true;
-            match idle.begin_netpoll(&self.note) {
+            match idle.begin_netpoll(&self.info.note) {
                 NextP::Got(got) => {
                     np.release();
                     return Some(self.leave_idle(got, true));
@@ -339,7 +465,7 @@ impl MCore {
                 },
                 &mut ready,
             );
-            idle.end_netpoll(&self.note);
+            idle.end_netpoll(&self.info.note);
             np.release();
             if let Err(e) = polled {
                 tracing::warn!(error = %e, "gort: blocking netpoll failed");
@@ -352,7 +478,7 @@ impl MCore {
             let readied = !self.batch.borrow().is_empty();
             let due = shared.has_expired_timers();
             if (readied || due)
-                && let Some(mut got) = idle.reacquire(&self.note, false)
+                && let Some(mut got) = idle.reacquire(&self.info.note, false)
             {
                 self.place_batch(&mut got.0);
                 return Some(self.leave_idle(got, true));
@@ -447,14 +573,39 @@ impl MCore {
         let Ok(mut guard) = self.p.try_borrow_mut() else {
             return Some(task);
         };
-        let Some(p) = guard.as_mut() else {
-            return Some(task);
-        };
-        let more = match hint {
+        let push = |p: &mut P, task: Notified| match hint {
             Hint::Wake => p.push_woken(task, &shared.inject),
             Hint::Yield => p.push_yielded(task, &shared.inject),
         };
-        drop(guard);
+        let more = if let Some(p) = guard.as_mut() {
+            push(p, task)
+        } else {
+            drop(guard);
+            let Some((id, token)) = self.polling.get() else {
+                return Some(task);
+            };
+            // The polled task re-scheduling itself: the M pushes it once the
+            // poll is over (main_loop), with its P back in hand.
+            if hint == Hint::Yield {
+                match self.yielded.take() {
+                    None => {
+                        self.yielded.set(Some(task));
+                        return None;
+                    }
+                    Some(other) => self.yielded.set(Some(other)),
+                }
+            }
+            // Inside a poll the P is parked in its slot: borrow it there,
+            // unless sysmon took it (then the global queue).
+            let mut task = Some(task);
+            let pushed = shared.allp[id].borrow(token, |p| {
+                push(p, task.take().expect("gort: borrow runs its closure once"))
+            });
+            match pushed {
+                Some(more) => more,
+                None => return task,
+            }
+        };
         if more {
             shared.idle.wakep_local();
         }

@@ -3,7 +3,9 @@
 //! # Shutdown (dropping the `Runtime`, or `shutdown_timeout`)
 //! 1. Close the owned-tasks list: a spawn from now on is cancelled at once.
 //! 2. `Idle::shutdown`: Ms stop at the top of their next `find_runnable`;
-//!    parked Ms are unparked and exit.
+//!    parked Ms are unparked and exit. Sysmon is woken, sees it and exits
+//!    (joined here, so it starts no M after this step); the blocking pool
+//!    stops taking work and its idle threads exit.
 //! 3. Close the global queue: wakes from now on drop their `Notified`.
 //! 4. Wait for the Ms (up to the timeout); each drops the `Notified`s left in
 //!    its P's runq as it exits.
@@ -27,15 +29,18 @@ use gort_netpoll::budget;
 use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
 use gort_netpoll::loom::thread;
 
+use crate::blocking::BlockingPool;
 use crate::builder::{Builder, Config};
 use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
-use crate::m;
+use crate::m::{self, MInfo};
 use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
+use crate::pstatus::PSlot;
 use crate::scheduler::Shared;
+use crate::sysmon::{self, SysmonShared};
 use crate::task::JoinHandle;
 use crate::task::list::OwnedTasks;
 use crate::time::{self, Timers};
@@ -48,6 +53,7 @@ use crate::time::{self, Timers};
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
+    sysmon: Option<thread::JoinHandle<()>>,
     /// Set by the first shutdown; `Drop` after `shutdown_timeout` does nothing.
     shut_down: bool,
 }
@@ -101,6 +107,12 @@ impl Runtime {
             parkers.push(parker);
             notes.push(MNote::new(unparker));
         }
+        let infos: Vec<_> = notes
+            .iter()
+            .enumerate()
+            .map(|(i, note)| MInfo::new(i, note.clone()))
+            .collect();
+        let (sysmon_parker, sysmon_unparker) = Parker::new();
         let shared = Arc::new(Shared {
             inject: Inject::new(),
             stealers: stealers.into_boxed_slice(),
@@ -110,7 +122,10 @@ impl Runtime {
             timers: timers.into_boxed_slice(),
             netpoller,
             owned: OwnedTasks::new(n),
-            notes: notes.clone().into_boxed_slice(),
+            allp: (0..n).map(|_| PSlot::new()).collect(),
+            ms: Mutex::new(infos.clone()),
+            sysmon: SysmonShared::new(sysmon_unparker),
+            blocking: BlockingPool::new(&config),
             config,
             live_ms: Mutex::new(n),
             ms_exited: Condvar::new(),
@@ -119,14 +134,11 @@ impl Runtime {
         let mut rt = Runtime {
             handle: handle.clone(),
             threads: Vec::with_capacity(n),
+            sysmon: None,
             shut_down: false,
         };
-        for (i, (parker, note)) in parkers.into_iter().zip(notes).enumerate() {
-            let h = handle.clone();
-            let spawned = thread::Builder::new()
-                .name(format!("{}-{i}", handle.shared.config.thread_name))
-                .spawn(move || m::run(h, note, parker));
-            match spawned {
+        for (parker, info) in parkers.into_iter().zip(infos) {
+            match handle.spawn_m_thread(info, parker) {
                 Ok(t) => rt.threads.push(t),
                 Err(e) => {
                     // Ms never started count as exited, then shut down the rest.
@@ -136,6 +148,11 @@ impl Runtime {
                 }
             }
         }
+        let h = handle.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{}-sysmon", handle.shared.config.thread_name))
+            .spawn(move || sysmon::run(h, sysmon_parker));
+        rt.sysmon = Some(spawned?);
         Ok(rt)
     }
 
@@ -189,8 +206,21 @@ impl Runtime {
         }
         shared.owned.close();
         shared.idle.shutdown();
+        shared.sysmon.wake_for_shutdown();
+        if let Some(t) = self.sysmon.take() {
+            // A sysmon panic was already reported on its thread.
+            let _ = t.join();
+        }
+        shared.blocking.shutdown();
         shared.inject.close();
-        shared.idle.unpark_all(&shared.notes);
+        let notes: Vec<_> = shared
+            .ms
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.note.clone())
+            .collect();
+        shared.idle.unpark_all(&notes);
         let all_exited = {
             let deadline = timeout.map(|t| Instant::now() + t);
             let mut live = shared.live_ms.lock().unwrap();
@@ -267,7 +297,50 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_inner(future)
+        self.spawn_inner(future, std::panic::Location::caller())
+    }
+
+    /// Starts the thread of M `info` (counted in `live_ms` by the caller).
+    fn spawn_m_thread(
+        &self,
+        info: Arc<MInfo>,
+        parker: Parker,
+    ) -> io::Result<thread::JoinHandle<()>> {
+        let h = self.clone();
+        thread::Builder::new()
+            .name(format!("{}-{}", self.shared.config.thread_name, info.id))
+            .spawn(move || m::run(h, info, parker))
+    }
+
+    /// Starts a new M to run `p` (sysmon's `handoffp` when no M is idle).
+    /// Gives `p` back when `max_threads` Ms are alive or the OS refuses.
+    pub(crate) fn start_m(&self, p: Box<P>) -> Result<(), Box<P>> {
+        let shared = &self.shared;
+        {
+            let mut live = shared.live_ms.lock().unwrap();
+            if *live >= shared.config.max_threads || shared.idle.is_closed() {
+                return Err(p);
+            }
+            *live += 1;
+        }
+        let (parker, unparker) = Parker::new();
+        let note = MNote::with_nextp(unparker, p);
+        let info = {
+            let mut ms = shared.ms.lock().unwrap();
+            let info = MInfo::new(ms.len(), note.clone());
+            ms.push(info.clone());
+            info
+        };
+        match self.spawn_m_thread(info, parker) {
+            // Detached: shutdown waits for it through `live_ms`.
+            Ok(_) => Ok(()),
+            Err(_) => {
+                shared.m_exited();
+                Err(note
+                    .take_nextp()
+                    .expect("gort: the unstarted M's P is still in its note"))
+            }
+        }
     }
 
     /// As [`Runtime::block_on`].

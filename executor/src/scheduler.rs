@@ -15,19 +15,24 @@
 //! the grace period, and park again.
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr;
 use std::time::Instant;
 
 use gort_netpoll::loom::sync::{Arc, Condvar, Mutex};
 
+use crate::blocking::BlockingPool;
 use crate::builder::Config;
 use crate::context;
-use crate::idle::{Idle, MNote};
+use crate::idle::Idle;
 use crate::inject::Inject;
+use crate::m::MInfo;
 use crate::netpoller::Netpoller;
 use crate::p::P;
+use crate::pstatus::PSlot;
 use crate::queue::{QueueItem, Steal};
 use crate::runtime::Handle;
+use crate::sysmon::SysmonShared;
 use crate::task::list::OwnedTasks;
 use crate::task::raw::Header;
 use crate::task::{Hint, Id, JoinHandle, Notified, Schedule};
@@ -53,8 +58,15 @@ pub(crate) struct Shared {
     pub(crate) netpoller: Netpoller,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
-    /// One note per M, to unpark them all at shutdown.
-    pub(crate) notes: Box<[Arc<MNote<Box<P>>>]>,
+    /// Every P's status word and parking cell (pstatus.rs), by P id.
+    pub(crate) allp: Box<[PSlot<Box<P>>]>,
+    /// Every M ever started, by M id (Go's `allm`): to unpark them at
+    /// shutdown, for sysmon's preempt flags and for scheddetail.
+    pub(crate) ms: Mutex<Vec<Arc<MInfo>>>,
+    /// What the Ms share with the sysmon thread.
+    pub(crate) sysmon: SysmonShared,
+    /// The `spawn_blocking` threads.
+    pub(crate) blocking: BlockingPool,
     /// The validated configuration.
     pub(crate) config: Config,
     /// Ms still running, with the condvar shutdown waits on.
@@ -117,13 +129,21 @@ impl QueueItem for Notified {
 }
 
 impl Handle {
-    /// Spawns onto this runtime (the body of every public spawn).
-    pub(crate) fn spawn_inner<F>(&self, future: F) -> JoinHandle<F::Output>
+    /// Spawns onto this runtime (the body of every public spawn);
+    /// `spawned_at` is the user's call site, for diagnostics.
+    pub(crate) fn spawn_inner<F>(
+        &self,
+        future: F,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self.shared.owned.bind(future, self.clone(), Id::next());
+        let (join, notified) = self
+            .shared
+            .owned
+            .bind(future, self.clone(), Id::next(), spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);
         }

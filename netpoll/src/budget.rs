@@ -31,6 +31,18 @@
 //! Only the thread itself reads or writes its budget (a `thread_local` cell),
 //! so there is no synchronisation and the hot path costs a load and a store.
 //!
+//! # Preemption from another thread (sysmon)
+//! A task polled for longer than the time slice must yield at its next leaf
+//! future, but sysmon runs on another thread and cannot touch this thread's
+//! cell. The executor therefore installs, once per M thread, a *preempt flag*
+//! ([`install_preempt_flag`]): an atomic owned by the M that sysmon sets
+//! (Relaxed) when the time slice is exceeded and the M clears when it starts a
+//! new slice. [`poll_proceed`] reads it with a Relaxed load only while the
+//! budget is constrained and treats a set flag as an exhausted budget. Relaxed
+//! suffices: the flag carries no data, and a late read only delays the yield
+//! by one leaf. Threads without a flag (plain threads, `block_on`) pay a null
+//! check.
+//!
 //! # Why here
 //! Both layers need the counter: the executor sets it around polls, netpoll's
 //! sockets spend it. The executor depends on netpoll and never the reverse,
@@ -45,7 +57,10 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr;
 use std::task::{Context, Poll};
+
+use crate::loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Units of work a task may do in one poll before gort's leaf futures make it
 /// yield. 128 is tokio's figure: large enough that a busy socket loop yields
@@ -76,6 +91,39 @@ impl Budget {
 
 thread_local! {
     static CURRENT: Cell<Budget> = const { Cell::new(Budget::unconstrained()) };
+    static PREEMPT: Cell<*const AtomicBool> = const { Cell::new(ptr::null()) };
+}
+
+/// Uninstalls the preempt flag of this thread when dropped.
+#[derive(Debug)]
+pub struct PreemptGuard {
+    prev: *const AtomicBool,
+}
+
+impl Drop for PreemptGuard {
+    fn drop(&mut self) {
+        let _ = PREEMPT.try_with(|c| c.set(self.prev));
+    }
+}
+
+/// Makes `flag` this thread's preempt flag until the guard drops: while it is
+/// set, every constrained budget counts as exhausted (see the module doc).
+///
+/// # Safety
+/// `flag` must stay alive, at the same address, until the returned guard is
+/// dropped, and the guard must be dropped on this thread.
+pub unsafe fn install_preempt_flag(flag: &AtomicBool) -> PreemptGuard {
+    let prev = PREEMPT.with(|c| c.replace(flag));
+    PreemptGuard { prev }
+}
+
+/// Whether sysmon asked this thread's current poll to yield.
+#[inline]
+fn preempted() -> bool {
+    let flag = PREEMPT.with(Cell::get);
+    // SAFETY: a non-null pointer was installed by `install_preempt_flag`,
+    // whose contract keeps the flag alive until its guard resets the slot.
+    !flag.is_null() && unsafe { (*flag).load(Relaxed) }
 }
 
 /// Restores the saved budget when a poll ends, even by unwinding.
@@ -166,6 +214,11 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
+            Some(_) if preempted() => {
+                cell.set(Budget(Some(0)));
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             Some(n) => {
                 cell.set(Budget(Some(n - 1)));
                 Poll::Ready(RestoreOnPending(Cell::new(before)))
@@ -250,6 +303,31 @@ mod tests {
             }
             assert_eq!(current().remaining(), Some(INITIAL));
         });
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn preempt_flag_exhausts_the_budget() {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let flag = AtomicBool::new(false);
+        // SAFETY: `flag` outlives the guard, dropped at the end of this scope.
+        let _g = unsafe { install_preempt_flag(&flag) };
+        budget(|| {
+            assert!(poll_proceed(&mut cx).is_ready(), "flag clear: proceeds");
+            flag.store(true, Relaxed);
+            assert!(
+                poll_proceed(&mut cx).is_pending(),
+                "flag set: the next leaf must yield"
+            );
+            flag.store(false, Relaxed);
+            assert!(
+                poll_proceed(&mut cx).is_pending(),
+                "once preempted, the rest of the poll stays exhausted"
+            );
+        });
+        // Unconstrained code is never preempted.
+        flag.store(true, Relaxed);
+        assert!(poll_proceed(&mut cx).is_ready());
     }
 
     #[test]

@@ -36,6 +36,7 @@
 //! is freed exactly once, which needs the list's reference released once).
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr::NonNull;
 
 use gort_netpoll::loom::sync::Mutex;
@@ -106,13 +107,14 @@ impl OwnedTasks {
         future: F,
         scheduler: S,
         id: Id,
+        spawned_at: &'static Location<'static>,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let ptr = Cell::allocate(future, scheduler, id);
+        let ptr = Cell::allocate(future, scheduler, id, spawned_at);
         // SAFETY: freshly allocated cell with three references (state.rs
         // INITIAL_STATE): one for the list, one for the JoinHandle, one for the
         // Notified; each wrapper below takes exactly one.
@@ -189,6 +191,25 @@ impl OwnedTasks {
             task.shutdown();
             task.drop_reference();
         }
+    }
+
+    /// Where the live task `id` was spawned, if it is still in the list
+    /// (sysmon's warning; walks one shard under its lock, so never on a hot
+    /// path).
+    pub(crate) fn spawn_location(&self, id: u64) -> Option<&'static Location<'static>> {
+        let shard = self.shards[(id & self.mask) as usize].0.lock().unwrap();
+        let mut cur = shard.head;
+        while let Some(ptr) = cur {
+            // SAFETY: a linked task is alive (the list's reference) and its
+            // links are guarded by the shard lock we hold.
+            let raw = unsafe { RawTask::from_raw(ptr) };
+            if raw.id().as_u64() == id {
+                return Some(raw.spawned_at());
+            }
+            // SAFETY: as above: the links are read under the shard lock.
+            cur = unsafe { ptr.as_ref().owned_next.with(|n| *n) };
+        }
+        None
     }
 
     /// Number of linked tasks: a sum over the shards, each read under its

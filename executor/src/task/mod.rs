@@ -74,6 +74,8 @@ pub use id::{Id, id, try_id};
 pub use join::{JoinError, JoinHandle};
 pub use yield_now::{Unconstrained, YieldNow, unconstrained, yield_now};
 
+pub use crate::blocking::spawn_blocking;
+pub use crate::syscall::block_in_place;
 pub use gort_netpoll::budget::{ConsumeBudget, consume_budget};
 
 use raw::{Header, RawTask};
@@ -117,6 +119,11 @@ impl Notified {
     /// `raw` must carry a `Notified` reference, which moves into the result.
     pub(crate) unsafe fn from_raw_task(raw: RawTask) -> Notified {
         Notified { raw }
+    }
+
+    /// The task's id.
+    pub(crate) fn id(&self) -> Id {
+        self.raw.id()
     }
 
     /// Polls the task on this thread, consuming the reference.

@@ -9,6 +9,7 @@
 //! id), scheduler 8 (an `Arc`), join waker 16, then the stage.
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr::NonNull;
 use std::task::Waker;
 
@@ -55,6 +56,8 @@ pub(crate) struct Vtable {
     pub(crate) drop_join_handle: unsafe fn(NonNull<Header>),
     /// Runtime shutdown: cancel the task if nobody is running it.
     pub(crate) shutdown: unsafe fn(NonNull<Header>),
+    /// Where the task was spawned (diagnostics: sysmon's handoff warning).
+    pub(crate) spawned_at: unsafe fn(NonNull<Header>) -> &'static Location<'static>,
 }
 
 /// What the stage holds.
@@ -88,6 +91,9 @@ pub(crate) struct Cell<F: Future, S> {
     /// Owned by the holder of `RUNNING` before `COMPLETE`, by the `JoinHandle`
     /// (or the completer when there is none) after.
     pub(crate) stage: UnsafeCell<Stage<F>>,
+    /// The `spawn` call site (`#[track_caller]`); read-only. Kept out of the
+    /// header: only diagnostics read it.
+    pub(crate) spawned_at: &'static Location<'static>,
 }
 
 impl<F, S> Cell<F, S>
@@ -103,10 +109,26 @@ where
         try_read_output: harness::try_read_output::<F, S>,
         drop_join_handle: harness::drop_join_handle::<F, S>,
         shutdown: harness::shutdown::<F, S>,
+        spawned_at: Self::spawned_at,
     };
 
+    /// `Vtable::spawned_at`.
+    ///
+    /// # Safety
+    /// `ptr` is a live `Cell<F, S>`.
+    unsafe fn spawned_at(ptr: NonNull<Header>) -> &'static Location<'static> {
+        // SAFETY: the header is the first field of the repr(C) cell and the
+        // cell is alive (contract); `spawned_at` is read-only after allocate.
+        unsafe { ptr.cast::<Cell<F, S>>().as_ref().spawned_at }
+    }
+
     /// Allocates a task: the single heap allocation of a spawn.
-    pub(crate) fn allocate(future: F, scheduler: S, id: Id) -> NonNull<Header> {
+    pub(crate) fn allocate(
+        future: F,
+        scheduler: S,
+        id: Id,
+        spawned_at: &'static Location<'static>,
+    ) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
@@ -118,6 +140,7 @@ where
             scheduler,
             join_waker: UnsafeCell::new(None),
             stage: UnsafeCell::new(Stage::Running(future)),
+            spawned_at,
         });
         NonNull::from(Box::leak(cell)).cast()
     }
@@ -151,6 +174,13 @@ impl RawTask {
 
     pub(crate) fn id(self) -> Id {
         self.header().id
+    }
+
+    /// Where the task was spawned.
+    pub(crate) fn spawned_at(self) -> &'static Location<'static> {
+        // SAFETY: the vtable belongs to this cell and the caller's reference
+        // keeps it alive (from_raw's contract).
+        unsafe { (self.header().vtable.spawned_at)(self.ptr) }
     }
 
     /// Polls; consumes the caller's `Notified` reference.

@@ -19,6 +19,8 @@ mod park;
 mod queue;
 
 #[cfg(loom)]
+mod loom_handoff;
+#[cfg(loom)]
 mod loom_idle;
 #[cfg(loom)]
 mod loom_inject;

@@ -102,9 +102,10 @@ fn task_cell_stays_small() {
     let header = std::mem::size_of::<Header>();
     let cell = std::mem::size_of::<Cell<F, crate::runtime::Handle>>();
     assert!(header <= 40, "task header grew to {header} bytes");
-    // header 40 + scheduler 8 + join waker 16 + stage 24 (future 16 + tag).
+    // header 40 + scheduler 8 + join waker 16 + stage 24 (future 16 + tag)
+    // + spawn location 8 (sysmon's handoff warning names it).
     assert!(
-        cell <= 88,
+        cell <= 96,
         "task cell for a 16-byte future grew to {cell} bytes"
     );
 }

@@ -1,0 +1,515 @@
+//! sysmon: the monitor thread that keeps one blocked task from stalling the
+//! tasks behind it (Go's `sysmon`, `retake`, `handoffp`), and schedtrace.
+//!
+//! # Purpose
+//! A future that blocks its thread inside `poll` cannot be interrupted. One
+//! thread per runtime, holding no P, watches every P's status word
+//! (pstatus.rs): a P whose M stays inside *one* poll past
+//! `Builder::blocking_threshold` (10 ms) while work waits for it is taken
+//! from that M and handed to an idle or a new M, so the queued tasks run.
+//! The same watch asks overrunning polls to yield through the budget (time
+//! slice), polls the network when nobody did for 10 ms, and
+//! prints `GORT_DEBUG=schedtrace` lines.
+//!
+//! # States
+//! - Per P, sysmon's own record (`PRecord`, sysmon-private): the slot word
+//!   it saw and when it first saw it. Equal words on two ticks mean the same
+//!   poll is still running (the word carries a poll sequence number).
+//! - `SysmonShared::sleeping`: false -> true when sysmon parks with every P
+//!   idle and no schedtrace due (Go's `sysmonwait`); true -> false by the
+//!   first M to acquire a P (`wake`).
+//! - Delay: 20 us after a tick that did something; after 50 idle ticks it
+//!   doubles each tick up to 10 ms (Go's numbers), capped at 2 ms while any P
+//!   is busy so that a blocked poll is seen within threshold + 2 ms. Woken
+//!   from the deep sleep, it starts at 2 ms (not Go's 20 us: see `run`).
+//!
+//! # Transitions (per tick, for each P)
+//! 1. Load the slot word. Not `POLLING`/`SYSCALL`: forget the record.
+//! 2. A new word: record it with the time now.
+//! 3. The same word for >= 10 ms while `POLLING`: set the M's preempt flag
+//!    (its next gort leaf future yields; budget.rs).
+//! 4. The same word past the threshold (`blocking_threshold` for a poll,
+//!    20 us for `block_in_place`) and work waits (the P's runq/runnext, or
+//!    the global queue with no idle P; for `SYSCALL` also "syscall longer
+//!    than 10 ms", Go's rule): `PSlot::retake` (CAS on the exact word seen),
+//!    warn, and `handoff`: an idle M (`Idle::startm_with`), else a new M if
+//!    under `max_threads`, else the idle list.
+//!
+//! # Ownership
+//! `PRecord`s, the delay and the trace clock are locals of the sysmon
+//! thread. A retaken P is sysmon's until `handoff` gives it away.
+//!
+//! # Orderings
+//! - The P's hand-over is pstatus.rs' CAS (`retake` Acquire pairs with
+//!   `PSlot::enter`'s Release), then idle.rs' lock (`startm_with` ->
+//!   `wait_for_p`), or the spawn of the new M's thread.
+//! - `sleeping`: sysmon stores true (SeqCst) then re-reads `npidle` (SeqCst);
+//!   `wake` runs after an M took a P (idle.rs stores `npidle` SeqCst under
+//!   the lock) and swaps `sleeping` (SeqCst): either sysmon sees the busy P
+//!   or the M sees `sleeping` and unparks it; the parker keeps the permit.
+//! - The racy loads (queue lengths, `npidle`) are hints, as in Go's `retake`:
+//!   a wrong guess costs one handoff or one tick of delay, never safety.
+//!
+//! # Rejected alternatives
+//! - Timing every poll on the M: two clock reads per poll; sysmon's
+//!   sequence comparison costs the M one store (pstatus.rs).
+//! - Handing off every long poll, work or not: a lone CPU-bound task would
+//!   make sysmon start Ms that find nothing to do.
+//! - Sleeping a fixed 10 ms: a blocked poll would then stall its P's queue
+//!   for up to 30 ms; 20 us while busy is Go's compromise.
+//!
+//! # Checked by
+//! `src/tests/loom_handoff.rs` (the P moves between Ms without ever being
+//! held by two; no task lost or run twice), and the integration tests in
+//! `tests/sysmon.rs` (50 tickers keep ticking while one task blocks 500 ms).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use gort_netpoll::loom::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
+
+use crate::m::NO_P;
+use crate::p::P;
+use crate::park::{Parker, Unparker};
+use crate::pstatus::{self, POLLING, RUNNING, SYSCALL};
+use crate::runtime::Handle;
+
+/// Go's `forcePreemptNS`: a poll running longer than this is asked to yield.
+const TIME_SLICE: Duration = Duration::from_millis(10);
+/// Go's threshold for taking the P of an M in a syscall when work waits: one
+/// sysmon tick. Applies to `block_in_place`.
+const SYSCALL_THRESHOLD: Duration = Duration::from_micros(20);
+/// Go's rule: a syscall longer than this loses its P even if no work waits
+/// yet (timers may fire, tasks be woken).
+const SYSCALL_MAX: Duration = Duration::from_millis(10);
+/// Go's sysmon delays: 20 us while busy, doubling after 50 idle ticks, at
+/// most 10 ms.
+const MIN_DELAY: Duration = Duration::from_micros(20);
+const MAX_DELAY: Duration = Duration::from_millis(10);
+const IDLE_TICKS_BEFORE_BACKOFF: u32 = 50;
+/// Go's sysmon polls the network when nobody has for this long.
+const NETPOLL_PERIOD: Duration = Duration::from_millis(10);
+/// Cap on the delay while some P is busy: bounds how late a blocked poll is
+/// noticed (threshold + this) without sysmon waking 50,000 times a second.
+const BUSY_MAX_DELAY: Duration = Duration::from_millis(2);
+
+/// `GORT_DEBUG` settings, Go's `GODEBUG=schedtrace=X,scheddetail=1`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DebugConfig {
+    /// Print a schedtrace line this often.
+    pub(crate) schedtrace: Option<Duration>,
+    /// Add a line per P and per M.
+    pub(crate) scheddetail: bool,
+}
+
+impl DebugConfig {
+    /// Parses `key=value` pairs separated by commas. Unknown keys are an
+    /// error (a typo would otherwise silently disable the trace).
+    pub(crate) fn parse(s: &str) -> Result<DebugConfig, String> {
+        let mut cfg = DebugConfig::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value, got {item:?}"))?;
+            let n: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{key}: expected a non-negative integer, got {value:?}"))?;
+            match key.trim() {
+                "schedtrace" => cfg.schedtrace = (n > 0).then(|| Duration::from_millis(n)),
+                "scheddetail" => cfg.scheddetail = n != 0,
+                other => {
+                    return Err(format!(
+                        "unknown setting {other:?} (known: schedtrace, scheddetail)"
+                    ));
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// What the Ms share with sysmon.
+pub(crate) struct SysmonShared {
+    unparker: Unparker,
+    sleeping: AtomicBool,
+    /// Time zero of schedtrace.
+    pub(crate) start: Instant,
+}
+
+impl SysmonShared {
+    pub(crate) fn new(unparker: Unparker) -> SysmonShared {
+        SysmonShared {
+            unparker,
+            sleeping: AtomicBool::new(false),
+            start: Instant::now(),
+        }
+    }
+
+    /// Called after an M acquired a P: wakes sysmon from its deep sleep.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        if self.sleeping.load(Relaxed) && self.sleeping.swap(false, SeqCst) {
+            self.unparker.unpark();
+        }
+    }
+
+    /// Shutdown: ends sysmon's sleep so it sees the runtime closed.
+    pub(crate) fn wake_for_shutdown(&self) {
+        self.sleeping.store(false, SeqCst);
+        self.unparker.unpark();
+    }
+}
+
+/// Sysmon's memory of one P: the word it saw and since when.
+#[derive(Clone, Copy)]
+struct PRecord {
+    word: u64,
+    since: Instant,
+    preempted: bool,
+}
+
+/// The body of the sysmon thread.
+pub(crate) fn run(handle: Handle, mut parker: Parker) {
+    let shared = &handle.shared;
+    let mut records: Vec<Option<PRecord>> = vec![None; shared.allp.len()];
+    let mut idle_ticks = 0u32;
+    let mut delay = MIN_DELAY;
+    let trace = shared.config.debug.schedtrace;
+    let mut next_trace = trace.map(|t| shared.sysmon.start + t);
+    let mut next_netpoll = Instant::now() + NETPOLL_PERIOD;
+    let mut ready: Vec<std::task::Waker> = Vec::new();
+    loop {
+        let nap = next_trace.map_or(delay, |t| {
+            delay.min(t.saturating_duration_since(Instant::now()))
+        });
+        if trace.is_none() && shared.idle.npidle() == shared.idle.nprocs() {
+            // Nothing runs: sleep until an M takes a P (Go's sysmonwait).
+            shared.sysmon.sleeping.store(true, SeqCst);
+            if shared.idle.npidle_seqcst() == shared.idle.nprocs() && !shared.idle.is_closed() {
+                parker.park();
+            }
+            shared.sysmon.sleeping.store(false, SeqCst);
+            records.iter_mut().for_each(|r| *r = None);
+            // Work appearing is not a sign of trouble: resume at the busy
+            // cadence, not Go's 20 us, which on a 2-core machine stole
+            // enough CPU from the Ms to double `yield_many` (measured).
+            idle_ticks = IDLE_TICKS_BEFORE_BACKOFF;
+            delay = BUSY_MAX_DELAY;
+        } else {
+            parker.park_timeout(nap);
+        }
+        if shared.idle.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let acted = retake(&handle, &mut records, now);
+        if acted {
+            idle_ticks = 0;
+            delay = MIN_DELAY;
+        } else {
+            idle_ticks = idle_ticks.saturating_add(1);
+            if idle_ticks > IDLE_TICKS_BEFORE_BACKOFF {
+                delay = (delay * 2).min(MAX_DELAY);
+            }
+        }
+        if shared.idle.npidle() < shared.idle.nprocs() {
+            delay = delay.min(BUSY_MAX_DELAY);
+        }
+        if now >= next_netpoll {
+            next_netpoll = now + NETPOLL_PERIOD;
+            netpoll(&handle, &mut ready);
+        }
+        if let (Some(period), Some(due)) = (trace, next_trace)
+            && now >= due
+        {
+            let detail = shared.config.debug.scheddetail;
+            eprint!("{}", schedtrace(&handle, now, detail));
+            next_trace = Some(due + period);
+        }
+    }
+}
+
+/// Go's sysmon netpoll: when sockets are registered, no idle M holds the
+/// netpoller role (every M is busy, and they poll only when their runq runs
+/// dry) and nobody polled for `NETPOLL_PERIOD` (Go's `sched.lastpoll`),
+/// poll without blocking. Waking the readied tasks from this thread, which
+/// is not an M, puts them on the global queue and `wakep`s
+/// (`schedule_remote`).
+fn netpoll(handle: &Handle, ready: &mut Vec<std::task::Waker>) {
+    let np = &handle.shared.netpoller;
+    let h = np.handle();
+    if !h.has_registrations()
+        || np.is_claimed()
+        || h.last_poll().is_some_and(|t| t.elapsed() < NETPOLL_PERIOD)
+    {
+        return;
+    }
+    if let Err(e) = np.poll_now(ready) {
+        tracing::warn!(target: "gort", error = %e, "sysmon: non-blocking netpoll failed");
+    }
+    ready.drain(..).for_each(std::task::Waker::wake);
+}
+
+/// Go's `retake`, over every P. True when it preempted or handed off.
+fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> bool {
+    let shared = &handle.shared;
+    let mut acted = false;
+    for (i, slot) in shared.allp.iter().enumerate() {
+        let word = slot.load();
+        let status = pstatus::status(word);
+        if status != POLLING && status != SYSCALL {
+            // RUNNING is a wake from inside the poll, a moment long: keep the
+            // record, the word returns to what it was.
+            if status != RUNNING {
+                records[i] = None;
+            }
+            continue;
+        }
+        let rec = match records[i] {
+            Some(r) if r.word == word => r,
+            _ => {
+                records[i] = Some(PRecord {
+                    word,
+                    since: now,
+                    preempted: false,
+                });
+                continue;
+            }
+        };
+        let blocked = now.saturating_duration_since(rec.since);
+        if status == POLLING && blocked >= TIME_SLICE && !rec.preempted {
+            preempt(handle, slot.last_poll().1 as usize);
+            records[i] = Some(PRecord {
+                preempted: true,
+                ..rec
+            });
+            acted = true;
+        }
+        let (threshold, must) = if status == SYSCALL {
+            (SYSCALL_THRESHOLD, blocked >= SYSCALL_MAX)
+        } else {
+            (shared.config.blocking_threshold, false)
+        };
+        if blocked < threshold || !(must || work_waits(handle, i, now)) {
+            continue;
+        }
+        if let Some(p) = slot.retake(word) {
+            records[i] = None;
+            acted = true;
+            let (task_id, m) = slot.last_poll();
+            if status == POLLING {
+                let spawned_at = shared
+                    .owned
+                    .spawn_location(task_id)
+                    .map_or_else(|| "?".to_string(), |l| l.to_string());
+                tracing::warn!(
+                    target: "gort",
+                    task_id,
+                    spawned_at,
+                    m,
+                    blocked_ms = blocked.as_secs_f64() * 1e3,
+                    "a task blocked its thread inside one poll; handing its P to another M \
+                     (use spawn_blocking or block_in_place for blocking work)"
+                );
+            }
+            handoff(handle, p);
+        }
+    }
+    acted
+}
+
+/// Whether tasks wait for P `i`: its runq (or runnext), an expired timer
+/// on its heap, or the global queue while no P is idle to take it.
+fn work_waits(handle: &Handle, i: usize, now: Instant) -> bool {
+    let shared = &handle.shared;
+    !shared.stealers[i].is_empty()
+        || shared.timers[i].next_deadline().is_some_and(|d| d <= now)
+        || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
+}
+
+/// Sets the preempt flag of M `m` (budget.rs reads it).
+fn preempt(handle: &Handle, m: usize) {
+    if let Some(info) = handle.shared.ms.lock().unwrap().get(m) {
+        info.preempt.store(true, Relaxed);
+    }
+}
+
+/// Go's `handoffp` for a P taken from a blocked M: an idle M, else a new M,
+/// else (every M busy and `max_threads` reached) the idle list.
+fn handoff(handle: &Handle, p: Box<P>) {
+    let shared = &handle.shared;
+    let Err(p) = shared.idle.startm_with(p) else {
+        return;
+    };
+    if let Err(p) = handle.start_m(p) {
+        tracing::warn!(
+            target: "gort",
+            max_threads = shared.config.max_threads,
+            "sysmon: cannot start an M for a handed-off P (max_threads reached or the OS \
+             refused a thread); it waits on the idle list"
+        );
+        shared.idle.put_idle_p(p);
+    }
+}
+
+/// One schedtrace report in Go's format (with `scheddetail`, a line per P
+/// and per M follows the header).
+pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String {
+    let shared = &handle.shared;
+    let idle = &shared.idle;
+    let ms: Vec<_> = shared.ms.lock().unwrap().clone();
+    let threads = *shared.live_ms.lock().unwrap();
+    let mut out = format!(
+        "SCHED {}ms: gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={}",
+        now.saturating_duration_since(shared.sysmon.start)
+            .as_millis(),
+        idle.nprocs(),
+        idle.npidle(),
+        threads,
+        idle.nmspinning(),
+        idle.nmidle(),
+        shared.inject.len(),
+    );
+    if !detail {
+        let lens: Vec<String> = shared
+            .stealers
+            .iter()
+            .map(|s| s.len().to_string())
+            .collect();
+        let _ = writeln!(out, " [{}]", lens.join(" "));
+        return out;
+    }
+    out.push('\n');
+    for (i, slot) in shared.allp.iter().enumerate() {
+        let word = slot.load();
+        let owner = ms.iter().find(|m| m.curp.load(Relaxed) == i).map(|m| m.id);
+        // Go's numbering: 0 idle, 1 running, 2 syscall.
+        let status = match pstatus::status(word) {
+            SYSCALL => 2,
+            POLLING | RUNNING => 1,
+            _ => u8::from(owner.is_some()),
+        };
+        let _ = writeln!(
+            out,
+            "  P{i}: status={status} pollseq={} m={} runqsize={}",
+            word >> 3,
+            owner.map_or("nil".into(), |m| m.to_string()),
+            shared.stealers[i].len(),
+        );
+    }
+    for m in &ms {
+        let p = m.curp.load(Relaxed);
+        let curg = (p != NO_P)
+            .then(|| shared.allp[p].load())
+            .filter(|w| matches!(pstatus::status(*w), POLLING | SYSCALL | RUNNING))
+            .map(|_| shared.allp[p].last_poll())
+            .filter(|&(_, mid)| mid as usize == m.id)
+            .map(|(task, _)| task);
+        let _ = writeln!(
+            out,
+            "  M{}: p={} curg={} spinning={} preempt={}",
+            m.id,
+            if p == NO_P {
+                "nil".into()
+            } else {
+                p.to_string()
+            },
+            curg.map_or("nil".into(), |g| g.to_string()),
+            m.spinning.load(Relaxed),
+            m.preempt.load(Relaxed),
+        );
+    }
+    out
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Builder;
+
+    /// Parses `key=value` fields of a schedtrace line into numbers.
+    fn field(line: &str, key: &str) -> usize {
+        let v = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line:?}"));
+        v.parse()
+            .unwrap_or_else(|_| panic!("{key}={v:?} is not a number in {line:?}"))
+    }
+
+    #[test]
+    fn schedtrace_line_has_go_format() {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let handle = rt.handle();
+        let line = schedtrace(&handle, Instant::now(), false);
+        assert!(line.ends_with('\n'), "one line: {line:?}");
+        let line = line.trim_end();
+        let rest = line.strip_prefix("SCHED ").expect("starts with SCHED");
+        let (ms, rest) = rest.split_once("ms: ").expect("SCHED <n>ms: ");
+        ms.parse::<u64>().expect("elapsed ms is a number");
+        assert_eq!(field(rest, "gomaxprocs"), 2);
+        assert!(field(rest, "idleprocs") <= 2);
+        assert!(field(rest, "threads") >= 2, "{line}");
+        assert!(field(rest, "spinningthreads") <= 2);
+        assert!(field(rest, "idlethreads") <= field(rest, "threads"));
+        assert_eq!(field(rest, "runqueue"), 0);
+        let keys: Vec<&str> = rest
+            .split_whitespace()
+            .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "gomaxprocs",
+                "idleprocs",
+                "threads",
+                "spinningthreads",
+                "idlethreads",
+                "runqueue"
+            ],
+            "Go's field order"
+        );
+        let open = rest.find('[').expect("per-P runq lengths in [..]");
+        let lens: Vec<usize> = rest[open + 1..rest.len() - 1]
+            .split_whitespace()
+            .map(|n| n.parse().expect("runq length"))
+            .collect();
+        assert_eq!(lens, [0, 0], "one runq length per P: {line}");
+        assert!(rest.ends_with(']'));
+    }
+
+    #[test]
+    fn scheddetail_adds_a_line_per_p_and_m() {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let out = schedtrace(&rt.handle(), Instant::now(), true);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("SCHED ") && !lines[0].contains('['));
+        let ps: Vec<_> = lines.iter().filter(|l| l.starts_with("  P")).collect();
+        let ms: Vec<_> = lines.iter().filter(|l| l.starts_with("  M")).collect();
+        assert_eq!(ps.len(), 2, "{out}");
+        assert!(ms.len() >= 2, "{out}");
+        for p in ps {
+            assert!(field(p, "status") <= 2, "{p}");
+            field(p, "runqsize");
+            assert!(p.contains(" m="), "{p}");
+        }
+        for m in ms {
+            assert!(m.contains(" p=") && m.contains(" curg=") && m.contains(" spinning="));
+        }
+    }
+
+    #[test]
+    fn parses_go_style_settings() {
+        assert_eq!(DebugConfig::parse("").unwrap(), DebugConfig::default());
+        let c = DebugConfig::parse("schedtrace=1000,scheddetail=1").unwrap();
+        assert_eq!(c.schedtrace, Some(Duration::from_secs(1)));
+        assert!(c.scheddetail);
+        assert_eq!(DebugConfig::parse("schedtrace=0").unwrap().schedtrace, None);
+        let e = DebugConfig::parse("schedtrce=10").unwrap_err();
+        assert!(e.contains("unknown setting"), "{e}");
+        let e = DebugConfig::parse("schedtrace=ten").unwrap_err();
+        assert!(e.contains("integer"), "{e}");
+        assert!(DebugConfig::parse("schedtrace").is_err());
+    }
+}

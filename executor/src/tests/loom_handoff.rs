@@ -1,0 +1,138 @@
+//! Loom models of the handoff (pstatus.rs): sysmon retakes the P of an M
+//! inside a poll (or a `block_in_place`) while that M wakes a task onto the
+//! P and then returns from the poll.
+//!
+//! Properties, in every interleaving:
+//! - the P is held by at most one party at a time (`holders` goes 0 -> 1 on
+//!   every acquire and the acquire asserts it was 0), whether the owner M
+//!   borrows it, takes it back, or sysmon takes it;
+//! - exactly one of the owner M and sysmon ends up with the P;
+//! - every woken task is run exactly once: pushed on the P (and run by
+//!   whoever holds it next) or, once the P is gone, on the global queue.
+//!
+//! Mutation-checked: making `retake`'s CAS a plain store, or letting `borrow`
+//! skip its CAS, fails the holder assertion or loom's cell race detector.
+
+use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use gort_netpoll::loom::sync::{Arc, Mutex};
+use gort_netpoll::loom::thread;
+
+use super::{Item, assert_exactly_once, drop_log};
+use crate::pstatus::PSlot;
+
+/// A P reduced to what the protocol moves: its runq and a holder count.
+struct TestP {
+    runq: Vec<Item>,
+    holders: Arc<AtomicUsize>,
+}
+
+impl TestP {
+    /// Claims the P for the caller; panics if someone else holds it.
+    fn hold(&self) {
+        let prev = self.holders.fetch_add(1, SeqCst);
+        assert_eq!(prev, 0, "two Ms hold one P");
+    }
+
+    fn release(&self) {
+        self.holders.fetch_sub(1, SeqCst);
+    }
+
+    /// Runs (drops) every queued task.
+    fn run_all(&mut self) {
+        self.hold();
+        self.runq.drain(..).for_each(drop);
+        self.release();
+    }
+}
+
+/// Who ended up with the P.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Winner {
+    OwnerM,
+    Sysmon,
+}
+
+/// The owner M polls a task that wakes `wakes` tasks (ids from `first_id`)
+/// from inside the poll, optionally inside a `block_in_place`, while sysmon
+/// tries one retake of the word it sees.
+fn model(in_syscall: bool) {
+    loom::model(move || {
+        let log = drop_log();
+        let holders = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(PSlot::<Box<TestP>>::new());
+        let global = Arc::new(Mutex::new(Vec::<Item>::new()));
+        let winner = Arc::new(Mutex::new(Vec::<Winner>::new()));
+
+        let p = Box::new(TestP {
+            runq: Vec::new(),
+            holders: holders.clone(),
+        });
+        // The owner M parks its P in the slot for the poll.
+        let token = slot.enter(p, 1, 0);
+
+        let sysmon = {
+            let (slot, winner) = (slot.clone(), winner.clone());
+            thread::spawn(move || {
+                let seen = slot.load();
+                // (a tick later, the same word: the same poll)
+                if let Some(mut p) = slot.retake(seen) {
+                    winner.lock().unwrap().push(Winner::Sysmon);
+                    // handoffp: the new M runs the P's queue.
+                    p.run_all();
+                }
+            })
+        };
+
+        // The owner M, inside the poll.
+        let wake = |id: usize| {
+            let mut item = Some(Item::new(id, &log));
+            let pushed = slot.borrow(token, |p| {
+                p.hold();
+                p.runq.push(item.take().unwrap());
+                p.release();
+            });
+            if pushed.is_none() {
+                // The P is gone: the global queue (schedule_local's fallback).
+                global.lock().unwrap().push(item.take().unwrap());
+            }
+        };
+        if in_syscall {
+            let entered = slot.enter_syscall(token);
+            wake(0); // a spawn from inside the blocking section
+            if entered && !slot.exit_syscall(token) {
+                // Slow path with no idle P: finish the poll without one.
+            }
+        } else {
+            wake(0);
+        }
+        // The poll's own re-schedule (woken during its poll).
+        wake(1);
+        if let Some(mut p) = slot.exit(token) {
+            winner.lock().unwrap().push(Winner::OwnerM);
+            p.run_all();
+        }
+
+        sysmon.join().unwrap();
+        // Whoever runs the global queue runs what the P could not take.
+        global.lock().unwrap().drain(..).for_each(drop);
+
+        let winner = winner.lock().unwrap().clone();
+        assert_eq!(
+            winner.len(),
+            1,
+            "exactly one party ends up with the P: {winner:?}"
+        );
+        assert_eq!(holders.load(SeqCst), 0);
+        assert_exactly_once(log.lock().unwrap().clone(), 2, "woken tasks");
+    });
+}
+
+#[test]
+fn loom_handoff_retake_races_a_poll_that_wakes() {
+    model(false);
+}
+
+#[test]
+fn loom_handoff_retake_races_block_in_place() {
+    model(true);
+}

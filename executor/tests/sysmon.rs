@@ -1,0 +1,377 @@
+//! sysmon end to end: a task blocking its thread does not stall the tasks
+//! behind it (handoff), time-slice preemption through the budget,
+//! `block_in_place`, and the `spawn_blocking` pool.
+
+#![cfg(not(loom))]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use gort_executor::task::{block_in_place, consume_budget, spawn_blocking};
+use gort_executor::{Builder, Runtime, spawn, time};
+
+/// Bound for waits that normally take milliseconds (a loaded CI machine).
+const GENEROUS: Duration = Duration::from_secs(20);
+const TICKERS: usize = 50;
+
+fn rt(n: usize) -> Runtime {
+    Builder::new()
+        .worker_threads(n)
+        .build()
+        .expect("runtime builds")
+}
+
+/// 50 tasks each counting its own 1 ms sleeps until `stop`.
+fn start_tickers(rt: &Runtime, stop: &Arc<AtomicBool>) -> Arc<Vec<AtomicUsize>> {
+    let ticks: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..TICKERS).map(|_| AtomicUsize::new(0)).collect());
+    for i in 0..TICKERS {
+        let (ticks, stop) = (ticks.clone(), stop.clone());
+        rt.spawn(async move {
+            while !stop.load(SeqCst) {
+                time::sleep(Duration::from_millis(1)).await;
+                ticks[i].fetch_add(1, SeqCst);
+            }
+        });
+    }
+    ticks
+}
+
+fn snapshot(ticks: &[AtomicUsize]) -> Vec<usize> {
+    ticks.iter().map(|t| t.load(SeqCst)).collect()
+}
+
+/// Waits (with `GENEROUS` as the bound) until every ticker ticked once.
+fn wait_all_ticking(rt: &Runtime, ticks: &Arc<Vec<AtomicUsize>>) {
+    let ticks = ticks.clone();
+    rt.block_on(async move {
+        let start = Instant::now();
+        while ticks.iter().any(|t| t.load(SeqCst) == 0) {
+            assert!(start.elapsed() < GENEROUS, "tickers never started");
+            time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+}
+
+/// Runs a task whose single poll blocks its thread for `block` (with `f`),
+/// and returns each ticker's ticks during the block.
+fn ticks_during_block(workers: usize, block: Duration, in_place: bool) -> Vec<usize> {
+    let rt = rt(workers);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = start_tickers(&rt, &stop);
+    wait_all_ticking(&rt, &ticks);
+    let t = ticks.clone();
+    let during = rt.block_on(rt.spawn(async move {
+        let before = snapshot(&t);
+        if in_place {
+            block_in_place(|| std::thread::sleep(block));
+        } else {
+            std::thread::sleep(block);
+        }
+        let after = snapshot(&t);
+        before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a - b)
+            .collect::<Vec<_>>()
+    }));
+    stop.store(true, SeqCst);
+    during.expect("the blocking task completes")
+}
+
+fn assert_kept_ticking(during: &[usize], block: Duration, what: &str) {
+    // Each ticker could tick ~block/1ms times; the handoff costs ~10 ms and
+    // the machine may be loaded: ask for a tenth.
+    let min_each = (block.as_millis() as usize / 10).max(1);
+    let slowest = *during.iter().min().unwrap();
+    let total: usize = during.iter().sum();
+    assert!(
+        slowest >= min_each,
+        "{what}: while one task blocked its thread for {block:?}, the slowest of {TICKERS} \
+         tickers ticked only {slowest} times (want >= {min_each}; total {total}): the blocked \
+         M's P was not handed to another M"
+    );
+}
+
+#[test]
+fn tickers_keep_ticking_while_a_task_blocks_its_thread_one_worker() {
+    let block = Duration::from_millis(500);
+    let during = ticks_during_block(1, block, false);
+    assert_kept_ticking(&during, block, "1 worker, thread::sleep in poll");
+}
+
+#[test]
+fn tickers_keep_ticking_while_a_task_blocks_its_thread_two_workers() {
+    let block = Duration::from_millis(500);
+    let during = ticks_during_block(2, block, false);
+    assert_kept_ticking(&during, block, "2 workers, thread::sleep in poll");
+}
+
+#[test]
+fn block_in_place_hands_the_p_off() {
+    let block = Duration::from_millis(300);
+    let during = ticks_during_block(1, block, true);
+    assert_kept_ticking(&during, block, "1 worker, block_in_place");
+}
+
+#[test]
+fn block_in_place_returns_its_value_everywhere() {
+    // Outside any runtime, on a block_on thread, and in a task (where the
+    // closure may itself spawn).
+    assert_eq!(block_in_place(|| 1), 1);
+    let rt = rt(1);
+    assert_eq!(rt.block_on(async { block_in_place(|| 2) }), 2);
+    let v = rt.block_on(rt.spawn(async {
+        let inner = block_in_place(|| spawn(async { 3 }));
+        inner.await.unwrap() + block_in_place(|| 4)
+    }));
+    assert_eq!(v.unwrap(), 7);
+}
+
+#[test]
+fn a_returning_blocked_m_continues_as_a_spare() {
+    // After the handoff the blocked M returns and must find work again (an
+    // idle P) or park; every task still completes, many times over.
+    let rt = rt(1);
+    let done = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        for round in 0..5 {
+            let mut hs = Vec::new();
+            for _ in 0..20 {
+                let done = done.clone();
+                hs.push(spawn(async move {
+                    time::sleep(Duration::from_millis(1)).await;
+                    done.fetch_add(1, SeqCst);
+                }));
+            }
+            hs.push(spawn(async move {
+                std::thread::sleep(Duration::from_millis(30 + round));
+            }));
+            for h in hs {
+                h.await.unwrap();
+            }
+        }
+    });
+    assert_eq!(done.load(SeqCst), 100, "every task ran exactly once");
+}
+
+#[test]
+fn time_slice_overrun_yields_at_the_next_leaf() {
+    // Handoff disabled in practice (1 s threshold): only preemption can cut
+    // the hog's poll short. Unpreempted, one poll spends 128 budget units of
+    // 2 ms each: the ticker would wait >= 256 ms; preempted, ~10-15 ms.
+    let rt = Builder::new()
+        .worker_threads(1)
+        .blocking_threshold(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let hog = rt.spawn(async move {
+        while !s.load(SeqCst) {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(2) {
+                std::hint::spin_loop();
+            }
+            consume_budget().await;
+        }
+    });
+    let worst = rt.block_on(rt.spawn(async {
+        let mut worst = Duration::ZERO;
+        for _ in 0..30 {
+            let t = Instant::now();
+            time::sleep(Duration::from_millis(1)).await;
+            worst = worst.max(t.elapsed());
+        }
+        worst
+    }));
+    stop.store(true, SeqCst);
+    rt.block_on(hog).unwrap();
+    let worst = worst.unwrap();
+    assert!(
+        worst < Duration::from_millis(150),
+        "a 1 ms sleep beside a budget-spending hog took {worst:?}: sysmon's time-slice \
+         preemption (10 ms) did not make the hog yield"
+    );
+}
+
+#[test]
+fn spawn_blocking_returns_values_and_panics() {
+    let rt = rt(1);
+    let v = rt.block_on(async { spawn_blocking(|| 6 * 7).await });
+    assert_eq!(v.unwrap(), 42);
+    let e = rt
+        .block_on(async { spawn_blocking(|| -> u8 { panic!("boom in the pool") }).await })
+        .unwrap_err();
+    assert!(e.is_panic(), "a panic reaches the JoinHandle: {e:?}");
+    // The pool survives the panic.
+    let v = rt.block_on(rt.handle().spawn_blocking(|| "still here"));
+    assert_eq!(v.unwrap(), "still here");
+}
+
+#[test]
+fn spawn_blocking_runs_beside_tasks_and_respects_the_cap() {
+    let rt = Builder::new()
+        .worker_threads(1)
+        .max_blocking_threads(2)
+        .build()
+        .unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..6)
+        .map(|i| {
+            let (running, peak) = (running.clone(), peak.clone());
+            rt.handle().spawn_blocking(move || {
+                let now = running.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                running.fetch_sub(1, SeqCst);
+                i
+            })
+        })
+        .collect();
+    // Tasks run while the pool is busy.
+    assert_eq!(rt.block_on(spawn_on(&rt, async { 5 })), 5);
+    let sum: usize = rt.block_on(async {
+        let mut sum = 0;
+        for h in hs {
+            sum += h.await.unwrap();
+        }
+        sum
+    });
+    assert_eq!(sum, 15, "all six closures ran once");
+    assert!(
+        peak.load(SeqCst) <= 2,
+        "max_blocking_threads(2) but {} ran at once",
+        peak.load(SeqCst)
+    );
+    assert!(rt.handle().num_blocking_threads() <= 2);
+}
+
+fn spawn_on<T: Send + 'static>(
+    rt: &Runtime,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let h = rt.spawn(f);
+    async move { h.await.unwrap() }
+}
+
+#[test]
+fn idle_blocking_threads_retire() {
+    let rt = Builder::new()
+        .worker_threads(1)
+        .thread_keep_alive(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let h = rt.handle();
+    assert_eq!(rt.block_on(h.spawn_blocking(|| 1)).unwrap(), 1);
+    assert_eq!(h.num_blocking_threads(), 1, "one thread ran the closure");
+    let start = Instant::now();
+    while h.num_blocking_threads() > 0 {
+        assert!(
+            start.elapsed() < GENEROUS,
+            "an idle blocking thread did not retire {GENEROUS:?} after a 50 ms keep-alive"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A new closure starts a new thread.
+    assert_eq!(rt.block_on(h.spawn_blocking(|| 2)).unwrap(), 2);
+}
+
+#[test]
+fn bad_sysmon_configuration_is_an_error() {
+    let e = Builder::new()
+        .worker_threads(1)
+        .blocking_threshold(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("blocking_threshold"), "{e}");
+    let e = Builder::new()
+        .worker_threads(1)
+        .max_blocking_threads(0)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("max_blocking_threads"), "{e}");
+}
+
+#[test]
+fn sysmon_polls_the_network_when_every_m_is_busy() {
+    // One P kept busy by a task that always yields: its M always finds local
+    // work and never reaches findrunnable's netpoll; no idle M holds the
+    // netpoller role. Only sysmon's periodic netpoll can wake the reader.
+    let rt = rt(1);
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let (reader, hog_gave_up) = rt.block_on(async {
+        let sock = gort_netpoll::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = sock.local_addr().unwrap();
+        let d = done.clone();
+        let hog = spawn(async move {
+            let start = Instant::now();
+            while !d.load(SeqCst) {
+                if start.elapsed() > Duration::from_secs(5) {
+                    return true;
+                }
+                gort_executor::task::yield_now().await;
+            }
+            false
+        });
+        let d = done.clone();
+        let reader = spawn(async move {
+            let mut buf = [0u8; 16];
+            let n = sock.recv(&mut buf).await.unwrap();
+            d.store(true, SeqCst);
+            (buf[..n].to_vec(), start.elapsed())
+        });
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.send_to(b"ping", addr).unwrap();
+        });
+        (reader.await.unwrap(), hog.await.unwrap())
+    });
+    let (msg, took) = reader;
+    assert_eq!(msg, b"ping");
+    // Sent after 50 ms; sysmon polls every 10 ms. Without it the datagram
+    // waits for the scheduler's occasional netpoll (seconds here).
+    assert!(
+        !hog_gave_up && took < Duration::from_secs(1),
+        "the datagram was seen {took:?} after start (sent at 50 ms): sysmon did not poll \
+         the network while every M was busy"
+    );
+}
+
+#[test]
+fn shutdown_completes_with_a_handed_off_m_and_a_busy_blocking_thread() {
+    let rt = rt(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = start_tickers(&rt, &stop);
+    wait_all_ticking(&rt, &ticks);
+    // A poll blocked past the handoff, and a blocking closure still running.
+    rt.spawn(async { std::thread::sleep(Duration::from_millis(200)) });
+    let pool = rt
+        .handle()
+        .spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)));
+    let before = snapshot(&ticks);
+    let t = Instant::now();
+    while snapshot(&ticks) == before {
+        assert!(
+            t.elapsed() < GENEROUS,
+            "tickers stalled behind the blocked poll"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    drop(rt);
+    // Drop waits for the blocked poll (like any poll in progress), not for
+    // the blocking pool's closure.
+    assert!(
+        start.elapsed() < GENEROUS,
+        "dropping the runtime took {:?}",
+        start.elapsed()
+    );
+    drop(pool);
+}
