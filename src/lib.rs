@@ -21,7 +21,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub use gort_executor::{Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, spawn, task, time};
+pub use gort_executor::{
+    Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, spawn, task, time,
+};
 pub use gort_macros::{main, test};
 
 /// The runtime types under one path, as `tokio::runtime` has them.
