@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,11 +29,13 @@ const (
 	stallDur = 10 * time.Microsecond
 )
 
-// stall busy-waits 10 us, yielding the thread as tokio's stall yields it.
+// stall busy-waits 10 us, yielding the OS thread (sched_yield) as tokio's
+// stall does with std::thread::yield_now. runtime.Gosched would be a
+// different workload: it puts the goroutine on the global queue each time.
 func stall() {
 	start := time.Now()
 	for time.Since(start) < stallDur {
-		runtime.Gosched()
+		syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 	}
 }
 
