@@ -8,7 +8,7 @@
 //! unwind into the scheduler.
 
 use std::future::Future;
-use std::mem;
+use std::mem::{self, ManuallyDrop};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use gort_netpoll::budget;
 
 use super::join::JoinError;
-use super::raw::{Cell, Header, RawTask, Stage};
+use super::raw::{Cell, Header, Outcome, RawTask};
 use super::state::{TransitionToIdle, TransitionToRunning};
 use super::{Hint, Notified, Schedule, waker};
 use crate::context;
@@ -32,27 +32,57 @@ unsafe fn cell<'a, F: Future, S>(ptr: NonNull<Header>) -> &'a Cell<F, S> {
 }
 
 impl<F: Future, S> Cell<F, S> {
-    /// Replaces the stage, returning the old one.
+    /// Drops the future in place, catching a panic of its `Drop`. Afterwards
+    /// neither half of the stage is live: the caller must `set_outcome`
+    /// before it sets `COMPLETE`.
     ///
     /// # Safety
-    /// The caller must own the stage: hold `RUNNING` before `COMPLETE`, or be
-    /// the stage's owner after it (the `JoinHandle`, or the completer when
-    /// `JOIN_INTEREST` was clear at completion).
-    unsafe fn replace_stage(&self, next: Stage<F>) -> Stage<F> {
-        // SAFETY: exclusive ownership of the stage is this function's contract.
-        self.stage
-            .with_mut(|p| unsafe { mem::replace(&mut *p, next) })
+    /// The caller holds `RUNNING`, `COMPLETE` is clear and the future has not
+    /// been dropped (Stage's invariant, raw.rs).
+    unsafe fn drop_future(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
+        self.stage.with_mut(|p| {
+            // SAFETY: RUNNING gives us the stage and the future is live
+            // (contract); it is dropped once: the caller writes the outcome
+            // next and nobody reads the future again.
+            catch_unwind(AssertUnwindSafe(|| unsafe {
+                ManuallyDrop::drop(&mut (*p).future)
+            }))
+        })
     }
 
-    /// Drops the stage's content, catching a panic of its `Drop`. The stage
+    /// Writes the outcome over a dropped future.
+    ///
+    /// # Safety
+    /// The caller holds `RUNNING`, has just dropped the future with
+    /// `drop_future`, and sets `COMPLETE` next.
+    unsafe fn set_outcome(&self, outcome: Outcome<F::Output>) {
+        // SAFETY: the stage is ours (RUNNING) and holds nothing live (the
+        // future is dropped), so writing the field overwrites nothing.
+        self.stage
+            .with_mut(|p| unsafe { (*p).outcome = ManuallyDrop::new(outcome) });
+    }
+
+    /// Takes the outcome, leaving `Consumed`.
+    ///
+    /// # Safety
+    /// `COMPLETE` is set and the caller owns the stage: the `JoinHandle` if
+    /// `JOIN_INTEREST` was set at completion, else the completer.
+    unsafe fn take_outcome(&self) -> Outcome<F::Output> {
+        // SAFETY: COMPLETE is set, so `outcome` is the live half, and the
+        // caller owns it (contract).
+        self.stage
+            .with_mut(|p| unsafe { mem::replace(&mut *(*p).outcome, Outcome::Consumed) })
+    }
+
+    /// Drops the outcome, catching a panic of the output's `Drop`. The stage
     /// reads `Consumed` before the drop runs, so a panicking drop cannot lead
     /// to a second drop.
     ///
     /// # Safety
-    /// As for `replace_stage`.
-    unsafe fn drop_stage(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
+    /// As for `take_outcome`.
+    unsafe fn drop_outcome(&self) -> Result<(), Box<dyn std::any::Any + Send>> {
         // SAFETY: forwarded contract.
-        let old = unsafe { self.replace_stage(Stage::Consumed) };
+        let old = unsafe { self.take_outcome() };
         catch_unwind(AssertUnwindSafe(move || drop(old)))
     }
 }
@@ -99,18 +129,13 @@ where
         budget::budget(|| {
             cell.stage.with_mut(|p| {
                 // SAFETY: RUNNING (transition_to_running above) grants us
-                // exclusive access to the stage.
-                let stage = unsafe { &mut *p };
-                match stage {
-                    Stage::Running(fut) => {
-                        // SAFETY: the future lives in the heap cell and is only
-                        // dropped in place (replace_stage), never moved out
-                        // while `Running`: the pinning guarantee holds.
-                        let fut = unsafe { Pin::new_unchecked(fut) };
-                        fut.poll(&mut cx)
-                    }
-                    _ => unreachable!("gort: polled a task whose future is gone"),
-                }
+                // exclusive access to the stage, and COMPLETE is clear (the
+                // transition fails on a complete task), so the future is the
+                // live half (Stage's invariant, raw.rs). It lives in the heap
+                // cell and is only dropped in place (drop_future), never
+                // moved: the pinning guarantee holds.
+                let fut = unsafe { Pin::new_unchecked(&mut *(*p).future) };
+                fut.poll(&mut cx)
             })
         })
     }));
@@ -133,22 +158,22 @@ where
             }
         },
         Ok(Poll::Ready(out)) => {
-            // SAFETY: we hold RUNNING; the future is dropped before the output
-            // is stored.
-            let next = match unsafe { cell.drop_stage() } {
-                Ok(()) => Stage::Finished(out),
-                Err(payload) => Stage::Panicked(payload),
+            // SAFETY: we hold RUNNING and COMPLETE is clear; the future is
+            // dropped before the output is stored.
+            let next = match unsafe { cell.drop_future() } {
+                Ok(()) => Outcome::Finished(out),
+                Err(payload) => Outcome::Panicked(payload),
             };
-            // SAFETY: RUNNING is still ours.
-            unsafe { cell.replace_stage(next) };
+            // SAFETY: RUNNING is still ours and the future was just dropped.
+            unsafe { cell.set_outcome(next) };
             complete(cell, 1);
         }
         Err(payload) => {
-            // SAFETY: we hold RUNNING. A second panic from the future's Drop
-            // is dropped in favour of the first.
-            let _ = unsafe { cell.drop_stage() };
-            // SAFETY: RUNNING is still ours.
-            unsafe { cell.replace_stage(Stage::Panicked(payload)) };
+            // SAFETY: we hold RUNNING and COMPLETE is clear. A second panic
+            // from the future's Drop is dropped in favour of the first.
+            let _ = unsafe { cell.drop_future() };
+            // SAFETY: RUNNING is still ours and the future was just dropped.
+            unsafe { cell.set_outcome(Outcome::Panicked(payload)) };
             complete(cell, 1);
         }
     }
@@ -158,15 +183,16 @@ where
 /// future's `Drop`).
 ///
 /// # Safety
-/// The caller holds `RUNNING`.
+/// The caller holds `RUNNING`, `COMPLETE` is clear, and the caller completes
+/// the task next.
 unsafe fn cancel_stage<F: Future, S>(cell: &Cell<F, S>) {
-    // SAFETY: the caller holds RUNNING (contract).
-    let next = match unsafe { cell.drop_stage() } {
-        Ok(()) => Stage::Cancelled,
-        Err(payload) => Stage::Panicked(payload),
+    // SAFETY: the caller holds RUNNING before COMPLETE (contract).
+    let next = match unsafe { cell.drop_future() } {
+        Ok(()) => Outcome::Cancelled,
+        Err(payload) => Outcome::Panicked(payload),
     };
-    // SAFETY: as above.
-    unsafe { cell.replace_stage(next) };
+    // SAFETY: as above, and the future was just dropped.
+    unsafe { cell.set_outcome(next) };
 }
 
 /// `RUNNING` -> `COMPLETE`: hand the output to the `JoinHandle` (or drop it),
@@ -178,7 +204,7 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, held_refs: usize) {
         // SAFETY: JOIN_INTEREST was clear when COMPLETE was set, and it is only
         // cleared before COMPLETE (unset_join_interest): no JoinHandle exists,
         // so the completer owns the output.
-        let _ = unsafe { cell.drop_stage() };
+        let _ = unsafe { cell.drop_outcome() };
     } else if snapshot.is_join_waker_set() {
         cell.join_waker.with(|w| {
             // SAFETY: JOIN_WAKER was set when COMPLETE was: the JoinHandle
@@ -239,10 +265,10 @@ pub(super) unsafe fn try_read_output<F: Future, S>(
     let id = cell.header.id;
     // SAFETY: COMPLETE is set with JOIN_INTEREST (we are the JoinHandle), so
     // the output is ours.
-    let out = match unsafe { cell.replace_stage(Stage::Consumed) } {
-        Stage::Finished(out) => Ok(out),
-        Stage::Cancelled => Err(JoinError::cancelled(id)),
-        Stage::Panicked(payload) => Err(JoinError::panic(id, payload)),
+    let out = match unsafe { cell.take_outcome() } {
+        Outcome::Finished(out) => Ok(out),
+        Outcome::Cancelled => Err(JoinError::cancelled(id)),
+        Outcome::Panicked(payload) => Err(JoinError::panic(id, payload)),
         _ => panic!("gort: JoinHandle polled after it returned Ready"),
     };
     // SAFETY: dst has the type named in the contract.
@@ -301,7 +327,7 @@ pub(super) unsafe fn drop_join_handle<F: Future, S>(ptr: NonNull<Header>) {
     if cell.header.state.unset_join_interest().is_err() {
         // SAFETY: the task completed while JOIN_INTEREST was set: the output
         // belongs to this JoinHandle.
-        let _ = unsafe { cell.drop_stage() };
+        let _ = unsafe { cell.drop_outcome() };
     }
     // SAFETY: ptr is a live task (contract).
     unsafe { RawTask::from_raw(ptr) }.drop_reference();

@@ -11,7 +11,7 @@
 //! | `Header::id` | 8 | set at allocation, read-only |
 //! | `scheduler` | 8 | set at allocation, read-only (an `Arc` of the runtime) |
 //! | `join_waker` | 16 | see "join waker" below |
-//! | `stage` | max(future, output) + tag | see "stage" below |
+//! | `stage` | max(future, outcome): no tag of its own, `COMPLETE` says which half is live | see "stage" below |
 //!
 //! There is no intrusive run-queue pointer: the run queues hold task pointers
 //! in their own slots (the local runq is a ring, the global queue a deque).

@@ -6,9 +6,12 @@
 //! queues, the owned-tasks list) handles `NonNull<Header>` only.
 //!
 //! Size on x86-64 (not loom): header 40 bytes (state, vtable, two list links,
-//! id), scheduler 8 (an `Arc`), join waker 16, then the stage.
+//! id), scheduler 8 (an `Arc`), join waker 16, the stage (a tagless union
+//! of the future and its outcome: `max(output, 16)` plus a tag, 24 bytes for
+//! a `()` output), then the spawn location 8.
 
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::task::Waker;
@@ -60,19 +63,37 @@ pub(crate) struct Vtable {
     pub(crate) spawned_at: unsafe fn(NonNull<Header>) -> &'static Location<'static>,
 }
 
-/// What the stage holds.
-pub(crate) enum Stage<F: Future> {
-    /// The future, until it returns `Ready`, panics or is cancelled.
-    Running(F),
-    /// Its output, until the `JoinHandle` takes it or the task is freed.
-    Finished(F::Output),
+/// The future, or what became of it: a union without a tag of its own.
+///
+/// The state word already says which half is live, so an enum tag here would
+/// be a second copy of `COMPLETE` that costs a word whenever the future has
+/// no niche (async blocks have none): for a 40-byte future the cell was 112
+/// bytes and malloc's 128-byte class; without the tag it is 104 bytes and
+/// the 112-byte class (measured with `benches/idle_task_memory.rs`).
+///
+/// - `COMPLETE` clear: `future` is live. It stays live until the holder of
+///   `RUNNING` drops it, and that same holder writes `outcome` before it sets
+///   `COMPLETE` (harness.rs: `poll_running`, `cancel_stage`), so no one else
+///   ever sees a dropped future.
+/// - `COMPLETE` set: `outcome` is live.
+pub(crate) union Stage<F: Future> {
+    /// Live while `COMPLETE` is clear.
+    pub(crate) future: ManuallyDrop<F>,
+    /// Live once `COMPLETE` is set (and written just before it is).
+    pub(crate) outcome: ManuallyDrop<Outcome<F::Output>>,
+}
+
+/// What the stage holds once the future is gone.
+pub(crate) enum Outcome<T> {
+    /// The future's output, until the `JoinHandle` takes it or the task is freed.
+    Finished(T),
     /// Aborted or shut down before finishing.
     Cancelled,
     /// The future (or its `Drop`) panicked: the payload.
     ///
     /// Keeping these two apart from `Finished` (instead of storing a
-    /// `Result<T, JoinError>`) keeps the stage at `max(future, output, 16)`
-    /// bytes: the `JoinError`, with its id, is built when it is read.
+    /// `Result<T, JoinError>`) keeps the outcome at `max(output, 16)` bytes
+    /// plus a tag: the `JoinError`, with its id, is built when it is read.
     Panicked(Box<dyn std::any::Any + Send + 'static>),
     /// Nothing left.
     Consumed,
@@ -89,11 +110,31 @@ pub(crate) struct Cell<F: Future, S> {
     /// `JOIN_WAKER` bit (state.rs, task/mod.rs).
     pub(crate) join_waker: UnsafeCell<Option<Waker>>,
     /// Owned by the holder of `RUNNING` before `COMPLETE`, by the `JoinHandle`
-    /// (or the completer when there is none) after.
+    /// (or the completer when there is none) after; which half is live
+    /// follows `COMPLETE` (see [`Stage`]).
     pub(crate) stage: UnsafeCell<Stage<F>>,
     /// The `spawn` call site (`#[track_caller]`); read-only. Kept out of the
     /// header: only diagnostics read it.
     pub(crate) spawned_at: &'static Location<'static>,
+}
+
+impl<F: Future, S> Drop for Cell<F, S> {
+    fn drop(&mut self) {
+        // `&mut self`: the reference count reached zero (harness.rs `dealloc`),
+        // so the state word no longer changes and the stage is ours.
+        let complete = self.header.state.load().is_complete();
+        self.stage.with_mut(|p| {
+            // SAFETY: exclusive access (above); COMPLETE says which half is
+            // live (Stage's invariant), and that half is dropped once, here.
+            unsafe {
+                if complete {
+                    ManuallyDrop::drop(&mut (*p).outcome);
+                } else {
+                    ManuallyDrop::drop(&mut (*p).future);
+                }
+            }
+        });
+    }
 }
 
 impl<F, S> Cell<F, S>
@@ -139,7 +180,9 @@ where
             },
             scheduler,
             join_waker: UnsafeCell::new(None),
-            stage: UnsafeCell::new(Stage::Running(future)),
+            stage: UnsafeCell::new(Stage {
+                future: ManuallyDrop::new(future),
+            }),
             spawned_at,
         });
         NonNull::from(Box::leak(cell)).cast()

@@ -1,0 +1,3 @@
+module gort/benches/go
+
+go 1.19
