@@ -52,21 +52,25 @@ fn spawn_many_local<R: BenchRt>(c: &mut Criterion) {
         });
 }
 
+/// One iteration of the `spawn_many_remote_*` workloads: `n` empty tasks
+/// spawned from outside the runtime, then awaited from `block_on`.
+fn remote_round<R: BenchRt>(rt: &R, n: usize, handles: &mut Vec<R::Join<()>>) {
+    for _ in 0..n {
+        handles.push(rt.spawn_on(async {}));
+    }
+    rt.block_on(async {
+        for handle in handles.drain(..) {
+            handle.await;
+        }
+    });
+}
+
 fn spawn_many_remote_idle<R: BenchRt>(c: &mut Criterion) {
     let rt = R::build(workers());
     let mut handles = Vec::with_capacity(NUM_SPAWN);
     c.benchmark_group("spawn_many_remote_idle")
         .bench_function(R::NAME, |b| {
-            b.iter(|| {
-                for _ in 0..NUM_SPAWN {
-                    handles.push(rt.spawn_on(async {}));
-                }
-                rt.block_on(async {
-                    for handle in handles.drain(..) {
-                        handle.await;
-                    }
-                });
-            })
+            b.iter(|| remote_round(&rt, NUM_SPAWN, &mut handles))
         });
 }
 
@@ -85,16 +89,7 @@ fn spawn_many_remote_busy1<R: BenchRt>(c: &mut Criterion) {
     }
     c.benchmark_group("spawn_many_remote_busy1")
         .bench_function(R::NAME, |b| {
-            b.iter(|| {
-                for _ in 0..NUM_SPAWN {
-                    handles.push(rt.spawn_on(async {}));
-                }
-                rt.block_on(async {
-                    for handle in handles.drain(..) {
-                        handle.await;
-                    }
-                });
-            })
+            b.iter(|| remote_round(&rt, NUM_SPAWN, &mut handles))
         });
     flag.store(false, Relaxed);
 }
@@ -119,16 +114,7 @@ fn spawn_many_remote_busy2<R: BenchRt>(c: &mut Criterion) {
     }
     c.benchmark_group("spawn_many_remote_busy2")
         .bench_function(R::NAME, |b| {
-            b.iter(|| {
-                for _ in 0..NUM_SPAWN {
-                    handles.push(rt.spawn_on(async {}));
-                }
-                rt.block_on(async {
-                    for handle in handles.drain(..) {
-                        handle.await;
-                    }
-                });
-            })
+            b.iter(|| remote_round(&rt, NUM_SPAWN, &mut handles))
         });
     flag.store(false, Relaxed);
 }
