@@ -104,29 +104,21 @@ fn task_cell_stays_small() {
     assert!(header <= 40, "task header grew to {header} bytes");
     // header 40 + scheduler 8 + join waker 16 + stage 24 (a tagless union of
     // the 16-byte future and the 24-byte outcome of a `()` output) + spawn
-    // location 8 (sysmon's handoff warning names it): 96 bytes, padded to
-    // the cell's 128-byte alignment (false sharing between Ms, raw.rs).
+    // location 8 (sysmon's handoff warning names it).
     assert!(
-        cell <= 128,
+        cell <= 96,
         "task cell for a 16-byte future grew to {cell} bytes"
     );
 }
 
 /// The idle task of `benches/idle_task_memory.rs`: an async block (no niche
 /// for an enum tag) of 40 bytes. With a tagged stage its cell was 112 bytes,
-/// malloc's 128-byte class; its content must stay at 104 bytes. (The cell
-/// is now padded to 128 bytes anyway, its alignment against false sharing
-/// between Ms, raw.rs; the tag would still cost a size class to larger
-/// futures.)
+/// malloc's 128-byte class; it must stay at 104 (the 112-byte class).
 #[test]
 fn task_cell_has_no_stage_tag() {
     use crate::task::raw::Cell;
-    type C<F> = Cell<F, crate::runtime::Handle>;
-    /// (content end, padded size)
-    fn cell_size<F: Future>(_: &F) -> (usize, usize) {
-        let end = std::mem::offset_of!(C<F>, spawned_at)
-            + std::mem::size_of::<&'static std::panic::Location<'static>>();
-        (end, std::mem::size_of::<C<F>>())
+    fn cell_size<F: Future>(_: &F) -> usize {
+        std::mem::size_of::<Cell<F, crate::runtime::Handle>>()
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
     let fut = async move {
@@ -135,11 +127,10 @@ fn task_cell_has_no_stage_tag() {
         drop(rx);
     };
     let future = std::mem::size_of_val(&fut);
-    let (end, cell) = cell_size(&fut);
+    let cell = cell_size(&fut);
     assert_eq!(
-        end,
+        cell,
         40 + 8 + 16 + future.max(24) + 8,
         "the stage of a {future}-byte future carries more than the future"
     );
-    assert_eq!(cell, end.next_multiple_of(128), "cell padding");
 }
