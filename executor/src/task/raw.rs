@@ -8,8 +8,7 @@
 //! Size on x86-64 (not loom): header 40 bytes (state, vtable, two list links,
 //! id), scheduler 8 (an `Arc`), join waker 16, the stage (a tagless union
 //! of the future and its outcome: `max(output, 16)` plus a tag, 24 bytes for
-//! a `()` output), then the spawn location 8; the whole rounded up to a
-//! multiple of 128 (the cell's alignment, see [`Cell`]).
+//! a `()` output), then the spawn location 8.
 
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -101,13 +100,7 @@ pub(crate) enum Outcome<T> {
 }
 
 /// The whole allocation.
-///
-/// Aligned to 128 bytes (a cache line pair, the x86 adjacent-line prefetch
-/// unit; tokio does the same): tasks of different Ms were neighbours in the
-/// heap, so one M's state CAS and future writes invalidated the line another
-/// M was polling from (yield_many: about 1.7x slower, depending on where
-/// the allocator put the cells). The cost is the size rounded up to 128.
-#[repr(C, align(128))]
+#[repr(C)]
 pub(crate) struct Cell<F: Future, S> {
     /// Must stay first: `NonNull<Header>` casts to `NonNull<Cell>`.
     pub(crate) header: Header,
