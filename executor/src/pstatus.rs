@@ -105,6 +105,12 @@ fn with_status(word: u64, status: u64) -> u64 {
 pub(crate) struct PollToken(u64);
 
 /// One P's status word and parking cell.
+///
+/// Aligned to 128 bytes (two cache lines, the adjacent-line prefetch unit)
+/// so that each slot has its lines to itself: the owner M writes its slot on
+/// every poll, and unpadded 32-byte slots of two Ps shared a line, which
+/// bounced between the two Ms on every poll (yield_many 1.36x tokio).
+#[repr(align(128))]
 pub(crate) struct PSlot<P> {
     word: AtomicU64,
     cell: UnsafeCell<Option<P>>,
