@@ -26,6 +26,7 @@ mod idle;
 #[allow(dead_code)] // `is_closed` is for diagnostics
 mod inject;
 mod m;
+mod membarrier;
 mod netpoller;
 mod p;
 #[allow(dead_code)] // `park_timeout`: used by the time tests only

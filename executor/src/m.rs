@@ -7,8 +7,8 @@
 //! 3. If the M was spinning it stops, and wakes another spinner if it was the
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
-//!    park the P in its status slot (`PSlot::enter`, pstatus.rs) and poll
-//!    the task. Wakes from inside the poll reach the P through
+//!    park the P in this M's status slot (`PSlot::enter`, pstatus.rs) and
+//!    poll the task. Wakes from inside the poll reach the P through
 //!    `PSlot::borrow`. If the poll blocks past the threshold while work
 //!    waits, sysmon takes the P from the slot and hands it to another M.
 //! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
@@ -75,7 +75,7 @@ use crate::context;
 use crate::idle::{MNote, NextP};
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
-use crate::pstatus::PollToken;
+use crate::pstatus::{PSlot, PollToken};
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
@@ -102,6 +102,9 @@ pub(crate) struct MInfo {
     pub(crate) curp: AtomicUsize,
     /// Whether it is spinning, for scheddetail (Relaxed hint).
     pub(crate) spinning: AtomicBool,
+    /// Where the M parks its P during a poll, and sysmon takes it from
+    /// (pstatus.rs). Per M, not per P: see pstatus.rs' Ownership.
+    pub(crate) slot: PSlot<Box<P>>,
 }
 
 impl MInfo {
@@ -112,6 +115,7 @@ impl MInfo {
             preempt: AtomicBool::new(false),
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
+            slot: PSlot::new(),
         })
     }
 }
@@ -133,7 +137,7 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The slot and token of the poll in progress (P id), if any.
+    /// The P id and token of the poll in progress, if any.
     polling: Cell<Option<(usize, PollToken)>>,
     /// The task that woke itself during its own poll (a yield), kept until
     /// the poll ends and pushed then with the P in hand: saves the slot
@@ -194,13 +198,13 @@ impl MCore {
             }
             p.on_execute(inherit);
             let id = p.id;
-            let token = shared.allp[id].enter(p, task.id().as_u64(), self.info.id as u64);
+            let token = self.info.slot.enter(p, task.id().as_u64(), id);
             self.polling.set(Some((id, token)));
             task.run();
             let back = self
                 .polling
                 .take()
-                .and_then(|(id, token)| shared.allp[id].exit(token));
+                .and_then(|(_, token)| self.info.slot.exit(token));
             let yielded = self.yielded.take();
             match back {
                 Some(mut p) => {
@@ -244,7 +248,7 @@ impl MCore {
         self.handle.shared.sysmon.wake();
     }
 
-    /// `block_in_place` on this M (syscall.rs): the slot and token of the
+    /// `block_in_place` on this M (syscall.rs): the P id and token of the
     /// poll in progress, if the M is inside one and still holds its P.
     pub(crate) fn polling(&self) -> Option<(usize, PollToken)> {
         self.polling.get()
@@ -258,9 +262,9 @@ impl MCore {
         self.polling.set(polling);
     }
 
-    /// This M's id (Go's `m.id`).
-    pub(crate) fn id(&self) -> usize {
-        self.info.id
+    /// This M's status slot (pstatus.rs).
+    pub(crate) fn slot(&self) -> &PSlot<Box<P>> {
+        &self.info.slot
     }
 
     fn exit(&self) {
@@ -581,7 +585,7 @@ impl MCore {
             push(p, task)
         } else {
             drop(guard);
-            let Some((id, token)) = self.polling.get() else {
+            let Some((_, token)) = self.polling.get() else {
                 return Some(task);
             };
             // The polled task re-scheduling itself: the M pushes it once the
@@ -598,7 +602,7 @@ impl MCore {
             // Inside a poll the P is parked in its slot: borrow it there,
             // unless sysmon took it (then the global queue).
             let mut task = Some(task);
-            let pushed = shared.allp[id].borrow(token, |p| {
+            let pushed = self.info.slot.borrow(token, |p| {
                 push(p, task.take().expect("gort: borrow runs its closure once"))
             });
             match pushed {

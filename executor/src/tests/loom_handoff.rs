@@ -10,8 +10,17 @@
 //! - every woken task is run exactly once: pushed on the P (and run by
 //!   whoever holds it next) or, once the P is gone, on the global queue.
 //!
-//! Mutation-checked: making `retake`'s CAS a plain store, or letting `borrow`
-//! skip its CAS, fails the holder assertion or loom's cell race detector.
+//! Loom cannot model membarrier (a barrier run by other threads): the slots
+//! here use the symmetric handshake, a `fence(SeqCst)` on each side, which
+//! is what the compiler fence plus sysmon's membarrier provide (pstatus.rs,
+//! Orderings).
+//!
+//! Mutation-checked (2026-11-27, `bash scripts/loom`): deleting the owner's
+//! fence in `PSlot::handshake`, or sysmon's `fence` in `PSlot::retake`, makes
+//! both models fail (loom finds the store-buffering interleaving: each side
+//! misses the other's store, sysmon takes the P while the owner borrows it
+//! or takes it back: "two Ms hold one P" or a race on the cell); so does
+//! letting `borrow` skip its handshake.
 
 use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use gort_netpoll::loom::sync::{Arc, Mutex};
@@ -59,7 +68,7 @@ fn model(in_syscall: bool) {
     loom::model(move || {
         let log = drop_log();
         let holders = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(PSlot::<Box<TestP>>::new());
+        let slot = Arc::new(PSlot::<Box<TestP>>::with_handshake(false));
         let global = Arc::new(Mutex::new(Vec::<Item>::new()));
         let winner = Arc::new(Mutex::new(Vec::<Winner>::new()));
 
