@@ -198,7 +198,7 @@ impl MCore {
             }
             p.on_execute(inherit);
             let id = p.id;
-            let token = self.info.slot.enter(p, task.id().as_u64(), id);
+            let token = self.info.slot.enter(p, task.id().as_u64());
             self.polling.set(Some((id, token)));
             task.run();
             let back = self

@@ -63,7 +63,7 @@
 //! `seen`: take the P from the cell and store `WON`; else store `LOST`.
 //!
 //! # Ownership
-//! - `word`, `task_id`, `p_id`: written by the owner M only (its thread);
+//! - `word`, `task_id`: written by the owner M only (its thread);
 //!   read by sysmon and schedtrace.
 //! - `taken`: written by sysmon only; read by the owner M's handshakes.
 //! - `cell` (the parked `Box<P>`): the owner M's, except from the moment
@@ -108,7 +108,7 @@
 //! - `retake`'s `WON` store is Release and pairs with the Acquire load of
 //!   `taken` in `gone`: the owner's next `enter` writes the cell after
 //!   sysmon's take. `CLAIM` and `LOST` carry no data (Relaxed).
-//! - `task_id`/`p_id` are Relaxed, published by `enter`'s Release store.
+//! - `task_id` is Relaxed, published by `enter`'s Release store.
 //!
 //! # Rejected alternatives
 //! - The previous protocol (until this file's rewrite): one word per P that
@@ -149,7 +149,7 @@ use std::sync::atomic::compiler_fence;
 
 use gort_netpoll::loom::cell::UnsafeCell;
 use gort_netpoll::loom::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use gort_netpoll::loom::sync::atomic::{AtomicU64, AtomicUsize, fence};
+use gort_netpoll::loom::sync::atomic::{AtomicU64, fence};
 
 use crate::membarrier;
 
@@ -210,8 +210,6 @@ pub(crate) struct PSlot<P> {
     cell: UnsafeCell<Option<P>>,
     /// Task being polled (diagnostics).
     task_id: AtomicU64,
-    /// P parked for that poll (diagnostics; sysmon's `work_waits`).
-    p_id: AtomicUsize,
     /// Whether sysmon's barrier is membarrier, so the owner's is a compiler
     /// fence (Orderings). Fixed at creation.
     asymmetric: bool,
@@ -236,7 +234,6 @@ impl<P> PSlot<P> {
             taken: AtomicU64::new(0),
             cell: UnsafeCell::new(None),
             task_id: AtomicU64::new(0),
-            p_id: AtomicUsize::new(0),
             // `available` registers the process: `retake` relies on it.
             asymmetric: asymmetric && membarrier::available(),
         }
@@ -248,27 +245,25 @@ impl<P> PSlot<P> {
         self.word.load(Acquire)
     }
 
-    /// Diagnostics of the last `enter`: (task id, P id).
-    pub(crate) fn last_poll(&self) -> (u64, usize) {
-        (self.task_id.load(Relaxed), self.p_id.load(Relaxed))
+    /// Diagnostics of the last `enter`: the task id.
+    pub(crate) fn last_task(&self) -> u64 {
+        self.task_id.load(Relaxed)
     }
 
     /// Owner M, before a task poll: park `p` here and let sysmon see it.
-    pub(crate) fn enter(&self, p: P, task_id: u64, p_id: usize) -> PollToken {
+    pub(crate) fn enter(&self, p: P, task_id: u64) -> PollToken {
         // Relaxed: only this thread writes `word`.
         let prev = self.word.load(Relaxed);
-        assert_eq!(
-            status(prev),
-            IDLE,
-            "gort: PSlot::enter inside a poll (an M parks one P at a time)"
-        );
+        // The M's loop calls `enter` once per poll and `exit` after it (m.rs,
+        // syscall.rs); the slot is this M's alone, so no other M can break it.
+        debug_assert_eq!(status(prev), IDLE, "gort: PSlot::enter inside a poll");
         // SAFETY: the word is IDLE: the previous poll ended with `exit` (the
         // P taken back) or with a handshake that read WON after sysmon's take
-        // (Ownership). Sysmon reads the cell only after loading a
-        // POLLING/SYSCALL word, which the store below publishes.
-        self.cell.with_mut(|c| unsafe { *c = Some(p) });
+        // (Ownership), so the cell is empty and ours. Sysmon reads it only
+        // after loading a POLLING/SYSCALL word, which the store below
+        // publishes. `write`: the old value is `None`, nothing to drop.
+        self.cell.with_mut(|c| unsafe { c.write(Some(p)) });
         self.task_id.store(task_id, Relaxed);
-        self.p_id.store(p_id, Relaxed);
         let word = with_status(prev.wrapping_add(1 << STATUS_BITS), POLLING);
         // Release: pairs with `retake`'s Acquire load (the cell, diagnostics).
         self.word.store(word, Release);
@@ -426,7 +421,7 @@ mod tests {
     #[test]
     fn exit_returns_the_p_when_not_retaken() {
         for slot in both() {
-            let t = slot.enter(7u32, 1, 0);
+            let t = slot.enter(7u32, 1);
             assert_eq!(slot.borrow(t, |p| *p + 1), Some(8));
             assert_eq!(status(slot.load()), POLLING, "borrow restores the word");
             assert_eq!(slot.exit(t), Some(7));
@@ -437,9 +432,9 @@ mod tests {
     #[test]
     fn retake_wins_and_exit_finds_the_p_gone() {
         for slot in both() {
-            let t = slot.enter(7u32, 1, 3);
+            let t = slot.enter(7u32, 1);
             let seen = slot.load();
-            assert_eq!(slot.last_poll(), (1, 3));
+            assert_eq!(slot.last_task(), 1);
             assert_eq!(slot.retake(seen), Some(7));
             assert_eq!(slot.retake(seen), None, "one P is taken once");
             assert_eq!(slot.borrow(t, |p| *p), None, "borrow after retake");
@@ -447,7 +442,7 @@ mod tests {
             assert!(!slot.enter_syscall(t));
             assert_eq!(slot.exit(t), None);
             // The M parks another P for its next poll.
-            let t2 = slot.enter(8u32, 2, 1);
+            let t2 = slot.enter(8u32, 2);
             assert_eq!(slot.exit(t2), Some(8), "an old WON does not match");
         }
     }
@@ -455,10 +450,10 @@ mod tests {
     #[test]
     fn retake_loses_when_the_owner_moved_on() {
         for slot in both() {
-            let t = slot.enter(1u32, 1, 0);
+            let t = slot.enter(1u32, 1);
             let seen = slot.load();
             assert_eq!(slot.exit(t), Some(1));
-            let t2 = slot.enter(2u32, 2, 0);
+            let t2 = slot.enter(2u32, 2);
             assert_eq!(slot.retake(seen), None, "a new poll has a new pollseq");
             assert!(slot.enter_syscall(t2));
             let in_syscall = slot.load();
@@ -471,7 +466,7 @@ mod tests {
     #[test]
     fn retake_of_a_syscall_wins_and_exit_syscall_reports_it() {
         for slot in both() {
-            let t = slot.enter(5u32, 1, 0);
+            let t = slot.enter(5u32, 1);
             assert!(slot.enter_syscall(t));
             let seen = slot.load();
             assert_eq!(status(seen), SYSCALL);

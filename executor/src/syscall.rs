@@ -75,7 +75,7 @@ impl Drop for ExitSyscall<'_> {
         let polling = shared.idle.try_take_p().map(|p| {
             let id = p.id;
             let task = context::current_task_id().map_or(0, |t| t.as_u64());
-            let token = self.m.slot().enter(p, task, id);
+            let token = self.m.slot().enter(p, task);
             (id, token)
         });
         self.m.set_polling(polling);

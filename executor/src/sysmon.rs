@@ -316,15 +316,19 @@ fn retake(
         } else {
             (shared.config.blocking_threshold, false)
         };
-        // A hint: the P of the poll seen (published with the word).
-        let p_id = slot.last_poll().1;
+        // A hint: the P the M polls with (`MInfo::curp`, set when it takes
+        // one); `NO_P` only in a moment of `block_in_place`'s slow path.
+        let p_id = m.curp.load(Relaxed);
+        if p_id == NO_P {
+            continue;
+        }
         if blocked < threshold || !(must || work_waits(handle, p_id, now)) {
             continue;
         }
         if let Some(p) = slot.retake(word) {
             records[i] = None;
             acted = true;
-            let task_id = slot.last_poll().0;
+            let task_id = slot.last_task();
             let m = m.id;
             if status == POLLING {
                 let spawned_at = shared
@@ -413,11 +417,8 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
     out.push('\n');
     for i in 0..shared.stealers.len() {
         let owner = ms.iter().find(|m| m.curp.load(Relaxed) == i);
-        // The owner's slot word, if it is inside a poll with this P.
-        let word = owner
-            .map(|m| (m.slot.load(), m.slot.last_poll().1))
-            .filter(|&(w, p)| p == i && pstatus::status(w) != pstatus::IDLE)
-            .map_or(0, |(w, _)| w);
+        // The owner's slot word: the status of its poll with this P.
+        let word = owner.map_or(pstatus::IDLE, |m| m.slot.load());
         // Go's numbering: 0 idle, 1 running, 2 syscall.
         let status = match pstatus::status(word) {
             SYSCALL => 2,
@@ -437,9 +438,7 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
         let curg = (p != NO_P)
             .then(|| m.slot.load())
             .filter(|w| matches!(pstatus::status(*w), POLLING | SYSCALL | RUNNING))
-            .map(|_| m.slot.last_poll())
-            .filter(|&(_, pid)| pid == p)
-            .map(|(task, _)| task);
+            .map(|_| m.slot.last_task());
         let _ = writeln!(
             out,
             "  M{}: p={} curg={} spinning={} preempt={}",

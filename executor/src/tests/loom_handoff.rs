@@ -77,7 +77,7 @@ fn model(in_syscall: bool) {
             holders: holders.clone(),
         });
         // The owner M parks its P in the slot for the poll.
-        let token = slot.enter(p, 1, 0);
+        let token = slot.enter(p, 1);
 
         let sysmon = {
             let (slot, winner) = (slot.clone(), winner.clone());
