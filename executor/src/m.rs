@@ -183,10 +183,12 @@ impl MCore {
         };
         self.acquire(got);
         while let Some((task, inherit)) = self.find_runnable() {
-            if self.spinning.replace(false) && idle.stop_spinning() {
-                idle.wakep();
+            if self.spinning.replace(false) {
+                self.info.spinning.store(false, Relaxed);
+                if idle.stop_spinning() {
+                    idle.wakep();
+                }
             }
-            self.info.spinning.store(false, Relaxed);
             let mut p = self
                 .p
                 .borrow_mut()
