@@ -463,6 +463,104 @@ mod tests {
         }
     }
 
+    /// A P reduced to a holder count: `hold` panics if two parties hold it.
+    struct CountedP {
+        holders: std::sync::atomic::AtomicUsize,
+        runs: usize,
+    }
+
+    impl CountedP {
+        fn run(&mut self) {
+            let prev = self.holders.fetch_add(1, SeqCst);
+            assert_eq!(prev, 0, "two parties hold one P");
+            self.runs += 1;
+            self.holders.fetch_sub(1, SeqCst);
+        }
+    }
+
+    /// The real handshake on this machine (membarrier where available, so
+    /// what loom cannot model): an owner thread polls as fast as it can
+    /// (enter, two borrows, exit) while a sysmon thread retakes every poll
+    /// it sees, runs the P and hands it back. Every run is counted once and
+    /// no run overlaps another.
+    #[test]
+    fn stress_retake_against_back_to_back_polls() {
+        use std::sync::mpsc;
+        use std::sync::{Arc, atomic::AtomicBool};
+        use std::time::{Duration, Instant};
+
+        for asymmetric in [true, false] {
+            let slot = Arc::new(PSlot::<Box<CountedP>>::with_handshake(asymmetric));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (handoff, back) = mpsc::channel::<Box<CountedP>>();
+            let sysmon = {
+                let (slot, stop) = (slot.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let (mut taken, mut runs) = (0usize, 0usize);
+                    while !stop.load(Relaxed) {
+                        let seen = slot.load();
+                        if let Some(mut p) = slot.retake(seen) {
+                            taken += 1;
+                            p.run();
+                            runs += 1;
+                            handoff.send(p).unwrap();
+                        }
+                    }
+                    (taken, runs)
+                })
+            };
+            let mut p = Some(Box::new(CountedP {
+                holders: std::sync::atomic::AtomicUsize::new(0),
+                runs: 0,
+            }));
+            let (mut polls, mut owner_runs, mut lost) = (0usize, 0usize, 0usize);
+            let deadline = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < deadline || lost < 100 {
+                let t = slot.enter(p.take().unwrap(), polls as u64);
+                polls += 1;
+                for _ in 0..2 {
+                    if slot.borrow(t, |p| p.run()).is_some() {
+                        owner_runs += 1;
+                    }
+                    // Polls of every length, so that retakes win (long
+                    // ones) and race the owner's stores (short ones).
+                    for _ in 0..polls % 512 {
+                        std::hint::spin_loop();
+                    }
+                }
+                match slot.exit(t) {
+                    Some(mut back_p) => {
+                        back_p.run();
+                        owner_runs += 1;
+                        p = Some(back_p);
+                    }
+                    None => {
+                        lost += 1;
+                        p = Some(
+                            back.recv_timeout(Duration::from_secs(10))
+                                .expect("sysmon took the P and must hand it back"),
+                        );
+                    }
+                }
+                if lost > 1_000_000 {
+                    break;
+                }
+            }
+            stop.store(true, Relaxed);
+            let (taken, sysmon_runs) = sysmon.join().unwrap();
+            // The owner's last `exit` kept the P: nothing left in transit.
+            let p = p.unwrap();
+            assert!(back.try_recv().is_err());
+            assert_eq!(taken, lost, "asymmetric={asymmetric}");
+            eprintln!("asymmetric={asymmetric}: {polls} polls, {lost} retaken");
+            assert_eq!(
+                p.runs,
+                owner_runs + sysmon_runs,
+                "every run counted once (asymmetric={asymmetric}, polls={polls}, taken={taken})"
+            );
+        }
+    }
+
     #[test]
     fn retake_of_a_syscall_wins_and_exit_syscall_reports_it() {
         for slot in both() {
