@@ -54,9 +54,11 @@
 //!   this poll.
 //!
 //! A handshake that reads `CLAIM` for this poll waits (spins, then yields)
-//! until sysmon stores its verdict: sysmon is between two instructions of
-//! `retake` that do not wait for anyone, so the wait is short, and it
-//! happens only when a retake races the owner.
+//! until sysmon stores its verdict: sysmon is inside `retake` between its
+//! `CLAIM` and verdict stores, a stretch that waits for no one (the
+//! membarrier syscall, a load, the cell's take), so the wait is short
+//! unless the OS deschedules sysmon there, and it happens only when a
+//! retake races the owner, at most once per sysmon tick.
 //!
 //! Sysmon, `retake(seen)`, for a `seen` word that was `POLLING`/`SYSCALL`
 //! one tick earlier: store `CLAIM`, heavy fence, load `word`; equal to
@@ -104,7 +106,7 @@
 //!   `enter_syscall`, `exit_syscall`) are Release and pair with `retake`'s
 //!   Acquire load of `word`: a winning sysmon sees the P written into the
 //!   cell and every push made on it inside the poll. (Release is a plain
-//!   store on x86; the brief's "no locked instruction" holds.)
+//!   store on x86: still no locked instruction on the owner's side.)
 //! - `retake`'s `WON` store is Release and pairs with the Acquire load of
 //!   `taken` in `gone`: the owner's next `enter` writes the cell after
 //!   sysmon's take. `CLAIM` and `LOST` carry no data (Relaxed).
@@ -130,6 +132,10 @@
 //!   task spawned by a long poll would be invisible to the other Ms (no
 //!   steal, no handoff by sysmon since `work_waits` sees no work) until the
 //!   poll returns; the handshake costs two stores and a load.
+//! - Keeping the P in the slot's cell for as long as the M holds it (not
+//!   only during polls), so that a poll moves nothing: tried; the
+//!   `RefCell`-style guard it needs between polls cost as many instructions
+//!   as the two moves it saved (yield_many 95.8 M vs 95.3 M, callgrind).
 //! - A mutex per P taken for the whole poll: sysmon could not take the P
 //!   while the poll holds it; a `try_lock` for it is a CAS.
 //! - Timestamping every poll (`Instant::now()` twice per poll): ~40 ns per
@@ -143,7 +149,9 @@
 //! model membarrier, so the models run the symmetric `fence(SeqCst)` pair,
 //! which is what membarrier plus the compiler fence provide; deleting
 //! either side's fence fails the models (the comment there says how this was
-//! tried).
+//! tried). The real asymmetric pair is exercised on hardware by
+//! `tests::stress_retake_against_back_to_back_polls` (below), which failed
+//! with the membarrier call removed.
 
 use std::sync::atomic::compiler_fence;
 
