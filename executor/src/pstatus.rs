@@ -153,6 +153,8 @@
 //! `tests::stress_retake_against_back_to_back_polls` (below), which failed
 //! with the membarrier call removed.
 
+// Not an atomic: a compiler-only barrier, which loom does not model (loom
+// builds are symmetric and use the shim's `fence` instead).
 use std::sync::atomic::compiler_fence;
 
 use gort_netpoll::loom::cell::UnsafeCell;
