@@ -137,8 +137,6 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The P id and token of the poll in progress, if any.
-    polling: Cell<Option<(usize, PollToken)>>,
     /// The task that woke itself during its own poll (a yield), kept until
     /// the poll ends and pushed then with the P in hand: saves the slot
     /// `borrow` (two atomic RMWs) on every yield.
@@ -157,7 +155,6 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
-        polling: Cell::new(None),
         yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
@@ -199,14 +196,15 @@ impl MCore {
                 self.info.preempt.store(false, Relaxed);
             }
             p.on_execute(inherit);
-            let id = p.id;
-            let token = self.info.slot.enter(p, task.id().as_u64());
-            self.polling.set(Some((id, token)));
+            // The token is read back from the slot after the poll
+            // (`current`): `block_in_place` may have replaced it.
+            let _ = self.info.slot.enter(p, task.id().as_u64());
             task.run();
             let back = self
-                .polling
-                .take()
-                .and_then(|(_, token)| self.info.slot.exit(token));
+                .info
+                .slot
+                .current()
+                .and_then(|token| self.info.slot.exit(token));
             let yielded = self.yielded.take();
             match back {
                 Some(mut p) => {
@@ -250,18 +248,15 @@ impl MCore {
         self.handle.shared.sysmon.wake();
     }
 
-    /// `block_in_place` on this M (syscall.rs): the P id and token of the
-    /// poll in progress, if the M is inside one and still holds its P.
-    pub(crate) fn polling(&self) -> Option<(usize, PollToken)> {
-        self.polling.get()
+    /// `block_in_place` on this M (syscall.rs): the poll in progress, if the
+    /// M is inside one and still holds its P.
+    pub(crate) fn polling(&self) -> Option<PollToken> {
+        self.info.slot.current()
     }
 
     /// `block_in_place`'s slow path took a different P (or none).
-    pub(crate) fn set_polling(&self, polling: Option<(usize, PollToken)>) {
-        self.info
-            .curp
-            .store(polling.map_or(NO_P, |(id, _)| id), Relaxed);
-        self.polling.set(polling);
+    pub(crate) fn set_curp(&self, p: Option<usize>) {
+        self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
     }
 
     /// This M's status slot (pstatus.rs).
@@ -587,7 +582,7 @@ impl MCore {
             push(p, task)
         } else {
             drop(guard);
-            let Some((_, token)) = self.polling.get() else {
+            let Some(token) = self.info.slot.current() else {
                 return Some(task);
             };
             // The polled task re-scheduling itself: the M pushes it once the

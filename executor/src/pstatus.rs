@@ -200,9 +200,10 @@ fn with_status(word: u64, status: u64) -> u64 {
     seq_bits(word) | status
 }
 
-/// Proof that the caller is the owner M inside a poll: the word it stored.
+/// The poll in progress (the `POLLING` word its `enter` stored): what the
+/// owner M's other operations compare the slot against. `PSlot::current`
+/// gives it back, so the M need not keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "the poll must end with PSlot::exit"]
 pub(crate) struct PollToken(u64);
 
 /// One M's status word, sysmon's retake word and the parking cell.
@@ -253,6 +254,16 @@ impl<P> PSlot<P> {
     pub(crate) fn load(&self) -> u64 {
         // Acquire: pairs with the owner's Release stores (Orderings).
         self.word.load(Acquire)
+    }
+
+    /// Owner M: the poll in progress and not known to be retaken (the word
+    /// is `POLLING` or `SYSCALL`), read from the word this thread last
+    /// stored.
+    #[inline]
+    pub(crate) fn current(&self) -> Option<PollToken> {
+        // Relaxed: only this thread writes `word`.
+        let word = self.word.load(Relaxed);
+        matches!(status(word), POLLING | SYSCALL).then_some(PollToken(with_status(word, POLLING)))
     }
 
     /// Diagnostics of the last `enter`: the task id.

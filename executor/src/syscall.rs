@@ -45,7 +45,7 @@ use crate::pstatus::PollToken;
 pub fn block_in_place<R>(f: impl FnOnce() -> R) -> R {
     context::with_current_m(|m| {
         let Some(m) = m else { return f() };
-        let Some((_, token)) = m.polling() else {
+        let Some(token) = m.polling() else {
             return f();
         };
         if !m.slot().enter_syscall(token) {
@@ -72,12 +72,13 @@ impl Drop for ExitSyscall<'_> {
         }
         // Slow path: our P went to another M. Take any idle P for the rest
         // of the poll, else finish the poll without one.
-        let polling = shared.idle.try_take_p().map(|p| {
+        let curp = shared.idle.try_take_p().map(|p| {
             let id = p.id;
             let task = context::current_task_id().map_or(0, |t| t.as_u64());
-            let token = self.m.slot().enter(p, task);
-            (id, token)
+            // The M's loop finds the new poll with `PSlot::current`.
+            let _ = self.m.slot().enter(p, task);
+            id
         });
-        self.m.set_polling(polling);
+        self.m.set_curp(curp);
     }
 }
