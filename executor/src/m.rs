@@ -139,7 +139,8 @@ pub(crate) struct MCore {
     ready: RefCell<Vec<Waker>>,
     /// The task that woke itself during its own poll (a yield), kept until
     /// the poll ends and pushed then with the P in hand: saves the slot
-    /// `borrow` (two atomic RMWs) on every yield.
+    /// `borrow` on every yield (even lock-free, pushing through `borrow`
+    /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
     yielded: Cell<Option<Notified>>,
 }
 
