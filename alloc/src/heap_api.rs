@@ -36,13 +36,13 @@
 //!   safepoint) must order phase changes against allocation, as Go's STW
 //!   phase changes do.
 
-use crate::global::alloc_large;
+use crate::global::{alloc_large, free_large};
 use crate::loom::sync::atomic::Ordering;
 use crate::mcache::with_mcache;
 use crate::mcentral::MCentral;
 use crate::mheap::HEAP;
 use crate::sizeclass::{CLASS_NPAGES, class_for, span_class};
-use crate::span::{BITMAP_WORDS, FreeCursor, Span};
+use crate::span::{BITMAP_WORDS, FreeCursor, Span, word_of};
 use crate::stats::{CENTRAL, bump};
 use std::alloc::Layout;
 use std::ptr::{self, NonNull};
@@ -189,6 +189,66 @@ fn gc_alloc_uncached(class: usize, force_black: bool) -> *mut u8 {
             Some(span) => MCentral::push_partial(&mut l, span),
             None => return ptr::null_mut(),
         }
+    }
+}
+
+/// Frees one GC object at once, outside any sweep: its slot's alloc and mark
+/// bits are cleared under the span's `gc_lock`, and the span's free cursor
+/// moves back to the slot when it is behind, so the next allocation in this
+/// span reuses it while it is still in cache. A span that was full stays on
+/// its mcentral's full list until the next sweep refiles it (no mcentral lock
+/// here); a large object's span goes back to the mheap.
+///
+/// # Safety
+/// `ptr` is the base of an allocated GC object that no one will read again,
+/// and no collector pass can be reading the arena's GC spans now: the caller
+/// runs inside a barrier operation that saw the collector's phase OFF
+/// (gc/barrier.rs, "Last drop"), so no snapshot, mark or sweep is in progress
+/// and the next one waits for the caller.
+pub(crate) unsafe fn gc_free(ptr: NonNull<u8>) {
+    let span = span_of(ptr.as_ptr()).expect("gort-alloc: gc_free of a pointer outside the arena");
+    debug_assert!(span.is_gc(), "gort-alloc: gc_free on a non-GC span");
+    if span.is_large() {
+        // The mark of a large object allocated black in the window between
+        // `gc_begin_mark` and the barrier's MARK goes with its span.
+        free_large(span);
+        return;
+    }
+    let s = span.span();
+    let idx = span.index_of(ptr.as_ptr());
+    let sc = s.spanclass.load(Ordering::Relaxed);
+    span.lock_gc();
+    // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
+    let was_allocated = unsafe { span.clear_alloc_bit(idx) };
+    debug_assert!(was_allocated, "gort-alloc: gc_free of a free slot");
+    // An object allocated black (arena MARK, barrier still OFF) has its mark
+    // set; left there, the next bitmap swap would make the slot allocated
+    // again with no object in it.
+    let bit = 1u64 << (idx % 64);
+    s.gcmark_bits[idx / 64].fetch_and(!bit, Ordering::Relaxed);
+    // SAFETY: a GC span's `local` is under its gc_lock, held here.
+    s.local.with_mut(|l| unsafe {
+        let l = &mut *l;
+        l.nalloc -= 1;
+        // Keep "every slot below `freeindex` is allocated": a cached
+        // allocator that fails to find a slot must mean the span is full.
+        if idx < l.cursor.freeindex {
+            l.cursor = FreeCursor::at(&s.alloc_bits, idx);
+        } else if word_of(idx) == word_of(l.cursor.freeindex) {
+            l.cursor.alloc_cache |= 1 << (idx - l.cursor.freeindex);
+        }
+    });
+    span.unlock_gc();
+    // The thread's own counter when it has one (no shared cache line).
+    let counted = with_mcache(|c| {
+        let registered = c.id() != 0;
+        if registered {
+            bump(&c.counters().frees[sc]);
+        }
+        registered
+    });
+    if counted != Some(true) {
+        CENTRAL.frees[sc].fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -20,11 +20,11 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{SWEEP, with_barrier};
+use crate::gc::barrier::{BARRIER, Barrier, PhaseWord, SWEEP, with_barrier};
 use crate::gc::object::{CONDEMNED, COUNT_LIMIT, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
-use crate::heap_api::gc_alloc;
+use crate::heap_api::{gc_alloc, gc_free};
 use crate::loom::sync::atomic::{Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
@@ -147,10 +147,59 @@ impl<T: Trace + 'static> Clone for Gc<T> {
 impl<T: Trace + 'static> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
+        let barrier: &Barrier = &BARRIER;
+        // Read before the decrement: the first half of the last-drop check
+        // (barrier.rs, "Last drop").
+        let before = barrier.phase_before_drop();
         // Release: whatever this thread wrote through the value happens
-        // before the collector's SeqCst count load and the destructor.
-        self.header().handles.fetch_sub(1, Ordering::Release);
+        // before the collector's count load and the destructor, wherever it
+        // runs.
+        let old = self.header().handles.fetch_sub(1, Ordering::Release);
+        // Exactly one strong handle, no `Weak`, not condemned: this was the
+        // last handle anywhere (Validity), and none can appear again.
+        if old == 1 {
+            // Acquire: pairs with the other handles' Release decrements, so
+            // their writes through the value happen before its destructor.
+            fence(Ordering::Acquire);
+            // SAFETY: the count went from 1 to 0 here: no handle to the
+            // object exists or can be made, and no `Weak` either.
+            unsafe { free_at_zero(self.ptr, before) };
+        }
     }
+}
+
+/// Drops and frees an object whose last handle is gone, on this thread,
+/// unless a cycle ran or started since `before`: then it is left to the
+/// sweep (it has no handle, so the next cycle finds it unreachable).
+///
+/// # Safety
+/// The caller took the object's count from 1 to 0 (no `Weak`, not
+/// condemned) and read `before` with `phase_before_drop` before that.
+#[inline(never)]
+unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: PhaseWord) {
+    /// Frees the slot when the value's drop ends, normally or by a panic
+    /// (the drop glue drops the remaining fields while unwinding).
+    struct FreeSlot(NonNull<u8>, usize);
+    impl Drop for FreeSlot {
+        fn drop(&mut self) {
+            // SAFETY: the value is dropped and no handle exists (the caller's
+            // count went to 0); `may_free` said no collector pass is reading
+            // the heap until this barrier operation exits.
+            unsafe { gc_free(self.0) };
+            pacer::note_free(self.1);
+        }
+    }
+    with_barrier(|barrier| {
+        if !barrier.may_free(before) {
+            return;
+        }
+        let _free = FreeSlot(ptr.cast(), std::mem::size_of::<GcBox<T>>());
+        // SAFETY: no handle exists (caller), so no one else reads the value;
+        // no collector pass reads it (`may_free`); this is the only drop.
+        // The destructor may clone, allocate and drop: barrier operations
+        // nest, so the collector keeps waiting for this one.
+        unsafe { std::ptr::drop_in_place(&raw mut (*ptr.as_ptr()).value) };
+    });
 }
 
 impl<T: Trace + 'static> Deref for Gc<T> {

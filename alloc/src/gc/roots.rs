@@ -16,7 +16,7 @@ use crate::gc::object::Header;
 pub(crate) use crate::gc::object::Slot;
 use crate::gc::trace::{TraceMode, Tracer};
 use crate::heap_api::for_each_gc_span;
-use crate::loom::sync::atomic::{Ordering, fence};
+use crate::loom::sync::atomic::Ordering;
 
 /// Fills `objects` with the cycle's snapshot (H0 in DESIGN.md): every
 /// allocated, unmarked object in the arena's GC spans, and counts, for every
@@ -39,9 +39,8 @@ pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> Snapsho
                 continue;
             }
             // The arena marks a black allocation before setting its alloc
-            // bit; read them in the opposite order (DESIGN.md, "Known
-            // limits", for weakly ordered CPUs).
-            fence(Ordering::Acquire);
+            // bit (Release); `is_allocated` read it with Acquire, so the
+            // mark below is seen (span.rs, Orderings).
             if span.is_marked(idx) {
                 continue;
             }
