@@ -3,8 +3,11 @@
 //! no-collection baseline.
 //!
 //! Run: `cargo bench -p gort-alloc --bench gc` (`GC_BENCH_REPS=n` to change the
-//! number of runs; each figure is the median). Workloads:
-//! - (a) allocate and drop 1,000,000 small objects, then collect;
+//! number of runs; each figure is the median; `GC_BENCH_ONLY=abcdn` picks
+//! workloads). Workloads:
+//! - (a) allocate and drop 1,000,000 small objects, then collect
+//!   (`GC_BENCH_ONLY=n`: `Gc::new` + drop and `Arc::new` + drop per call,
+//!   in isolation);
 //! - (b) build and drop 100,000 cycles of 2 and of 10 objects, then collect;
 //! - (c) a random graph workload on two threads (200,000 operations each),
 //!   then collect. gort, dumpster and Arc share one graph between the
@@ -118,6 +121,30 @@ fn small_objects() -> Vec<(&'static str, Duration)> {
         ),
         ("Arc", alloc_drop(Arc::new, || {})),
     ]
+}
+
+/// `Gc::new` + drop against `Arc::new` + drop, per call, with no collection
+/// in the loop (the figure the 1.5x target is about).
+fn new_drop_in_isolation() {
+    const CALLS: usize = 10_000_000;
+    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / CALLS as f64;
+    let gort = median(|| {
+        for i in 0..CALLS {
+            black_box(gort_alloc::Gc::new(i as u64));
+        }
+    });
+    let arc = median(|| {
+        for i in 0..CALLS {
+            black_box(Arc::new(i as u64));
+        }
+    });
+    println!("\nnew + drop in isolation ({CALLS} calls)");
+    println!("  Gc::new + drop   {:>6.1} ns", per_call(gort));
+    println!(
+        "  Arc::new + drop  {:>6.1} ns   (gort/Arc = {:.2})",
+        per_call(arc),
+        gort.as_secs_f64() / arc.as_secs_f64()
+    );
 }
 
 // ---------------------------------------------------------------- (b)
@@ -628,6 +655,9 @@ fn main() {
             "(a) allocate and drop 1M small objects, then collect",
             small_objects(),
         );
+    }
+    if only.contains('n') {
+        new_drop_in_isolation();
     }
     if only.contains('b') {
         table(

@@ -224,8 +224,12 @@ pub(crate) unsafe fn gc_free(ptr: NonNull<u8>) {
     // An object allocated black (arena MARK, barrier still OFF) has its mark
     // set; left there, the next bitmap swap would make the slot allocated
     // again with no object in it.
-    let bit = 1u64 << (idx % 64);
-    s.gcmark_bits[idx / 64].fetch_and(!bit, Ordering::Relaxed);
+    // Nothing else marks the slot now (no handle exists, no collector pass
+    // runs), so a load spares the locked RMW in the common, unmarked case.
+    if span.is_marked(idx) {
+        let bit = 1u64 << (idx % 64);
+        s.gcmark_bits[idx / 64].fetch_and(!bit, Ordering::Relaxed);
+    }
     // SAFETY: a GC span's `local` is under its gc_lock, held here.
     s.local.with_mut(|l| unsafe {
         let l = &mut *l;

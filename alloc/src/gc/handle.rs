@@ -2,17 +2,20 @@
 //!
 //! # Validity
 //! Every handle counts itself in its object's `handles` word, wherever the
-//! handle lives (a stack, a global, another object). An object is freed only
-//! by a sweep, and only when the cycle found it unreachable and no handle to
-//! it remained after its destructors ran (sweep.rs). So a handle held by a
-//! mutator always points to allocated memory; its value is valid unless the
-//! handle was reached from a destructor of the same collection, in which case
-//! `Deref` panics (DESIGN.md, "Destructors").
+//! handle lives (a stack, a global, another object). An object is freed
+//! either by the drop that took its count to zero (no handle and no `Weak`
+//! left, none can appear; `free_at_zero`), or by a sweep, when the cycle
+//! found it unreachable and no handle to it remained after its destructors
+//! ran (sweep.rs). So a handle held by a mutator always points to allocated
+//! memory; its value is valid unless the handle was reached from a
+//! destructor of the same collection, in which case `Deref` panics
+//! (DESIGN.md, "Destructors").
 //!
 //! # Barriers
-//! `clone` is the one operation on a handle that takes part in the
-//! collector's protocol: it counts the new handle and, while a cycle marks,
-//! shades the target (barrier.rs). `drop` only decrements; `deref` reads.
+//! `clone` takes part in the collector's protocol: it counts the new handle
+//! and, while a cycle marks, shades the target (barrier.rs). `drop`
+//! decrements; the last drop frees at once only inside a barrier operation
+//! that saw no cycle (barrier.rs, "Last drop"). `deref` reads.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -29,8 +32,12 @@ use crate::loom::sync::atomic::{Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
 ///
-/// Cycles of `Gc`s are freed by the collector (`collect()`, or a background
-/// cycle started by the pacer). Values are immutable through a `Gc`; put a
+/// When the last handle to an object is dropped, the object is dropped and
+/// freed right there, on the dropping thread, as with `Arc`, unless a
+/// collection is running: then the collector frees it. Cycles of `Gc`s are
+/// freed by the collector (`collect()`, or a background cycle started by the
+/// pacer), which runs their destructors on its own thread. Values are
+/// immutable through a `Gc`; put a
 /// [`GcCell`](crate::GcCell) or [`GcMutex`](crate::GcMutex) inside to mutate.
 ///
 /// `Gc<T>` is `Send` and `Sync` exactly when `T` is `Send + Sync`.
@@ -50,8 +57,10 @@ unsafe impl<T: Trace + Send + Sync + 'static> Sync for Gc<T> {}
 impl<T: Trace + 'static> Gc<T> {
     /// Moves `value` into a new collected object.
     ///
-    /// The collector drops unreachable values on its own thread, which Trace
-    /// obligation 5 makes sound for every `Trace` type.
+    /// The value is dropped by the last handle's drop, on that thread, or by
+    /// the collector on its own thread (cycles, and objects whose last
+    /// handle went during a collection), which Trace obligation 5 makes
+    /// sound for every `Trace` type.
     pub fn new(value: T) -> Gc<T> {
         let layout = std::alloc::Layout::new::<GcBox<T>>();
         // A barrier operation: a cycle that starts meanwhile waits until the
