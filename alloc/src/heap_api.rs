@@ -41,7 +41,7 @@ use crate::loom::sync::atomic::Ordering;
 use crate::mcache::with_mcache;
 use crate::mcentral::MCentral;
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_NPAGES, class_for, span_class};
+use crate::sizeclass::{CLASS_NPAGES, NUM_CLASSES, class_for, span_class};
 use crate::span::{BITMAP_WORDS, FreeCursor, Span, word_of};
 use crate::stats::{CENTRAL, bump};
 use std::alloc::Layout;
@@ -253,6 +253,107 @@ pub(crate) unsafe fn gc_free(ptr: NonNull<u8>) {
     });
     if counted != Some(true) {
         CENTRAL.frees[sc].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many dead slots of one size class a thread keeps for reuse.
+#[cfg(not(loom))]
+const DEAD_SLOTS: usize = 32;
+
+/// A thread's dead GC slots, per small size class: objects freed at count
+/// zero whose slots stay allocated in the arena, to be handed to the next
+/// `Gc::new` of the same class without touching the span (no `gc_lock`, no
+/// bitmap). `tag` names the collector state they were cached under; the
+/// collector's side of the rule is in gc/barrier.rs, "Dead slots".
+#[cfg(not(loom))]
+struct DeadSlots {
+    tag: std::cell::Cell<usize>,
+    len: [std::cell::Cell<u8>; NUM_CLASSES],
+    slots: [[std::cell::Cell<*mut u8>; DEAD_SLOTS]; NUM_CLASSES],
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static DEAD: DeadSlots = const {
+        DeadSlots {
+            tag: std::cell::Cell::new(usize::MAX),
+            len: [const { std::cell::Cell::new(0) }; NUM_CLASSES],
+            slots: [const { [const { std::cell::Cell::new(ptr::null_mut()) }; DEAD_SLOTS] };
+                NUM_CLASSES],
+        }
+    };
+}
+
+/// The class whose dead slots fit `layout`, if the cache serves it.
+#[cfg(not(loom))]
+#[inline]
+fn dead_class(layout: Layout) -> Option<usize> {
+    if layout.size() <= 1024 && layout.align() <= 8 {
+        class_for(layout.size(), layout.align())
+    } else {
+        None
+    }
+}
+
+/// Takes a dead slot for an object of `layout` cached under `tag`, if this
+/// thread has one. The slot is still allocated in the arena, with whatever
+/// mark it had; the caller overwrites the object.
+#[inline]
+pub(crate) fn gc_reuse_dead(layout: Layout, tag: usize) -> Option<NonNull<u8>> {
+    #[cfg(not(loom))]
+    {
+        let class = dead_class(layout)?;
+        DEAD.try_with(|dead| {
+            let n = dead.len[class].get();
+            if n == 0 || dead.tag.get() != tag {
+                return None;
+            }
+            dead.len[class].set(n - 1);
+            NonNull::new(dead.slots[class][usize::from(n - 1)].get())
+        })
+        .ok()
+        .flatten()
+    }
+    #[cfg(loom)]
+    {
+        let _ = (layout, tag);
+        None
+    }
+}
+
+/// Keeps the slot of a dead object of `layout` for this thread's next
+/// allocation of its class, under `tag`; false (nothing kept) when the
+/// class is not cached or its cache is full. Entries cached under another
+/// tag are dropped first: they stay allocated in the arena, and the
+/// collector frees them (gc/barrier.rs, "Dead slots").
+#[inline]
+pub(crate) fn gc_keep_dead(ptr: NonNull<u8>, layout: Layout, tag: usize) -> bool {
+    #[cfg(not(loom))]
+    {
+        let Some(class) = dead_class(layout) else {
+            return false;
+        };
+        DEAD.try_with(|dead| {
+            if dead.tag.get() != tag {
+                for len in &dead.len {
+                    len.set(0);
+                }
+                dead.tag.set(tag);
+            }
+            let n = dead.len[class].get();
+            if usize::from(n) == DEAD_SLOTS {
+                return false;
+            }
+            dead.slots[class][usize::from(n)].set(ptr.as_ptr());
+            dead.len[class].set(n + 1);
+            true
+        })
+        .unwrap_or(false)
+    }
+    #[cfg(loom)]
+    {
+        let _ = (ptr, layout, tag);
+        false
     }
 }
 

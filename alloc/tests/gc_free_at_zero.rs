@@ -126,5 +126,13 @@ fn last_drop_frees_at_once_on_the_dropping_thread() {
         cycles_before + 1,
         "only the explicit collect() above ran a cycle"
     );
+
+    // Dead slots the thread kept but did not reuse before a cycle are
+    // released by the next snapshots and freed by the arena, and only they.
+    collect();
+    collect();
+    let stats = gc_stats();
+    assert_eq!(stats.unexpected_dead, 0, "{stats:?}");
+    assert_eq!(stats.destructor_panics, 0, "{stats:?}");
     set_gc_percent(100);
 }

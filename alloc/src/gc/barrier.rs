@@ -26,8 +26,8 @@
 //!   handshake and the heap snapshot (`roots::snapshot_and_count`).
 //! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
-//!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`
-//!   (Release store).
+//!   (Release store, ordered before the phase load by the fence in
+//!   `phase_after_store`) and `exit` (Release store).
 //! - object unmarked -> marked: anyone, `Header::try_mark` (fetch-or on the
 //!   span's mark bitmap); only the caller that set the bit pushes the object
 //!   on the gray queue (`Barrier::shaded`), so each object is queued at most
@@ -41,6 +41,17 @@
 //!   slot (`heap_api::gc_free`), inside the operation; otherwise the object
 //!   stays, with no handle, and the sweep of this or the next cycle frees it
 //!   exactly as any unreachable object.
+//! - Dead slots: a last drop that frees (above) may keep the slot, still
+//!   allocated in the arena, in its thread's cache (`heap_api::gc_keep_dead`)
+//!   tagged with the phase word it read, after writing a dead header
+//!   (`CONDEMNED`, no handle, `DEAD_VTABLE`). `Gc::new` reuses it
+//!   (`gc_reuse_dead`) only inside its barrier operation, when the phase word
+//!   it read after its fence equals the tag: then no cycle ran since the
+//!   slot died and the next one waits for this operation. A slot the thread
+//!   does not reuse before the word changes stays in the arena; the next
+//!   snapshot finds a condemned object with no handle and lets the arena's
+//!   sweep free it (roots.rs), as for a resurrected object whose last handle
+//!   went.
 //! - phase `MARK -> SWEEP`: after mark termination, followed by one more
 //!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
 //!   sweeping starts (a late shade would leave a mark bit set in a swept
@@ -77,7 +88,10 @@
 //! - `MutatorRecord::exit` (Release) pairs with both Acquire loads of `seq`
 //!   in `wait_for_mutators` (the first one may already read an `exit`):
 //!   every gray push and every allocated header written inside the operation
-//!   is visible to what follows the wait.
+//!   is visible to what follows the wait. `enter` stores with Release too:
+//!   the wait's second load may read the next operation's odd `seq` instead
+//!   of the `exit` (a plain store is no release sequence), and must still
+//!   see the finished operation's writes.
 //! - Allocation: `Gc::new` runs inside a barrier operation and fences
 //!   (`phase_after_store`) before `gc_alloc` reads the arena's phase. The
 //!   collector calls `heap_api::gc_begin_mark` (SeqCst), `start_cycle`
@@ -139,9 +153,12 @@
 //!   handshake never returns an object whose value is dropped.
 //!
 //! `alloc/src/gc/tests/loom_gc_last_drop.rs`:
-//! `last_drop_races_a_whole_cycle`: a last drop racing a whole cycle frees
-//! the object exactly once, never while the snapshot reads it (it fails
-//! without the epoch comparison or without the fence).
+//! - `last_drop_races_a_whole_cycle`: a last drop racing a whole cycle frees
+//!   the object exactly once, never while the snapshot reads it (it fails
+//!   without the epoch comparison or without the fence);
+//! - `dead_slot_reuse_races_a_cycle`: a dead slot is never reused after the
+//!   collector released it nor read by the snapshot while it is rewritten
+//!   (it fails without the tag check, and found that `enter` needs Release).
 //!
 //! Each fails when its barrier, the fences or the handshake is removed.
 
@@ -191,6 +208,13 @@ impl PhaseWord {
     pub(crate) fn marking(self) -> bool {
         self.phase == MARK
     }
+
+    /// The whole word, as the tag of a thread's dead slots (heap_api.rs,
+    /// `gc_keep_dead`; header, "Dead slots").
+    #[inline]
+    pub(crate) fn tag(self) -> usize {
+        self.encode()
+    }
 }
 
 /// A mutator thread's handshake word.
@@ -221,9 +245,13 @@ impl MutatorRecord {
         }
         let seq = self.seq.load(Ordering::Relaxed);
         debug_assert!(seq % 2 == 0, "seq is odd outside every operation");
-        // Relaxed: `Barrier::phase_after_store`'s fence orders this store
-        // before the phase load (see Orderings).
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        // `Barrier::phase_after_store`'s fence orders this store before the
+        // phase load (see Orderings). Release: `wait_for_mutators` may see
+        // `seq` go from the odd value of one operation straight to the odd
+        // value of the next one, skipping the `exit` in between; this store
+        // then carries that exit's writes (found by the loom model
+        // `dead_slot_reuse_races_a_cycle`; free on x86).
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
     }
 
     /// Leaves a barrier operation.

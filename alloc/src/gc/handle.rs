@@ -17,17 +17,20 @@
 //! decrements; the last drop frees at once only inside a barrier operation
 //! that saw no cycle (barrier.rs, "Last drop"). `deref` reads.
 
+use std::alloc::Layout;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{BARRIER, Barrier, PhaseWord, SWEEP, with_barrier};
-use crate::gc::object::{CONDEMNED, COUNT_LIMIT, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE};
+use crate::gc::barrier::{BARRIER, Barrier, OFF, PhaseWord, SWEEP, with_barrier};
+use crate::gc::object::{
+    CONDEMNED, COUNT_LIMIT, DEAD_VTABLE, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE,
+};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
-use crate::heap_api::{gc_alloc, gc_free};
+use crate::heap_api::{gc_alloc, gc_free, gc_keep_dead, gc_reuse_dead};
 use crate::loom::sync::atomic::{Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
@@ -67,8 +70,16 @@ impl<T: Trace + 'static> Gc<T> {
         // object is initialised, or the arena allocates it black (barrier.rs,
         // Orderings, "Allocation").
         let ptr = with_barrier(|barrier| {
-            barrier.phase_after_store();
-            let Some(memory) = gc_alloc(layout) else {
+            let phase = barrier.phase_after_store();
+            // A dead slot this thread kept under the same OFF word: no cycle
+            // has looked at it since, and the next one waits for this
+            // operation (barrier.rs, "Dead slots").
+            let reused = if phase.phase == OFF {
+                gc_reuse_dead(layout, phase.tag())
+            } else {
+                None
+            };
+            let Some(memory) = reused.or_else(|| gc_alloc(layout)) else {
                 std::alloc::handle_alloc_error(layout)
             };
             let ptr = memory.cast::<GcBox<T>>();
@@ -187,22 +198,35 @@ impl<T: Trace + 'static> Drop for Gc<T> {
 #[inline(never)]
 unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: PhaseWord) {
     /// Frees the slot when the value's drop ends, normally or by a panic
-    /// (the drop glue drops the remaining fields while unwinding).
-    struct FreeSlot(NonNull<u8>, usize);
+    /// (the drop glue drops the remaining fields while unwinding): keeps it
+    /// as a dead slot for this thread's next `Gc::new` of its class, or
+    /// gives it back to the arena.
+    struct FreeSlot(NonNull<Header>, Layout, PhaseWord);
     impl Drop for FreeSlot {
         fn drop(&mut self) {
-            // SAFETY: the value is dropped and no handle exists (the caller's
-            // count went to 0); `may_free` said no collector pass is reading
-            // the heap until this barrier operation exits.
-            unsafe { gc_free(self.0) };
-            pacer::note_free(self.1);
+            let header = self.0.as_ptr();
+            // A dead slot's header: condemned with no handle and an empty
+            // vtable, which the snapshot passes over and releases if the
+            // thread never reuses the slot (barrier.rs, "Dead slots").
+            // SAFETY: no handle exists (the caller's count went to 0) and no
+            // collector pass reads the heap until this barrier operation
+            // exits (`may_free`), so these writes race with no one.
+            unsafe {
+                (*header).handles.store(CONDEMNED, Ordering::Relaxed);
+                (&raw mut (*header).vtable).write(&DEAD_VTABLE);
+            }
+            if !gc_keep_dead(self.0.cast(), self.1, self.2.tag()) {
+                // SAFETY: as above; the value is dropped.
+                unsafe { gc_free(self.0.cast()) };
+            }
+            pacer::note_free(self.1.size());
         }
     }
     with_barrier(|barrier| {
         if !barrier.may_free(before) {
             return;
         }
-        let _free = FreeSlot(ptr.cast(), std::mem::size_of::<GcBox<T>>());
+        let _free = FreeSlot(ptr.cast(), Layout::new::<GcBox<T>>(), before);
         // SAFETY: no handle exists (caller), so no one else reads the value;
         // no collector pass reads it (`may_free`); this is the only drop.
         // The destructor may clone, allocate and drop: barrier operations

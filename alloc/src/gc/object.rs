@@ -79,6 +79,25 @@ impl<T: Trace> GcBox<T> {
     }
 }
 
+/// The vtable of a dead slot a thread keeps for reuse (heap_api.rs,
+/// `gc_keep_dead`): its header says `CONDEMNED` with no handle, so the
+/// snapshot neither traces nor drops it, and its size is 0 because its bytes
+/// already left the pacer's count when the object died.
+pub(crate) static DEAD_VTABLE: VTable = VTable {
+    trace: trace_nothing,
+    drop_value: drop_nothing,
+    needs_drop: false,
+    layout: Layout::new::<()>(),
+};
+
+/// # Safety
+/// None needed: reads nothing (a dead slot has no value).
+unsafe fn trace_nothing(_header: NonNull<Header>, _tracer: &mut Tracer) {}
+
+/// # Safety
+/// None needed: drops nothing (a dead slot's value was dropped).
+unsafe fn drop_nothing(_header: NonNull<Header>) {}
+
 /// # Safety
 /// `header` must point to a live `GcBox<T>` whose value has not been dropped.
 unsafe fn trace_value<T: Trace>(header: NonNull<Header>, tracer: &mut Tracer) {

@@ -139,3 +139,106 @@ fn last_drop_races_a_whole_cycle() {
         );
     });
 }
+
+/// What the modelled slot holds.
+const OLD: u32 = 1;
+const DEAD: u32 = 2;
+const NEW: u32 = 3;
+const FREED: u32 = 4;
+
+/// Dead slots (barrier.rs, "Dead slots"): the mutator drops the last
+/// handle to an object, keeps its slot as a dead slot tagged with the phase
+/// word, then allocates again and reuses the slot if the phase word is
+/// still the tag. Meanwhile the collector runs a cycle whose snapshot
+/// releases a dead slot (the arena frees it) and frees unreachable objects.
+/// Asserted: the slot is never reused after the collector released it, never
+/// released or freed after it was reused, and the collector never reads it
+/// while the mutator writes it (loom's cell checker).
+///
+/// Checked by hand: reusing under any OFF word (without the tag) fails ("a
+/// reused slot was freed"); with `MutatorRecord::enter` storing Relaxed the
+/// snapshot reads the slot while the drop writes it (the handshake saw the
+/// next operation's odd `seq`, which carried no Release).
+#[test]
+fn dead_slot_reuse_races_a_cycle() {
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
+        let handles = Arc::new(AtomicUsize::new(1));
+        let allocated = Arc::new(AtomicBool::new(true));
+        let slot = Arc::new(UnsafeCell::new(OLD));
+        let record = barrier.register();
+
+        let mutator = {
+            let (barrier, handles, slot) = (barrier.clone(), handles.clone(), slot.clone());
+            thread::spawn(move || {
+                // Gc::drop of the last handle, then FreeSlot::drop.
+                let before = barrier.phase_before_drop();
+                handles.fetch_sub(1, Ordering::Release);
+                fence(Ordering::Acquire);
+                record.enter();
+                let kept = barrier.may_free(before);
+                if kept {
+                    // SAFETY: the model's claim (see the test's doc).
+                    slot.with_mut(|s| unsafe { *s = DEAD });
+                }
+                record.exit();
+                if !kept {
+                    return false;
+                }
+                // Gc::new: reuse only under the same OFF word.
+                record.enter();
+                let phase = barrier.phase_after_store();
+                let reuse = phase.phase == OFF && phase.tag() == before.tag();
+                if reuse {
+                    // SAFETY: as above.
+                    slot.with_mut(|s| unsafe { *s = NEW });
+                    handles.store(1, Ordering::Relaxed);
+                }
+                record.exit();
+                reuse
+            })
+        };
+
+        barrier.start_cycle(EPOCH);
+        barrier.wait_for_mutators();
+        // snapshot_and_count for the one slot (never marked here).
+        let mut garbage = false;
+        if allocated.load(Ordering::Acquire) {
+            // SAFETY: as above.
+            match slot.with(|s| unsafe { *s }) {
+                DEAD => {
+                    // Released: the arena's sweep frees it.
+                    allocated.store(false, Ordering::Relaxed);
+                    // SAFETY: as above.
+                    slot.with_mut(|s| unsafe { *s = FREED });
+                }
+                OLD | NEW => garbage = handles.load(Ordering::Relaxed) == 0,
+                other => panic!("the snapshot read slot state {other}"),
+            }
+        }
+        barrier.set_phase(PhaseWord {
+            phase: SWEEP,
+            epoch: EPOCH,
+        });
+        barrier.wait_for_mutators();
+        if garbage {
+            allocated.store(false, Ordering::Relaxed);
+            // SAFETY: as above.
+            slot.with_mut(|s| unsafe { *s = FREED });
+        }
+        barrier.set_phase(PhaseWord {
+            phase: OFF,
+            epoch: EPOCH,
+        });
+
+        let reused = mutator.join().unwrap();
+        if reused {
+            assert!(
+                allocated.load(Ordering::Relaxed),
+                "a reused slot was freed by the collector"
+            );
+            // SAFETY: every thread is done.
+            assert_eq!(slot.with(|s| unsafe { *s }), NEW);
+        }
+    });
+}
