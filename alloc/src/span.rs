@@ -388,6 +388,16 @@ impl SpanRef {
         self.span().alloc_bits[idx / 64].load(Ordering::Acquire) & (1 << (idx % 64)) != 0
     }
 
+    /// Slots `64 * w ..` that are allocated and unmarked, as a bit word (bit
+    /// `j` is slot `64 * w + j`): the alloc word is read first, with Acquire
+    /// as in `is_allocated`, so a slot allocated black shows its mark.
+    #[inline]
+    pub(crate) fn allocated_unmarked(&self, w: usize) -> u64 {
+        let s = self.span();
+        let alloc = s.alloc_bits[word_of(64 * w)].load(Ordering::Acquire);
+        alloc & !s.gcmark_bits[word_of(64 * w)].load(Ordering::Relaxed)
+    }
+
     /// Sets the mark bit of slot `idx`; true if it was not set before.
     #[inline]
     pub(crate) fn mark(&self, idx: usize) -> bool {
