@@ -12,7 +12,8 @@
 //! - (c) a random graph workload on two threads (200,000 operations each),
 //!   then collect. gort, dumpster and Arc share one graph between the
 //!   threads; `gc` and `bacon_rajan_cc` are single-threaded, so each thread
-//!   runs its own graph;
+//!   runs its own graph (gort is also run that way, for a like-for-like
+//!   row);
 //! - (d) the longest time (and the p99) any mutator operation waits while a
 //!   heap of 1,000,000 live objects is collected.
 
@@ -345,6 +346,30 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
                     }
                 });
                 drop(table);
+                gort_alloc::collect();
+            }),
+        ),
+        (
+            "gort (one graph per thread)",
+            median(|| {
+                two_threads(|seed| {
+                    let mut rng = Rng(seed);
+                    let table = gort_alloc::Gc::new(GortTable {
+                        slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
+                    });
+                    for _ in 0..GRAPH_OPS {
+                        graph_op!(
+                            rng,
+                            table.slots,
+                            gort_alloc::Gc::new(GortShared {
+                                edges: gort_alloc::GcMutex::new(Vec::new()),
+                            }),
+                            lock_gort,
+                            edges
+                        );
+                    }
+                    drop(table);
+                });
                 gort_alloc::collect();
             }),
         ),
