@@ -314,6 +314,28 @@ struct GortTable {
     slots: Vec<gort_alloc::GcMutex<Option<gort_alloc::Gc<GortShared>>>>,
 }
 
+fn gort_table() -> gort_alloc::Gc<GortTable> {
+    gort_alloc::Gc::new(GortTable {
+        slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
+    })
+}
+
+/// `GRAPH_OPS` random operations on `table`'s graph.
+fn gort_graph_ops(table: &gort_alloc::Gc<GortTable>, seed: u64) {
+    let mut rng = Rng(seed);
+    for _ in 0..GRAPH_OPS {
+        graph_op!(
+            rng,
+            table.slots,
+            gort_alloc::Gc::new(GortShared {
+                edges: gort_alloc::GcMutex::new(Vec::new()),
+            }),
+            lock_gort,
+            edges
+        );
+    }
+}
+
 fn two_threads(work: impl Fn(u64) + Sync) {
     std::thread::scope(|scope| {
         for seed in [0x1234_5678u64, 0x8765_4321] {
@@ -328,23 +350,8 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
         (
             "gort (shared graph)",
             median(|| {
-                let table = gort_alloc::Gc::new(GortTable {
-                    slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
-                });
-                two_threads(|seed| {
-                    let mut rng = Rng(seed);
-                    for _ in 0..GRAPH_OPS {
-                        graph_op!(
-                            rng,
-                            table.slots,
-                            gort_alloc::Gc::new(GortShared {
-                                edges: gort_alloc::GcMutex::new(Vec::new()),
-                            }),
-                            lock_gort,
-                            edges
-                        );
-                    }
-                });
+                let table = gort_table();
+                two_threads(|seed| gort_graph_ops(&table, seed));
                 drop(table);
                 gort_alloc::collect();
             }),
@@ -352,24 +359,7 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
         (
             "gort (one graph per thread)",
             median(|| {
-                two_threads(|seed| {
-                    let mut rng = Rng(seed);
-                    let table = gort_alloc::Gc::new(GortTable {
-                        slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
-                    });
-                    for _ in 0..GRAPH_OPS {
-                        graph_op!(
-                            rng,
-                            table.slots,
-                            gort_alloc::Gc::new(GortShared {
-                                edges: gort_alloc::GcMutex::new(Vec::new()),
-                            }),
-                            lock_gort,
-                            edges
-                        );
-                    }
-                    drop(table);
-                });
+                two_threads(|seed| gort_graph_ops(&gort_table(), seed));
                 gort_alloc::collect();
             }),
         ),
