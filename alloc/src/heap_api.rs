@@ -116,18 +116,26 @@ fn gc_alloc_with(layout: Layout, force_black: bool) -> Option<NonNull<u8>> {
 /// Takes a slot from a GC span under its gc_lock; `None` if it is full.
 /// (`pub(crate)` for the loom model of allocation racing a sweep.)
 pub(crate) fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
+    let mut slot = [ptr::null_mut()];
+    (take_slots(span, force_black, &mut slot) == 1).then_some(slot[0])
+}
+
+/// Takes up to `out.len()` slots from a GC span under one acquisition of its
+/// gc_lock, writing them to `out`; returns how many (0: the span is full).
+fn take_slots(span: SpanRef, force_black: bool, out: &mut [*mut u8]) -> usize {
     let s = span.span();
+    let nelems = s.nelems.load(Ordering::Relaxed);
     span.lock_gc();
-    // SAFETY: a GC span's `local` is under its gc_lock, held here.
-    let idx = s.local.with_mut(|l| unsafe {
-        let l = &mut *l;
-        let idx = l
-            .cursor
-            .next(&s.alloc_bits, s.nelems.load(Ordering::Relaxed))?;
-        l.nalloc += 1;
-        Some(idx)
-    });
-    if let Some(idx) = idx {
+    let mut taken = 0;
+    while taken < out.len() {
+        // SAFETY: a GC span's `local` is under its gc_lock, held here.
+        let idx = s.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            let idx = l.cursor.next(&s.alloc_bits, nelems)?;
+            l.nalloc += 1;
+            Some(idx)
+        });
+        let Some(idx) = idx else { break };
         if force_black || alloc_black(s) {
             // Mark before the alloc bit: a sweep reads both under gc_lock,
             // and the collector's `is_allocated` must never see an allocated
@@ -136,33 +144,55 @@ pub(crate) fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
         }
         // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
         unsafe { span.set_alloc_bit(idx) };
+        out[taken] = span.base_of(idx);
+        taken += 1;
     }
     span.unlock_gc();
-    idx.map(|i| span.base_of(i))
+    taken
 }
 
 fn gc_alloc_cached(c: &mut crate::mcache::MCache, class: usize, force_black: bool) -> *mut u8 {
+    let mut slot = [ptr::null_mut()];
+    gc_alloc_cached_n(c, class, force_black, &mut slot);
+    slot[0]
+}
+
+/// Fills `out` (at least one slot, up to all of it) from the thread's cached
+/// GC span of `class`, refilling the cache from the mcentral or the mheap
+/// when the span is full; 0 when memory runs out.
+fn gc_alloc_cached_n(
+    c: &mut crate::mcache::MCache,
+    class: usize,
+    force_black: bool,
+    out: &mut [*mut u8],
+) -> usize {
     let sc = span_class(class, true);
     loop {
         if let Some(sp) = NonNull::new(c.gc[class]) {
             // SAFETY: cached span structs live forever.
             let span = unsafe { SpanRef::from_ptr(sp) };
-            if let Some(p) = take_slot(span, force_black) {
-                bump(&c.counters().mallocs[sc]);
-                return p;
+            let taken = take_slots(span, force_black, out);
+            if taken != 0 {
+                let mallocs = &c.counters().mallocs[sc];
+                // The owner is the counter's only writer (stats::bump).
+                mallocs.store(
+                    mallocs.load(Ordering::Relaxed) + taken as u64,
+                    Ordering::Relaxed,
+                );
+                return taken;
             }
             c.gc[class] = ptr::null_mut();
             HEAP.central[sc].uncache_gc_span(span);
         }
         let id = c.id();
         if id == 0 {
-            return ptr::null_mut();
+            return 0;
         }
         let span = match HEAP.central[sc].cache_span(id) {
             Some((span, _)) => span,
             None => match HEAP.alloc_span(CLASS_NPAGES[class] as usize, sc, 0, 0, id) {
                 Some(span) => span,
-                None => return ptr::null_mut(),
+                None => return 0,
             },
         };
         c.gc[class] = span.as_ptr();
@@ -317,6 +347,46 @@ pub(crate) fn gc_reuse_dead(layout: Layout, tag: usize) -> Option<NonNull<u8>> {
     #[cfg(loom)]
     {
         let _ = (layout, tag);
+        None
+    }
+}
+
+/// Slots taken from the span per span-lock acquisition when a thread's dead
+/// slots of a class run out.
+#[cfg(not(loom))]
+const DEAD_BATCH: usize = DEAD_SLOTS / 2;
+
+/// Takes `DEAD_BATCH` fresh slots of `layout`'s class from the thread's
+/// cached span under one span lock, makes each a dead slot with `init`
+/// (which writes its dead header), caches them under `tag` and returns one
+/// of them. `None` when the class is not cached (the caller allocates
+/// normally) or memory runs out.
+#[inline(never)]
+pub(crate) fn gc_alloc_dead_batch(
+    layout: Layout,
+    tag: usize,
+    init: impl Fn(NonNull<u8>),
+) -> Option<NonNull<u8>> {
+    #[cfg(not(loom))]
+    {
+        let class = dead_class(layout)?;
+        let mut batch = [ptr::null_mut(); DEAD_BATCH];
+        let taken = with_mcache(|c| gc_alloc_cached_n(c, class, false, &mut batch))?;
+        let (first, rest) = batch[..taken].split_first()?;
+        for &slot in rest {
+            let slot = NonNull::new(slot)?;
+            init(slot);
+            // Always kept (the caller found the cache empty); a slot that
+            // were not would still not leak: its dead header lets the next
+            // snapshot release it.
+            let kept = gc_keep_dead(slot, layout, tag);
+            debug_assert!(kept, "dead-slot cache full after a miss");
+        }
+        NonNull::new(*first)
+    }
+    #[cfg(loom)]
+    {
+        let _ = (layout, tag, init);
         None
     }
 }

@@ -30,8 +30,8 @@ use crate::gc::object::{
 };
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
-use crate::heap_api::{gc_alloc, gc_free, gc_keep_dead, gc_reuse_dead};
-use crate::loom::sync::atomic::{Ordering, fence};
+use crate::heap_api::{gc_alloc, gc_alloc_dead_batch, gc_free, gc_keep_dead, gc_reuse_dead};
+use crate::loom::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
 ///
@@ -74,8 +74,11 @@ impl<T: Trace + 'static> Gc<T> {
             // A dead slot this thread kept under the same OFF word: no cycle
             // has looked at it since, and the next one waits for this
             // operation (barrier.rs, "Dead slots").
+            // When there is none, take a batch of fresh slots under one span
+            // lock and keep the rest as dead slots under this word.
             let reused = if phase.phase == OFF {
                 gc_reuse_dead(layout, phase.tag())
+                    .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header))
             } else {
                 None
             };
@@ -248,6 +251,23 @@ impl<T: Trace + 'static> Deref for Gc<T> {
         // dropped only after their object is condemned (sweep.rs).
         unsafe { &(*self.ptr.as_ptr()).value }
     }
+}
+
+/// Writes a dead slot's header into a fresh slot (heap_api.rs,
+/// `gc_alloc_dead_batch`): condemned, no handle, the empty vtable. A
+/// snapshot that finds the slot before this thread reuses it releases it.
+fn write_dead_header(slot: NonNull<u8>) {
+    // SAFETY: `slot` is a fresh slot of a class at least as large and
+    // aligned as a header (it serves a `GcBox`), ours alone: the caller runs
+    // inside a barrier operation that saw OFF, so no snapshot reads the heap
+    // until it exits.
+    unsafe {
+        slot.cast::<Header>().as_ptr().write(Header {
+            handles: AtomicU64::new(CONDEMNED),
+            internal: AtomicU64::new(0),
+            vtable: &DEAD_VTABLE,
+        })
+    };
 }
 
 #[cold]
