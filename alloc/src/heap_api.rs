@@ -24,13 +24,21 @@
 //!   a span's identity fields are stable while it is in use).
 //! - `gc_alloc` on mutators during every phase.
 //! - `gc_sweep_span`: one collector thread at a time (sweeps of different
-//!   spans must not run in parallel, and only the sweep returns GC spans to
-//!   the mheap, which is why a `for_each_gc_span` snapshot stays valid while
-//!   its caller sweeps). It may run while mutators allocate in the same span:
+//!   spans must not run in parallel, and only the sweep returns small GC
+//!   spans to the mheap, which is why a `for_each_gc_span` snapshot stays
+//!   valid while its caller sweeps; `gc_free` returns a large object's span,
+//!   but only while no collector pass runs). It may run while mutators allocate in the same span:
 //!   both take the span's `gc_lock`; the `dead` callback runs with no lock
 //!   held, so it may allocate (GC or `SpanAlloc`) and free `SpanAlloc` memory.
 //! - Checked by `tests/loom_gc_sweep.rs`: `gc_alloc` racing `gc_sweep_span`
 //!   on one span never loses the new object.
+//! - `gc_free`, `gc_reuse_dead`, `gc_keep_dead`, `gc_alloc_dead_batch`: a
+//!   mutator freeing or reusing objects at count zero, only inside a barrier
+//!   operation that saw the collector's phase OFF (gc/barrier.rs, "Last
+//!   drop", "Dead slots"): no snapshot, mark or sweep runs meanwhile. Other
+//!   mutators may allocate or free in the same span (`gc_lock`). Dead slots
+//!   stay allocated here; the collector releases the ones a thread never
+//!   reuses.
 //! - A mutator's allocation that began before `gc_begin_mark` returned may
 //!   still allocate white: the collector's handshake with mutators (its
 //!   safepoint) must order phase changes against allocation, as Go's STW

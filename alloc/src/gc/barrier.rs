@@ -60,7 +60,10 @@
 //! # Ownership
 //! - `phase`: written by the collector thread only; read by everyone.
 //! - `MutatorRecord::seq`: written by its thread only; read by the collector
-//!   in `wait_for_mutators`.
+//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only.
+//! - The header of an object whose count reached zero, and a dead slot:
+//!   written by the thread of the last drop inside its barrier operation
+//!   (after `may_free`), read by the next snapshot after the handshake.
 //! - `records`: the list grows under its mutex when a thread first uses a
 //!   barrier; records are reused, never freed.
 //! - `gray`: pushed by anyone, popped by the collector.
