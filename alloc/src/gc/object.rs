@@ -169,7 +169,18 @@ impl Header {
 
     /// Marks the object unreachable (sweep only).
     pub(crate) fn condemn(&self) {
-        self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+        let word = self.handles.load(Ordering::Relaxed);
+        if word & WEAK_MASK == 0 {
+            // No mutator reaches the object (DESIGN.md, "Soundness") and no
+            // `Weak` exists, and none can appear (downgrading needs a strong
+            // handle, and those are inside unreachable objects whose
+            // destructors run later, on this thread): nothing else writes
+            // the word now, so a store spares the locked RMW.
+            self.handles.store(word | CONDEMNED, Ordering::Relaxed);
+        } else {
+            // A `Weak` may be upgraded or dropped concurrently.
+            self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+        }
     }
 
     /// How many `Gc` handles point here.
