@@ -21,10 +21,12 @@ pub use gort_netpoll::budget;
 
 mod builder;
 mod context;
+mod dump;
 mod idle;
 #[allow(dead_code)] // `is_closed` is for diagnostics
 mod inject;
 mod m;
+mod metrics;
 mod netpoller;
 mod p;
 #[allow(dead_code)] // `park_timeout`: used by the time tests only
@@ -34,8 +36,10 @@ mod runtime;
 mod scheduler;
 pub mod task;
 pub mod time;
+pub mod trace;
 
 pub use builder::Builder;
+pub use metrics::{HistogramSnapshot, RuntimeMetrics};
 pub use runtime::{Handle, Runtime};
 pub use task::{JoinError, JoinHandle};
 
@@ -58,15 +62,16 @@ where
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let loc = std::panic::Location::caller();
     let mut future = Some(future);
-    let spawned =
-        context::with_current_handle(|h| h.map(|h| h.spawn(future.take().expect("taken once"))));
+    let spawned = context::with_current_handle(|h| {
+        h.map(|h| h.spawn_inner(future.take().expect("taken once"), None, loc))
+    });
     match spawned {
         Some(join) => join,
         None => panic!(
-            "gort::spawn called outside a gort runtime at {}: call it from a task, \
-             from inside Runtime::block_on, or use Handle::spawn",
-            std::panic::Location::caller()
+            "gort::spawn called outside a gort runtime at {loc}: call it from a task, \
+             from inside Runtime::block_on, or use Handle::spawn"
         ),
     }
 }

@@ -59,12 +59,14 @@ use gort_netpoll::loom::sync::Arc;
 
 use crate::context;
 use crate::idle::{MNote, NextP};
+use crate::metrics::probe::PollProbe;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
 use crate::time::{self, Timers, TimersGuard};
+use crate::trace::MTrace;
 
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
@@ -85,6 +87,10 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
+    /// DIAG: id of the held P (for per-P stats from inside polls).
+    p_id: Cell<Option<usize>>,
+    /// DIAG: this M's execution-trace buffer and process-wide M id.
+    trace: MTrace,
 }
 
 /// The body of an M thread.
@@ -99,6 +105,8 @@ pub(crate) fn run(handle: Handle, note: Arc<MNote<Box<P>>>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
+        p_id: Cell::new(None),
+        trace: MTrace::register(),
     };
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
@@ -122,12 +130,16 @@ impl MCore {
             if self.spinning.replace(false) && idle.stop_spinning() {
                 idle.wakep();
             }
-            self.p
-                .borrow_mut()
-                .as_mut()
-                .expect("gort: M runs a task without a P")
-                .on_execute(inherit);
+            let p_id = {
+                let mut p = self.p.borrow_mut();
+                let p = p.as_mut().expect("gort: M runs a task without a P");
+                p.on_execute(inherit);
+                p.id
+            };
+            let diag = &self.handle.shared.diag;
+            let probe = PollProbe::start(diag, p_id, &task); // DIAG
             task.run();
+            probe.finish(&self.trace); // DIAG
         }
         self.exit();
     }
@@ -143,8 +155,28 @@ impl MCore {
         }
     }
 
+    /// DIAG: the id of the P this M holds.
+    pub(crate) fn p_id(&self) -> Option<usize> {
+        self.p_id.get()
+    }
+
+    /// DIAG: P ownership for the dump, the trace and `tracing`.
+    fn note_p(&self, p: Option<usize>) {
+        let stats = &self.handle.shared.diag.pstats;
+        if let Some(old) = self.p_id.replace(p) {
+            stats[old].held_by.set(0);
+            self.trace.p_stop(old);
+        }
+        if let Some(new) = p {
+            stats[new].held_by.set(self.trace.m_id() as u64 + 1);
+            self.trace.p_start(new);
+            tracing::trace!(target: "gort", m = self.trace.m_id(), p = new, "acquire P");
+        }
+    }
+
     /// Holds `p` (or none), making its timers the current ones.
     fn set_p(&self, p: Option<Box<P>>) {
+        self.note_p(p.as_ref().map(|p| p.id)); // DIAG
         let timers = p
             .as_ref()
             .map(|p| time::enter(self.handle.shared.timers[p.id].clone()));
@@ -155,6 +187,7 @@ impl MCore {
     }
 
     fn take_p(&self) -> Option<Box<P>> {
+        self.note_p(None); // DIAG
         *self.timers.borrow_mut() = None;
         self.p.borrow_mut().take()
     }
@@ -212,6 +245,8 @@ impl MCore {
             // Nothing anywhere: release the P and park (the delicate dance).
             let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
+            tracing::trace!(target: "gort", m = self.trace.m_id(), "park");
+            let parked = self.trace.wait_start(); // DIAG
             let got = shared.idle.park_m(
                 p,
                 &self.note,
@@ -219,6 +254,8 @@ impl MCore {
                 || shared.has_work(),
                 || self.stopm(),
             )?;
+            self.trace.park(parked); // DIAG
+            tracing::trace!(target: "gort", m = self.trace.m_id(), "unpark");
             self.set_p(Some(got.0));
             self.spinning.set(got.1);
         }
@@ -264,8 +301,17 @@ impl MCore {
     fn netpoll_now(&self, p: &mut P) -> Option<Notified> {
         let shared = &self.handle.shared;
         let mut ready = self.ready.borrow_mut();
+        let polled = self.trace.wait_start(); // DIAG
         if let Err(e) = shared.netpoller.poll_now(&mut ready) {
             tracing::warn!(error = %e, "gort: non-blocking netpoll failed");
+        }
+        // DIAG: netpoll counters, trace slice.
+        let stats = &shared.diag.pstats[p.id];
+        stats.netpoll_polls.bump();
+        stats.netpoll_events.add(ready.len() as u64);
+        if !ready.is_empty() {
+            self.trace.netpoll(polled, ready.len());
+            tracing::trace!(target: "gort", events = ready.len(), "netpoll wakeups");
         }
         if ready.is_empty() {
             return None;
@@ -311,7 +357,14 @@ impl MCore {
                 NextP::Empty => {}
             }
             let mut ready = self.ready.borrow_mut();
+            let waited = self.trace.wait_start(); // DIAG
             let polled = np.block(|| shared.earliest_timer(), &mut ready);
+            // DIAG: netpoll counters (shared slot: no P held), trace slice.
+            let slot = shared.diag.shared_slot();
+            slot.netpoll_polls.add_shared(1);
+            slot.netpoll_events.add_shared(ready.len() as u64);
+            self.trace.netpoll(waited, ready.len());
+            tracing::trace!(target: "gort", events = ready.len(), "netpoll wakeups (blocking)");
             idle.end_netpoll(&self.note);
             np.release();
             if let Err(e) = polled {
@@ -385,7 +438,15 @@ impl MCore {
                 {
                     return Some(task);
                 }
+                let before = p.runq.len();
                 if let Some(task) = shared.stealers[victim].steal_into(&mut p.runq, steal_runnext) {
+                    // DIAG: steal counters, trace flow, tracing event.
+                    let n = p.runq.len().saturating_sub(before) + 1;
+                    let stats = &shared.diag.pstats[p.id];
+                    stats.steals.bump();
+                    stats.tasks_stolen.add(n as u64);
+                    self.trace.steal(p.id, victim, n);
+                    tracing::trace!(target: "gort", p = p.id, victim, tasks = n, "steal");
                     return Some(task);
                 }
             }

@@ -32,6 +32,7 @@ use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
 use crate::m;
+use crate::metrics::Diag;
 use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
@@ -49,6 +50,8 @@ pub struct Runtime {
     threads: Vec<thread::JoinHandle<()>>,
     /// Set by the first shutdown; `Drop` after `shutdown_timeout` does nothing.
     shut_down: bool,
+    /// DIAG: this runtime started the `GORT_TRACE` trace; its shutdown stops it.
+    env_trace: bool,
 }
 
 /// A cloneable reference to a runtime, to spawn onto it or block on it from
@@ -110,6 +113,7 @@ impl Runtime {
             owned: OwnedTasks::new(n),
             notes: notes.clone().into_boxed_slice(),
             config,
+            diag: Diag::new(n),
             live_ms: Mutex::new(n),
             ms_exited: Condvar::new(),
         });
@@ -118,7 +122,10 @@ impl Runtime {
             handle: handle.clone(),
             threads: Vec::with_capacity(n),
             shut_down: false,
+            // DIAG: GORT_TRACE and GORT_DEBUG=sigquit=1.
+            env_trace: crate::trace::start_from_env(),
         };
+        crate::dump::on_runtime_start(&handle);
         for (i, (parker, note)) in parkers.into_iter().zip(notes).enumerate() {
             let h = handle.clone();
             let spawned = thread::Builder::new()
@@ -208,6 +215,11 @@ impl Runtime {
             drop(task);
         }
         shared.owned.close_and_shutdown_all();
+        if self.env_trace
+            && let Err(e) = crate::trace::stop()
+        {
+            eprintln!("gort: GORT_TRACE: {e}");
+        }
     }
 }
 
@@ -256,7 +268,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_inner(future)
+        self.spawn_inner(future, None, std::panic::Location::caller())
     }
 
     /// As [`Runtime::block_on`].

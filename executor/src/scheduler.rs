@@ -15,6 +15,7 @@
 //! the grace period, and park again.
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr;
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ use crate::builder::Config;
 use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
+use crate::metrics::{self, Counter, Diag, PStats};
 use crate::netpoller::Netpoller;
 use crate::p::P;
 use crate::queue::{QueueItem, Steal};
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) notes: Box<[Arc<MNote<Box<P>>>]>,
     /// The validated configuration.
     pub(crate) config: Config,
+    /// DIAG: per-P counters and histograms, task names (metrics/).
+    pub(crate) diag: Diag,
     /// Ms still running, with the condvar shutdown waits on.
     pub(crate) live_ms: Mutex<usize>,
     pub(crate) ms_exited: Condvar,
@@ -103,16 +107,45 @@ impl QueueItem for Notified {
 
 impl Handle {
     /// Spawns onto this runtime (the body of every public spawn).
-    pub(crate) fn spawn_inner<F>(&self, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_inner<F>(
+        &self,
+        future: F,
+        name: Option<&str>,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self.shared.owned.bind(future, self.clone(), Id::next());
+        let id = Id::next();
+        // DIAG: name table, spawn counter, tracing event.
+        if let Some(name) = name {
+            self.shared.diag.set_name(id, name);
+        }
+        self.bump_stat(|s| &s.spawned);
+        tracing::trace!(target: "gort", task_id = id.as_u64(), task_name = name.unwrap_or(""),
+            spawned_at = %spawned_at, "spawn");
+        let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);
         }
         join
+    }
+
+    /// DIAG: bumps a per-P counter: the copy of the P this thread holds
+    /// when it is an M of this runtime, else the shared slot (`fetch_add`).
+    pub(crate) fn bump_stat(&self, which: fn(&PStats) -> &Counter) {
+        let diag = &self.shared.diag;
+        let own = context::with_current_m(|m| match m {
+            Some(m) if ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(&self.shared)) => {
+                m.p_id()
+            }
+            _ => None,
+        });
+        match own {
+            Some(p) => which(&diag.pstats[p]).bump(),
+            None => which(diag.shared_slot()).add_shared(1),
+        }
     }
 
     /// Global queue + `wakep`. At shutdown the queue is closed and the task
@@ -126,6 +159,7 @@ impl Handle {
 
 impl Schedule for Handle {
     fn schedule(&self, task: Notified, hint: Hint) {
+        metrics::probe::stamp_runnable(task.header()); // DIAG
         let rest = context::with_current_m(|m| match m {
             Some(m) if ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(&self.shared)) => {
                 m.schedule_local(task, hint)
@@ -138,6 +172,9 @@ impl Schedule for Handle {
     }
 
     fn release(&self, task: &Header) -> bool {
+        // DIAG: completion counter, name table.
+        self.bump_stat(|s| &s.completed);
+        self.shared.diag.forget_name(task.id);
         self.shared.owned.remove(task)
     }
 }

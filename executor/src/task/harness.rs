@@ -107,7 +107,12 @@ where
                         // dropped in place (replace_stage), never moved out
                         // while `Running`: the pinning guarantee holds.
                         let fut = unsafe { Pin::new_unchecked(fut) };
-                        fut.poll(&mut cx)
+                        let res = fut.poll(&mut cx);
+                        // DIAG: count budget-forced yields (metrics).
+                        if res.is_pending() && !budget::has_remaining() {
+                            crate::metrics::probe::note_forced_yield();
+                        }
+                        res
                     }
                     _ => unreachable!("gort: polled a task whose future is gone"),
                 }

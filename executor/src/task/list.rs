@@ -36,6 +36,7 @@
 //! is freed exactly once, which needs the list's reference released once).
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr::NonNull;
 
 use gort_netpoll::loom::sync::Mutex;
@@ -99,13 +100,14 @@ impl OwnedTasks {
         future: F,
         scheduler: S,
         id: Id,
+        spawned_at: &'static Location<'static>,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let ptr = Cell::allocate(future, scheduler, id);
+        let ptr = Cell::allocate(future, scheduler, id, spawned_at);
         // SAFETY: freshly allocated cell with three references (state.rs
         // INITIAL_STATE): one for the list, one for the JoinHandle, one for the
         // Notified; each wrapper below takes exactly one.
@@ -184,6 +186,24 @@ impl OwnedTasks {
         while let Some(task) = self.pop_for_shutdown() {
             task.shutdown();
             task.drop_reference();
+        }
+    }
+
+    /// Calls `f` with every linked task (the task dump), one shard at a
+    /// time under its lock: `f` must not spawn or complete tasks.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Header)) {
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap();
+            let mut next = shard.head;
+            while let Some(ptr) = next {
+                // SAFETY: shard lock held: every task linked in it is alive
+                // (the list's reference).
+                let h = unsafe { ptr.as_ref() };
+                f(h);
+                // SAFETY: the links of a task in this shard are guarded by
+                // the shard lock we hold.
+                next = h.owned_next.with(|n| unsafe { *n });
+            }
         }
     }
 

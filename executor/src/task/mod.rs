@@ -58,6 +58,7 @@
 //!
 //! Loom models: `src/tests/loom_task.rs`.
 
+mod builder;
 mod harness;
 mod id;
 mod join;
@@ -70,6 +71,7 @@ mod yield_now;
 use std::future::Future;
 use std::ptr::NonNull;
 
+pub use builder::Builder;
 pub use id::{Id, id, try_id};
 pub use join::{JoinError, JoinHandle};
 pub use state::GStatus;
@@ -125,6 +127,11 @@ impl Notified {
         let raw = self.raw;
         std::mem::forget(self);
         raw.poll();
+    }
+
+    /// The task's header (ids and stamps for diagnostics).
+    pub(crate) fn header(&self) -> &Header {
+        self.raw.header()
     }
 
     /// The reference as a pointer (for run queues).

@@ -5,10 +5,11 @@
 //! the concrete `F` and `S`. Everything that is not generic ([`RawTask`], the
 //! queues, the owned-tasks list) handles `NonNull<Header>` only.
 //!
-//! Size on x86-64 (not loom): header 40 bytes (state, vtable, two list links,
-//! id), scheduler 8 (an `Arc`), join waker 16, then the stage.
+//! Size on x86-64 (not loom): header 56 bytes (state, vtable, two list links,
+//! id, spawn location, diagnostics stamp), scheduler 8 (an `Arc`), join waker 16, then the stage.
 
 use std::future::Future;
+use std::panic::Location;
 use std::ptr::NonNull;
 use std::task::Waker;
 
@@ -33,6 +34,11 @@ pub(crate) struct Header {
     pub(crate) owned_next: UnsafeCell<Option<NonNull<Header>>>,
     /// Written once before the task is published; read-only afterwards.
     pub(crate) id: Id,
+    /// Where the task was spawned (`#[track_caller]`); read-only.
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// DIAG: "in this state since" stamp for metrics and the task dump
+    /// (metrics/probe.rs); a statistic written by wakers and the poller.
+    pub(crate) since: crate::metrics::Counter,
 }
 
 // SAFETY: the header's mutable fields are the atomic state word and the list
@@ -99,7 +105,12 @@ where
     };
 
     /// Allocates a task: the single heap allocation of a spawn.
-    pub(crate) fn allocate(future: F, scheduler: S, id: Id) -> NonNull<Header> {
+    pub(crate) fn allocate(
+        future: F,
+        scheduler: S,
+        id: Id,
+        spawned_at: &'static Location<'static>,
+    ) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
@@ -107,6 +118,8 @@ where
                 owned_prev: UnsafeCell::new(None),
                 owned_next: UnsafeCell::new(None),
                 id,
+                spawned_at,
+                since: crate::metrics::Counter::default(),
             },
             scheduler,
             join_waker: UnsafeCell::new(None),

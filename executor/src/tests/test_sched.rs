@@ -38,9 +38,12 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.0
-            .owned
-            .bind(fut, TestSched(self.0.clone(), true), Id::next())
+        self.0.owned.bind(
+            fut,
+            TestSched(self.0.clone(), true),
+            Id::next(),
+            std::panic::Location::caller(),
+        )
     }
 
     pub(crate) fn pop(&self) -> Option<Notified> {
