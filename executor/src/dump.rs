@@ -113,7 +113,7 @@ pub(crate) fn on_runtime_start(handle: &Handle) {
 
 #[cfg(all(unix, not(loom)))]
 mod sigquit {
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::os::fd::FromRawFd;
     use std::sync::{OnceLock, Weak};
 
@@ -178,7 +178,9 @@ mod sigquit {
                         text.push_str(&Handle { shared }.dump());
                         text.push('\n');
                     }
-                    eprint!("{text}");
+                    // Not eprint!: it panics on a closed stderr, and a test
+                    // harness would capture it.
+                    let _ = std::io::stderr().lock().write_all(text.as_bytes());
                 }
             })
             .map_err(|e| e.to_string())?;

@@ -29,7 +29,7 @@
 
 mod clock;
 mod counter;
-mod histogram;
+pub(crate) mod histogram;
 pub(crate) mod probe;
 
 use std::collections::HashMap;

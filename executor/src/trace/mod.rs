@@ -93,12 +93,14 @@ pub(crate) fn enabled() -> bool {
 }
 
 /// One recorded event; timestamps are nanoseconds of `metrics::now`.
+#[cfg_attr(loom, allow(dead_code))] // the writer does not exist under loom
 pub(crate) struct Event {
     pub(crate) ts: u64,
     pub(crate) kind: Kind,
 }
 
 /// What happened.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) enum Kind {
     /// A poll of `task` on P `p`.
     Poll {
