@@ -246,7 +246,7 @@ impl MCore {
             let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
             tracing::trace!(target: "gort", m = self.trace.m_id(), "park");
-            let parked = self.trace.wait_start(); // DIAG
+            self.trace.park(); // DIAG
             let got = shared.idle.park_m(
                 p,
                 &self.note,
@@ -254,7 +254,7 @@ impl MCore {
                 || shared.has_work(),
                 || self.stopm(),
             )?;
-            self.trace.park(parked); // DIAG
+            self.trace.unpark(); // DIAG
             tracing::trace!(target: "gort", m = self.trace.m_id(), "unpark");
             self.set_p(Some(got.0));
             self.spinning.set(got.1);

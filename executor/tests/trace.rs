@@ -79,7 +79,10 @@ fn trace_of_a_small_run_is_valid_and_ordered() {
                 e.num("dur").is_some_and(|d| d >= 0.0),
                 "X without dur: {e:?}"
             ),
-            "B" | "E" => assert!(name.starts_with('P'), "B/E are P slices: {e:?}"),
+            "B" | "E" => assert!(
+                name.starts_with('P') || name == "park",
+                "B/E are P or park slices: {e:?}"
+            ),
             "i" => assert_eq!(e.str("s"), Some("t")),
             "s" | "f" => {
                 let id = e.num("id").expect("flow events have an id") as u64;
@@ -116,10 +119,15 @@ fn trace_of_a_small_run_is_valid_and_ordered() {
             );
             last = ts;
             match e.str("ph").unwrap() {
+                // A park lies outside every P slice; P slices do not nest.
+                "B" if e.str("name") == Some("park") => {
+                    assert!(open_p.is_none(), "M{tid} parks holding {open_p:?}");
+                }
                 "B" => {
                     assert!(open_p.is_none(), "nested P slices on M{tid}: {e:?}");
                     open_p = Some(e.str("name").unwrap().to_string());
                 }
+                "E" if e.str("name") == Some("park") => {}
                 "E" => {
                     if let Some(p) = open_p.take() {
                         assert_eq!(Some(p.as_str()), e.str("name"), "E closes another P");

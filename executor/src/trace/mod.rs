@@ -114,8 +114,9 @@ pub(crate) enum Kind {
     PStart { p: usize },
     /// The M released P `p`.
     PStop { p: usize },
-    /// The M slept, holding no P.
-    Park { dur: u64 },
+    /// The M went to sleep holding no P (`end` false), or woke (`end`
+    /// true). A B/E pair, so that netpoll waits inside it nest in order.
+    Park { end: bool },
     /// The M's P `p` stole `n` tasks from P `victim`; `flow` links the two.
     Steal {
         p: usize,
@@ -227,19 +228,22 @@ impl MTrace {
         self.push(|| Kind::PStop { p }, crate::metrics::now);
     }
 
-    /// The start of a wait (park, netpoll), when the trace is on.
+    /// The start of a netpoll wait, when the trace is on.
     #[inline]
     pub(crate) fn wait_start(&self) -> Option<u64> {
         enabled().then(crate::metrics::now)
     }
 
-    /// The M slept from `t0` until now.
+    /// The M is about to sleep (it released its P).
     #[inline]
-    pub(crate) fn park(&self, t0: Option<u64>) {
-        if let Some(t0) = t0 {
-            let dur = crate::metrics::now().saturating_sub(t0);
-            self.push(|| Kind::Park { dur }, || t0);
-        }
+    pub(crate) fn park(&self) {
+        self.push(|| Kind::Park { end: false }, crate::metrics::now);
+    }
+
+    /// The M woke up.
+    #[inline]
+    pub(crate) fn unpark(&self) {
+        self.push(|| Kind::Park { end: true }, crate::metrics::now);
     }
 
     /// The M waited in netpoll from `t0` until now and got `events`.

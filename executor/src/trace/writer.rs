@@ -8,7 +8,8 @@
 //!
 //! Tracks: process 1 ("gort Ms") has one thread per M (`tid` = M id): P
 //! ownership as B/E slices `P<n>`, polls as X slices nested in them, parks
-//! and netpoll waits as X slices between them, handoffs as instants.
+//! as B/E slices `park` between them (netpoll waits, X slices, nest in
+//! them), handoffs as instants.
 //! Process 2 ("gort Ps") has one thread per P, holding the zero-length
 //! "stolen" slices where steal flow arrows start (`ph` `s`); the arrow ends
 //! (`ph` `f`, `bp` `e`) on the thief M's "steal" slice.
@@ -184,11 +185,11 @@ impl Out {
                     "{{\"name\":\"P{p}\",\"cat\":\"p\",\"ph\":\"E\",\"ts\":{ts},\"pid\":{PID_MS},\"tid\":{m}}},"
                 );
             }
-            Kind::Park { dur } => {
+            Kind::Park { end } => {
+                let ph = if *end { 'E' } else { 'B' };
                 let _ = writeln!(
                     l,
-                    "{{\"name\":\"park\",\"cat\":\"idle\",\"ph\":\"X\",\"ts\":{ts},\"dur\":{},\"pid\":{PID_MS},\"tid\":{m}}},",
-                    Micros(*dur)
+                    "{{\"name\":\"park\",\"cat\":\"idle\",\"ph\":\"{ph}\",\"ts\":{ts},\"pid\":{PID_MS},\"tid\":{m}}},"
                 );
             }
             Kind::Netpoll { dur, events } => {
