@@ -14,10 +14,11 @@
 //!
 //! # Sampling (probe.rs)
 //! Reading the clock costs about as much as a short poll, so, like Go's
-//! `gTrackingPeriod`, only every 8th wake (per waking thread) stamps the task
-//! with the precise time, and only every 8th poll of a P (or a poll of such a
-//! stamped task) is timed. The histograms therefore hold about 1/8 of the
-//! events; their shape, not their counts, is the figure. Counters are exact.
+//! `gTrackingPeriod`, only every 64th wake (per waking thread) stamps the
+//! task with the precise time, and only every 64th poll of a P (or a poll of
+//! such a stamped task) is timed. The histograms therefore hold about 1/64
+//! of the events; their shape, not their counts, is the figure. Counters
+//! are exact.
 //!
 //! # Tasks by state
 //! Go's `/sched/goroutines/*` are derived, not counted per transition:
