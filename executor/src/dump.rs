@@ -49,7 +49,7 @@ impl Handle {
                 let _ = write!(out, " {name:?}");
             }
             let _ = write!(out, " [{word}");
-            let since = h.since.get() >> 1;
+            let since = metrics::probe::since_ns(h);
             if since != 0 {
                 let _ = write!(out, ", {}", human(now.saturating_sub(since)));
             }

@@ -164,6 +164,7 @@ impl MCore {
     fn note_p(&self, p: Option<usize>) {
         let stats = &self.handle.shared.diag.pstats;
         if let Some(old) = self.p_id.replace(p) {
+            crate::metrics::probe::flush_forced_yields(&stats[old]);
             stats[old].held_by.set(0);
             self.trace.p_stop(old);
         }

@@ -24,44 +24,58 @@ use crate::task::Notified;
 use crate::task::raw::Header;
 use crate::trace::MTrace;
 
-/// One in `SAMPLE` wakes and polls is timed. Go's `gTrackingPeriod` is 8;
-/// a clock read costs a fifth of a short gort poll, so 1 in 8 cost yield_many
-/// about 10%, 1 in 64 costs under 2% and still gives some 30,000 samples a
-/// second on a busy runtime.
+/// One in `SAMPLE` polls of a P is timed, and the wake after it stamps the
+/// task precisely (Go's `gTrackingPeriod` is 8; a clock read costs half a
+/// short gort poll, so gort samples less often).
 const SAMPLE: u64 = 64;
+
+/// `Header::since` bits: the stamp is an exact wake time (feeds the
+/// schedule-latency histogram at the next poll).
+const PRECISE: u64 = 1;
+/// `Header::since` bits: the task's next wake should stamp precisely.
+const TRACK: u64 = 2;
+/// The timestamp sits above the two flag bits.
+const SHIFT: u32 = 2;
 
 /// A sampled poll longer than this logs a warning (Go's `forcePreemptNS`).
 const LONG_POLL_NS: u64 = 10_000_000;
 
 thread_local! {
-    /// Wakes made by this thread, to pick every `SAMPLE`th for a precise stamp.
-    static WAKES: Cell<u64> = const { Cell::new(0) };
-    /// Set by the task harness when a poll returns `Pending` with the
-    /// cooperative budget exhausted; read and cleared after the poll.
-    static FORCED_YIELD: Cell<bool> = const { Cell::new(false) };
+    /// Polls of this thread that returned `Pending` with the cooperative
+    /// budget exhausted, not yet added to the P's counter (done on timed
+    /// polls and when the M releases its P).
+    static FORCED_YIELDS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Stamps a task that is being made runnable (every schedule).
+/// The "since" stamp of `h` in nanoseconds (0: never stamped).
+pub(crate) fn since_ns(h: &Header) -> u64 {
+    h.since.get() >> SHIFT
+}
+
+/// Stamps a task that is being made runnable (every schedule): a coarse
+/// stamp, or an exact one when the last poll asked for it (`TRACK`).
 #[inline]
 pub(crate) fn stamp_runnable(h: &Header) {
-    let n = WAKES.with(|c| {
-        let n = c.get().wrapping_add(1);
-        c.set(n);
-        n
-    });
-    let v = if n % SAMPLE == 0 {
-        (now() << 1) | 1
-    } else {
-        coarse() << 1
-    };
     // Any waker writes the stamp; it never orders anything (counter.rs).
-    h.since.set(v);
+    if h.since.get() & TRACK != 0 {
+        h.since.set((now() << SHIFT) | PRECISE);
+    } else {
+        h.since.set(coarse() << SHIFT);
+    }
 }
 
 /// The harness saw a poll give up because of the budget.
 #[inline]
 pub(crate) fn note_forced_yield() {
-    FORCED_YIELD.with(|f| f.set(true));
+    FORCED_YIELDS.with(|f| f.set(f.get() + 1));
+}
+
+/// Adds this thread's pending forced-yield count to `stats`.
+pub(crate) fn flush_forced_yields(stats: &PStats) {
+    let n = FORCED_YIELDS.with(|f| f.replace(0));
+    if n > 0 {
+        stats.budget_yields.add(n);
+    }
 }
 
 /// What an M keeps across one poll.
@@ -85,16 +99,27 @@ impl<'a> PollProbe<'a> {
         let h = task.header();
         let id = h.id.as_u64();
         let stats = &diag.pstats[p];
-        stats.polls.bump();
+        let n = stats.polls.get().wrapping_add(1);
+        stats.polls.set(n);
         stats.current_task.set(id);
         let since = h.since.get();
-        let traced = crate::trace::enabled().then(|| diag.name(id));
-        let timed = since & 1 == 1 || stats.polls.get() % SAMPLE == 0 || traced.is_some();
-        let t0 = if timed { now() } else { coarse() };
-        if since & 1 == 1 {
-            stats.sched_latency.record(t0.saturating_sub(since >> 1));
+        let sampled = n % SAMPLE == 0;
+        let mut t0 = None;
+        let mut traced = None;
+        if since & PRECISE != 0 || sampled || crate::trace::enabled() {
+            let now = now();
+            if since & PRECISE != 0 {
+                stats
+                    .sched_latency
+                    .record(now.saturating_sub(since >> SHIFT));
+            }
+            h.since
+                .set((now << SHIFT) | if sampled { TRACK } else { 0 });
+            t0 = Some(now);
+            traced = crate::trace::enabled().then(|| diag.name(id));
+        } else {
+            h.since.set(coarse() << SHIFT);
         }
-        h.since.set(t0 << 1);
         let span = if tracing::enabled!(target: "gort", tracing::Level::TRACE) {
             let name = diag.name(id);
             Some(
@@ -111,7 +136,7 @@ impl<'a> PollProbe<'a> {
             p,
             id,
             spawned_at: h.spawned_at,
-            t0: timed.then_some(t0),
+            t0,
             traced,
             span,
         }
@@ -119,15 +144,19 @@ impl<'a> PollProbe<'a> {
 
     /// After the poll (the task may be freed by now: only copies are used).
     #[inline]
-    pub(crate) fn finish(self, trace: &MTrace) {
+    pub(crate) fn finish(mut self, trace: &MTrace) {
         self.stats.current_task.set(0);
-        if FORCED_YIELD.with(|f| f.replace(false)) {
-            self.stats.budget_yields.bump();
+        if self.span.is_some() {
+            drop(self.span.take());
         }
-        drop(self.span);
-        let Some(t0) = self.t0 else {
-            return;
-        };
+        if let Some(t0) = self.t0 {
+            self.timed(trace, t0);
+        }
+    }
+
+    #[cold]
+    fn timed(self, trace: &MTrace, t0: u64) {
+        flush_forced_yields(self.stats);
         let dur = now().saturating_sub(t0);
         self.stats.poll_duration.record(dur);
         if dur > LONG_POLL_NS {
