@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+mod diag_common;
+
+use diag_common::spin;
 use futures::channel::oneshot;
 use gort_executor::{Builder, Runtime, spawn, task};
 
@@ -14,13 +17,6 @@ fn rt(n: usize) -> Runtime {
         .worker_threads(n)
         .build()
         .expect("runtime builds")
-}
-
-fn spin(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
 }
 
 #[test]

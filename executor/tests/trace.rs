@@ -4,21 +4,13 @@
 
 #![cfg(not(loom))]
 
-mod common_json;
+mod diag_common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common_json::{Json, parse};
+use diag_common::{Json, parse, spin};
 use gort_executor::{Builder, task};
-
-/// Busy work the thieves can take over (no sleeping: the poll must hold the M).
-fn spin(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
 
 #[test]
 fn trace_of_a_small_run_is_valid_and_ordered() {

@@ -1,7 +1,18 @@
-//! A small JSON parser for the trace tests (no serde_json dependency):
-//! enough of RFC 8259 to check that the trace is JSON and read its events.
+//! Helpers of the diagnostics tests: a small JSON parser (no serde_json
+//! dependency; enough of RFC 8259 to check that the trace is JSON and read
+//! its events) and busy work that holds an M.
+#![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Busy work the thieves can take over (no sleeping: the poll holds the M).
+pub fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
 
 /// A parsed JSON value.
 #[derive(Debug, Clone, PartialEq)]
