@@ -26,7 +26,11 @@ const CONNS: [usize; 3] = [1, 50, 500];
 /// `--bench`; without it (`cargo test --all-targets`) one short run checks
 /// that the benchmark still works.
 fn plan() -> (f64, usize) {
-    if std::env::args().any(|a| a == "--bench") { (4.0, 3) } else { (0.3, 1) }
+    if std::env::args().any(|a| a == "--bench") {
+        (4.0, 3)
+    } else {
+        (0.3, 1)
+    }
 }
 
 fn wait_for_stdin_close() {
@@ -37,7 +41,10 @@ fn wait_for_stdin_close() {
 
 fn serve_gort() {
     use futures::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = gort::Runtime::builder().worker_threads(workers()).build().unwrap();
+    let rt = gort::Runtime::builder()
+        .worker_threads(workers())
+        .build()
+        .unwrap();
     rt.block_on(async {
         let listener = gort::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap());
@@ -111,9 +118,18 @@ fn client(addr: SocketAddr, conns: usize, secs: f64) -> (f64, f64, f64) {
         std.set_nonblocking(true).unwrap();
         let mut stream = mio::net::TcpStream::from_std(std);
         poll.registry()
-            .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .unwrap();
-        all.push(Conn { stream, sent_at: Instant::now(), written: 0, read: 0 });
+        all.push(Conn {
+            stream,
+            sent_at: Instant::now(),
+            written: 0,
+            read: 0,
+        });
     }
     let payload = [7u8; MSG];
     let mut buf = [0u8; MSG];
@@ -144,7 +160,9 @@ fn client(addr: SocketAddr, conns: usize, secs: f64) -> (f64, f64, f64) {
                         let t = Instant::now();
                         if t >= measure_from && t < end {
                             *done += 1;
-                            lat.push(t.duration_since(c.sent_at).as_nanos().min(u32::MAX as u128) as u32);
+                            lat.push(
+                                t.duration_since(c.sent_at).as_nanos().min(u32::MAX as u128) as u32
+                            );
                         }
                         c.read = 0;
                         c.written = 0;
@@ -160,7 +178,8 @@ fn client(addr: SocketAddr, conns: usize, secs: f64) -> (f64, f64, f64) {
         drive(c, now, &mut latencies_ns, &mut done);
     }
     while Instant::now() < end {
-        poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
         let now = Instant::now();
         for ev in events.iter() {
             drive(&mut all[ev.token().0], now, &mut latencies_ns, &mut done);
@@ -186,7 +205,9 @@ fn run_once(runtime: &str, conns: usize, secs: f64) -> (f64, f64, f64) {
         .spawn()
         .expect("start server");
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr = line.trim().to_string();
     let out = Command::new(&exe)
         .args(["--client", &addr, &conns.to_string(), &secs.to_string()])
@@ -194,9 +215,16 @@ fn run_once(runtime: &str, conns: usize, secs: f64) -> (f64, f64, f64) {
         .expect("run client");
     drop(server.stdin.take()); // closing stdin stops the server
     let _ = server.wait();
-    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     (v[0], v[1], v[2])
 }
 
@@ -232,7 +260,9 @@ fn main() {
         "echo: {MSG}-byte round trips, {secs} s per run after {WARMUP:?} warm-up, {runs} runs alternating, medians; server workers = {}",
         workers()
     );
-    println!("| conns | gort msgs/s | tokio msgs/s | gort/tokio | gort p50 µs | tokio p50 µs | gort p99 µs | tokio p99 µs |");
+    println!(
+        "| conns | gort msgs/s | tokio msgs/s | gort/tokio | gort p50 µs | tokio p50 µs | gort p99 µs | tokio p99 µs |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for conns in CONNS {
         let mut g = (Vec::new(), Vec::new(), Vec::new());

@@ -53,14 +53,9 @@ fn measure(spawn: impl Fn(oneshot::Receiver<()>, std::sync::mpsc::SyncSender<()>
     per_task
 }
 
-fn waiting_task(
-    rx: oneshot::Receiver<()>,
-    ready: std::sync::mpsc::SyncSender<()>,
-) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        ready.send(()).unwrap();
-        let _ = rx.await;
-    }
+async fn waiting_task(rx: oneshot::Receiver<()>, ready: std::sync::mpsc::SyncSender<()>) {
+    ready.send(()).unwrap();
+    let _ = rx.await;
 }
 
 fn child(name: &str) -> f64 {
@@ -95,16 +90,32 @@ fn main() {
     }
     // `cargo bench` passes --bench; under `cargo test --all-targets` one run
     // each checks that the benchmark still works.
-    let runs = if args.iter().any(|a| a == "--bench") { 5 } else { 1 };
+    let runs = if args.iter().any(|a| a == "--bench") {
+        5
+    } else {
+        1
+    };
     let exe = std::env::current_exe().unwrap();
-    println!("idle task memory: {TASKS} tasks awaiting a oneshot, {runs} runs each, bytes per task (median)");
+    println!(
+        "idle task memory: {TASKS} tasks awaiting a oneshot, {runs} runs each, bytes per task (median)"
+    );
     let mut medians = Vec::new();
     for name in ["gort", "tokio", "smol"] {
         let mut samples: Vec<f64> = (0..runs)
             .map(|_| {
-                let out = Command::new(&exe).args(["--child", name]).output().expect("run child");
-                assert!(out.status.success(), "{name} child failed: {}", String::from_utf8_lossy(&out.stderr));
-                String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap()
+                let out = Command::new(&exe)
+                    .args(["--child", name])
+                    .output()
+                    .expect("run child");
+                assert!(
+                    out.status.success(),
+                    "{name} child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .unwrap()
             })
             .collect();
         samples.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -32,40 +32,42 @@ fn spawn_many_local<R: BenchRt>(c: &mut Criterion) {
     let rt = R::build(workers());
     let (tx, rx) = mpsc::sync_channel(1000);
     let rem = Arc::new(AtomicUsize::new(0));
-    c.benchmark_group("spawn_many_local").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            rem.store(NUM_SPAWN, Relaxed);
-            rt.block_on(async {
-                for _ in 0..NUM_SPAWN {
-                    let tx = tx.clone();
-                    let rem = rem.clone();
-                    drop(R::spawn(async move {
-                        if 1 == rem.fetch_sub(1, Relaxed) {
-                            tx.send(()).unwrap();
-                        }
-                    }));
-                }
-                rx.recv().unwrap();
-            });
-        })
-    });
+    c.benchmark_group("spawn_many_local")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                rem.store(NUM_SPAWN, Relaxed);
+                rt.block_on(async {
+                    for _ in 0..NUM_SPAWN {
+                        let tx = tx.clone();
+                        let rem = rem.clone();
+                        drop(R::spawn(async move {
+                            if 1 == rem.fetch_sub(1, Relaxed) {
+                                tx.send(()).unwrap();
+                            }
+                        }));
+                    }
+                    rx.recv().unwrap();
+                });
+            })
+        });
 }
 
 fn spawn_many_remote_idle<R: BenchRt>(c: &mut Criterion) {
     let rt = R::build(workers());
     let mut handles = Vec::with_capacity(NUM_SPAWN);
-    c.benchmark_group("spawn_many_remote_idle").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..NUM_SPAWN {
-                handles.push(rt.spawn_on(async {}));
-            }
-            rt.block_on(async {
-                for handle in handles.drain(..) {
-                    handle.await;
+    c.benchmark_group("spawn_many_remote_idle")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                for _ in 0..NUM_SPAWN {
+                    handles.push(rt.spawn_on(async {}));
                 }
-            });
-        })
-    });
+                rt.block_on(async {
+                    for handle in handles.drain(..) {
+                        handle.await;
+                    }
+                });
+            })
+        });
 }
 
 fn spawn_many_remote_busy1<R: BenchRt>(c: &mut Criterion) {
@@ -81,18 +83,19 @@ fn spawn_many_remote_busy1<R: BenchRt>(c: &mut Criterion) {
             }
         }));
     }
-    c.benchmark_group("spawn_many_remote_busy1").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..NUM_SPAWN {
-                handles.push(rt.spawn_on(async {}));
-            }
-            rt.block_on(async {
-                for handle in handles.drain(..) {
-                    handle.await;
+    c.benchmark_group("spawn_many_remote_busy1")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                for _ in 0..NUM_SPAWN {
+                    handles.push(rt.spawn_on(async {}));
                 }
-            });
-        })
-    });
+                rt.block_on(async {
+                    for handle in handles.drain(..) {
+                        handle.await;
+                    }
+                });
+            })
+        });
     flag.store(false, Relaxed);
 }
 
@@ -114,18 +117,19 @@ fn spawn_many_remote_busy2<R: BenchRt>(c: &mut Criterion) {
         let flag = flag.clone();
         drop(rt.spawn_on(async move { busy2_chain::<R>(flag) }));
     }
-    c.benchmark_group("spawn_many_remote_busy2").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..NUM_SPAWN {
-                handles.push(rt.spawn_on(async {}));
-            }
-            rt.block_on(async {
-                for handle in handles.drain(..) {
-                    handle.await;
+    c.benchmark_group("spawn_many_remote_busy2")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                for _ in 0..NUM_SPAWN {
+                    handles.push(rt.spawn_on(async {}));
                 }
-            });
-        })
-    });
+                rt.block_on(async {
+                    for handle in handles.drain(..) {
+                        handle.await;
+                    }
+                });
+            })
+        });
     flag.store(false, Relaxed);
 }
 
@@ -134,22 +138,23 @@ fn yield_many<R: BenchRt>(c: &mut Criterion) {
     const TASKS: usize = 200;
     let rt = R::build(workers());
     let (tx, rx) = mpsc::sync_channel(TASKS);
-    c.benchmark_group("yield_many").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            for _ in 0..TASKS {
-                let tx = tx.clone();
-                drop(rt.spawn_on(async move {
-                    for _ in 0..NUM_YIELD {
-                        R::yield_now().await;
-                    }
-                    tx.send(()).unwrap();
-                }));
-            }
-            for _ in 0..TASKS {
-                rx.recv().unwrap();
-            }
-        })
-    });
+    c.benchmark_group("yield_many")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                for _ in 0..TASKS {
+                    let tx = tx.clone();
+                    drop(rt.spawn_on(async move {
+                        for _ in 0..NUM_YIELD {
+                            R::yield_now().await;
+                        }
+                        tx.send(()).unwrap();
+                    }));
+                }
+                for _ in 0..TASKS {
+                    rx.recv().unwrap();
+                }
+            })
+        });
 }
 
 fn ping_pong<R: BenchRt>(c: &mut Criterion) {
@@ -200,15 +205,16 @@ fn chained_spawn<R: BenchRt>(c: &mut Criterion) {
     const ITER: usize = 1_000;
     let rt = R::build(workers());
     let (done_tx, done_rx) = mpsc::sync_channel(1000);
-    c.benchmark_group("chained_spawn").bench_function(R::NAME, |b| {
-        b.iter(|| {
-            let done_tx = done_tx.clone();
-            rt.block_on(async {
-                drop(R::spawn(async move { chain::<R>(done_tx, ITER) }));
-                done_rx.recv().unwrap();
-            });
-        })
-    });
+    c.benchmark_group("chained_spawn")
+        .bench_function(R::NAME, |b| {
+            b.iter(|| {
+                let done_tx = done_tx.clone();
+                rt.block_on(async {
+                    drop(R::spawn(async move { chain::<R>(done_tx, ITER) }));
+                    done_rx.recv().unwrap();
+                });
+            })
+        });
 }
 
 /// Each workload runs on gort, then on tokio, before the next workload.

@@ -15,7 +15,6 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::time::{Duration, Instant};
 
-
 fn million<R: BenchRt>(rt: &R) -> Duration {
     let start = Instant::now();
     rt.block_on(async {
@@ -85,16 +84,30 @@ fn main() {
         t.push(million(&tokio));
     }
     let (g, t) = (median(g), median(t));
-    println!("million sleeps (median of {runs}): gort {g:?}  tokio {t:?}  gort/tokio {:.2}", g.as_secs_f64() / t.as_secs_f64());
+    println!(
+        "million sleeps (median of {runs}): gort {g:?}  tokio {t:?}  gort/tokio {:.2}",
+        g.as_secs_f64() / t.as_secs_f64()
+    );
 
     let (mut g, mut t) = (Vec::new(), Vec::new());
     for _ in 0..precision_runs {
         g.push(precision(&gort, secs));
         t.push(precision(&tokio, secs));
     }
-    let pick = |v: &Vec<(f64, f64, f64)>, i: usize| median(v.iter().map(|x| [x.0, x.1, x.2][i]).collect());
+    let pick =
+        |v: &Vec<(f64, f64, f64)>, i: usize| median(v.iter().map(|x| [x.0, x.1, x.2][i]).collect());
     println!("sleep(1 ms) lateness, 50 tasks, {secs} s, median of {precision_runs} runs:");
     println!("| runtime | p50 µs | p99 µs | max µs |\n|---|---|---|---|");
-    println!("| gort | {:.0} | {:.0} | {:.0} |", pick(&g, 0), pick(&g, 1), pick(&g, 2));
-    println!("| tokio | {:.0} | {:.0} | {:.0} |", pick(&t, 0), pick(&t, 1), pick(&t, 2));
+    println!(
+        "| gort | {:.0} | {:.0} | {:.0} |",
+        pick(&g, 0),
+        pick(&g, 1),
+        pick(&g, 2)
+    );
+    println!(
+        "| tokio | {:.0} | {:.0} | {:.0} |",
+        pick(&t, 0),
+        pick(&t, 1),
+        pick(&t, 2)
+    );
 }

@@ -28,7 +28,7 @@
 #![warn(missing_docs)]
 
 pub use gort_executor::{
-    Builder, Handle, JoinError, JoinHandle, Runtime, budget, spawn, task, time,
+    Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, budget, spawn, task, time,
 };
 pub use gort_macros::{main, test};
 pub use gort_netpoll::net;
@@ -36,7 +36,9 @@ pub use gort_netpoll::net;
 /// The runtime types under one path, as `tokio::runtime` has them, and the
 /// diagnostics of the current runtime (see `docs/DIAGNOSTICS.md`).
 pub mod runtime {
-    pub use gort_executor::{Builder, Handle, HistogramSnapshot, Runtime, RuntimeMetrics};
+    pub use gort_executor::{
+        Builder, Handle, HistogramSnapshot, Runtime, RuntimeMetrics, TryCurrentError,
+    };
 
     /// Metrics of the current runtime ([`Handle::metrics`]), with Go's
     /// `runtime/metrics` meanings.

@@ -8,7 +8,7 @@ mod common;
 #[path = "../examples/echo-server.rs"]
 mod echo_server;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -50,36 +50,13 @@ async fn wait_for_log(peer: SocketAddr, needle: &str) {
     }
 }
 
-/// A client that writes (without reading) until the kernel buffers on
-/// both sides are full: the server is then blocked in the middle of a
-/// write back to it.
+/// A client that never reads, with the server blocked writing back to it.
 fn fill_until_blocked(addr: SocketAddr) -> std::net::TcpStream {
-    let s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_nonblocking(true).unwrap();
-    let chunk = [7u8; 64 * 1024];
-    let mut total = 0usize;
-    let mut idle_since: Option<Instant> = None;
-    loop {
-        match (&s).write(&chunk) {
-            Ok(n) => {
-                total += n;
-                idle_since = None;
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                // Full for 200 ms in a row: the server stopped reading.
-                let since = *idle_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > Duration::from_millis(200) {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-            Err(e) => panic!("filling client failed after {total} bytes: {e}"),
-        }
-        assert!(
-            total < 1 << 30,
-            "wrote 1 GiB without blocking: the server buffers without bound"
-        );
-    }
+    let (s, total) = common::fill_until_blocked(addr, 1 << 30);
+    assert!(
+        total < 1 << 30,
+        "wrote 1 GiB without blocking: the server buffers without bound"
+    );
     s
 }
 

@@ -5,7 +5,7 @@ use std::io;
 use crate::runtime::Runtime;
 
 /// Environment variable giving the default number of Ps (Go's `GOMAXPROCS`).
-pub const MAXPROCS_ENV: &str = "GORT_MAXPROCS";
+pub(crate) const MAXPROCS_ENV: &str = "GORT_MAXPROCS";
 
 /// Configures and builds a [`Runtime`].
 ///

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::metrics;
 use crate::runtime::Handle;
-use crate::task::GStatus;
+use crate::task::state::GStatus;
 
 impl Handle {
     /// The goroutine-style dump of this runtime's live tasks, one paragraph

@@ -40,7 +40,7 @@ pub mod trace;
 
 pub use builder::Builder;
 pub use metrics::{HistogramSnapshot, RuntimeMetrics};
-pub use runtime::{Handle, Runtime};
+pub use runtime::{Handle, Runtime, TryCurrentError};
 pub use task::{JoinError, JoinHandle};
 
 #[cfg(test)]

@@ -11,15 +11,17 @@
 //!    onto this P through `schedule_local`).
 //!
 //! # Search order (`find_runnable`)
-//! 1. This P's expired timers (Go's `checkTimers`): one atomic load when
-//!    none is due; the tasks they wake go to the local runq.
-//! 2. Every 61st schedtick, a batch from the global queue (fairness).
+//! 1. This P's expired timers (Go's `checkTimers`) and those of the
+//!    `block_on` heap: two atomic loads when none is pending; the tasks they
+//!    wake go to the local runq.
+//! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue (fairness).
 //! 3. The local runq: `runnext` first (inherits the slice), then the ring.
 //! 4. The global queue, a batch: `min(len / nprocs + 1, capacity / 2)`.
-//! 5. Netpoll, non-blocking, when a socket is registered and no M is in
-//!    netpoll (`has_registrations` is a lock-free load: no syscall per
-//!    round for a runtime without sockets). The readied tasks are collected
-//!    (below) and placed on the local runq, one kept to run.
+//! 5. Netpoll, non-blocking, when a socket is registered, no M is in
+//!    netpoll and no poll ended in the last 20 us (`should_poll_now`:
+//!    lock-free loads, so no syscall per round for a runtime without
+//!    sockets). The readied tasks are collected (below) and placed on the
+//!    local runq, one kept to run.
 //! 6. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
 //!    `runnext` (after the victim's grace period, queue.rs) and running the
@@ -33,11 +35,13 @@
 //! the netpoller role (netpoller.rs) and blocks in `Driver::poll` until the
 //! earliest timer of any P; the others park on their parkers, first breaking
 //! the poller if their own earliest timer is sooner than its deadline. The
-//! poller returning with readied tasks pushes them to the global queue as
-//! one batch, `wakep`s, and takes an idle P itself (as it does when a timer
-//! is due). An M that leaves the role for a P while other Ms stay idle
-//! wakes one of them to take the role over, so sockets and timers of idle
-//! Ps always have a watcher.
+//! poller returning with readied tasks takes an idle P itself (as it does
+//! when a timer is due) and places them on its runq as one batch; with no
+//! idle P it pushes them to the global queue as one batch and `wakep`s. An
+//! M that leaves the role for a P while timers are pending and other Ms
+//! stay idle wakes one of them to take the role over (`leave_idle`); a
+//! timer added while nobody holds the role `wakep`s (netpoller.rs), so
+//! timers always have a watcher.
 //!
 //! # Collecting wakes
 //! Waking the wakers of a netpoll batch or of expired timers schedules
@@ -203,11 +207,10 @@ impl MCore {
             {
                 let mut guard = self.p.borrow_mut();
                 let p = guard.as_mut().expect("gort: find_runnable without a P");
-                let own = &shared.timers[p.id];
-                if own.next_deadline().is_some() {
-                    self.run_timers(p, own, Instant::now());
-                }
-                if p.schedtick % GLOBAL_QUEUE_INTERVAL == 0
+                // This P's heap and the block_on heap (which no P owns).
+                self.run_timers(p, &shared.timers[p.id]);
+                self.run_timers(p, shared.block_on_timers());
+                if p.polls % GLOBAL_QUEUE_INTERVAL == 0
                     && !shared.inject.is_empty()
                     && let Some(task) = self.global_batch(p)
                 {
@@ -221,8 +224,7 @@ impl MCore {
                 {
                     return Some((task, false));
                 }
-                if shared.netpoller.has_registrations()
-                    && !shared.netpoller.is_claimed()
+                if shared.netpoller.should_poll_now()
                     && let Some(task) = self.netpoll_now(p)
                 {
                     return Some((task, false));
@@ -235,9 +237,8 @@ impl MCore {
                         return Some((task, false));
                     }
                 }
-                let now = Instant::now();
                 for timers in shared.timers.iter() {
-                    self.run_timers(p, timers, now);
+                    self.run_timers(p, timers);
                 }
                 if let Some(found) = p.runq.pop() {
                     return Some(found);
@@ -283,14 +284,20 @@ impl MCore {
         }
         drop(batch);
         if n > 1 {
-            shared.idle.wakep();
+            // Our own runq: this M runs them anyway (idle.rs, `wakep_local`).
+            shared.idle.wakep_local();
         }
         n
     }
 
     /// Fires `timers`' expired entries; their tasks go onto `p`'s runq.
-    fn run_timers(&self, p: &mut P, timers: &Timers, now: Instant) -> usize {
-        if timers.next_deadline().is_none_or(|d| d > now) {
+    /// One atomic load and no clock read when the heap is empty.
+    fn run_timers(&self, p: &mut P, timers: &Timers) -> usize {
+        let Some(next) = timers.next_deadline() else {
+            return 0;
+        };
+        let now = Instant::now();
+        if next > now {
             return 0;
         }
         self.collecting(|| timers.run_expired(now));
@@ -330,6 +337,11 @@ impl MCore {
         let shared = &self.handle.shared;
         let (idle, np) = (&shared.idle, &shared.netpoller);
         let mut held_role = false;
+        // Timers were due but no P was idle: every P's M runs its own heap
+        // (and the block_on heap) in findrunnable, so the poll must not
+        // keep returning at once for them (a busy loop for as long as a
+        // task runs).
+        let mut skip_due = false;
         loop {
             match idle.take_nextp(&self.note) {
                 NextP::Got(got) => return Some(self.leave_idle(got, held_role)),
@@ -359,7 +371,13 @@ impl MCore {
             }
             let mut ready = self.ready.borrow_mut();
             let waited = self.trace.wait_start(); // DIAG
-            let polled = np.block(|| shared.earliest_timer(), &mut ready);
+            let polled = np.block(
+                || match skip_due {
+                    false => shared.earliest_timer(),
+                    true => shared.earliest_timer_after(Instant::now()),
+                },
+                &mut ready,
+            );
             // DIAG: netpoll counters (shared slot: no P held), trace slice.
             let slot = shared.diag.shared_slot();
             slot.netpoll_polls.add_shared(1);
@@ -371,29 +389,41 @@ impl MCore {
             if let Err(e) = polled {
                 tracing::warn!(error = %e, "gort: blocking netpoll failed");
             }
-            let readied = !ready.is_empty();
+            self.collecting(|| ready.drain(..).for_each(Waker::wake));
+            drop(ready);
+            // Go's findRunnable after netpoll: take an idle P and run the
+            // readied tasks on it (one batch on the local runq; other Ms
+            // are woken only if there is more than one task).
+            let readied = !self.batch.borrow().is_empty();
+            let due = shared.has_expired_timers();
+            if (readied || due)
+                && let Some(mut got) = idle.reacquire(&self.note, false)
+            {
+                self.place_batch(&mut got.0);
+                return Some(self.leave_idle(got, true));
+            }
+            skip_due = due;
             if readied {
-                self.collecting(|| ready.drain(..).for_each(Waker::wake));
+                // No idle P: the running Ms take them from the global queue.
                 let mut batch = self.batch.borrow_mut();
                 shared.inject.push_batch(batch.drain(..));
                 drop(batch);
                 idle.wakep();
             }
-            drop(ready);
-            if (readied || shared.has_expired_timers())
-                && let Some(got) = idle.reacquire(&self.note, false)
-            {
-                return Some(self.leave_idle(got, true));
-            }
         }
     }
 
-    /// The M leaves `stopm` with a P. If it held the netpoller role and
-    /// other Ms stay idle, one of them takes the role over.
+    /// The M leaves `stopm` with a P. If it held the netpoller role while
+    /// timers are pending and other Ms stay idle, one of them takes the
+    /// role over, so that those timers keep a watcher. (Sockets do not
+    /// need one: the running Ms poll without blocking whenever their runq
+    /// runs dry, and sysmon polls when nobody has for 10 ms; waking an M
+    /// for them on every exit from netpoll doubled the context switches of
+    /// the echo benchmark.)
     fn leave_idle(&self, got: (Box<P>, bool), held_role: bool) -> (Box<P>, bool) {
-        let idle = &self.handle.shared.idle;
-        if held_role && idle.npidle() > 0 {
-            idle.kick_one();
+        let shared = &self.handle.shared;
+        if held_role && shared.idle.npidle() > 0 && shared.earliest_timer().is_some() {
+            shared.idle.kick_one();
         }
         got
     }
@@ -434,7 +464,7 @@ impl MCore {
                     continue;
                 }
                 if steal_runnext
-                    && self.run_timers(p, &shared.timers[victim], Instant::now()) > 0
+                    && self.run_timers(p, &shared.timers[victim]) > 0
                     && let Some((task, _)) = p.runq.pop()
                 {
                     return Some(task);
@@ -479,7 +509,7 @@ impl MCore {
         };
         drop(guard);
         if more {
-            shared.idle.wakep();
+            shared.idle.wakep_local();
         }
         None
     }

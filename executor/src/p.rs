@@ -19,9 +19,15 @@ use crate::task::Notified;
 /// while the pair still avoids the ring most of the time.
 pub(crate) const MAX_INHERITED_RUNS: u32 = 16;
 
-/// Go's fairness period: every 61st schedtick the M looks at the global queue
+/// Go's fairness period: every 61st poll the M looks at the global queue
 /// first, so a P busy with local work cannot starve remote spawns. 61 is a
 /// prime, avoiding lockstep with any periodic pattern of the program.
+///
+/// Unlike Go, gort counts every poll here (`P::polls`), inherited ones too:
+/// Go relies on sysmon's 10 ms preemption to end a chain of `runnext`
+/// hand-offs, and without sysmon a chain of spawns each inheriting the slice
+/// would delay the global queue by 61 * 17 polls (measured: 9 ms per
+/// iteration of spawn_many_remote_busy2 counting schedtick only).
 pub(crate) const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 
 /// A logical processor.
@@ -34,6 +40,8 @@ pub(crate) struct P {
     pub(crate) schedtick: u32,
     /// Inherited runs since the last `schedtick` bump.
     pub(crate) inherited: u32,
+    /// Every poll, inherited or not: paces the global-queue check.
+    pub(crate) polls: u32,
     /// xorshift state for the steal order.
     rng: u32,
 }
@@ -49,6 +57,7 @@ impl P {
                 runq,
                 schedtick: 0,
                 inherited: 0,
+                polls: 0,
                 rng,
             }),
             steal,
@@ -90,6 +99,7 @@ impl P {
 
     /// Records that `inherit`ing task is about to run (Go's `execute`).
     pub(crate) fn on_execute(&mut self, inherit: bool) {
+        self.polls = self.polls.wrapping_add(1);
         if inherit {
             self.inherited += 1;
         } else {

@@ -44,7 +44,8 @@ use crate::time::{self, Timers};
 /// A gort runtime: Ps, the Ms running them, and the queues between.
 ///
 /// Dropping it shuts it down (see [`Runtime::shutdown_timeout`]), waiting
-/// for the Ms to finish the polls they are in.
+/// for the Ms to finish the polls they are in; dropped from one of its own
+/// tasks it does not wait (as `shutdown_timeout(Duration::ZERO)`).
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
@@ -91,7 +92,8 @@ impl Runtime {
         let n = config.nprocs;
         let netpoller = Netpoller::new()?;
         let (ps, stealers): (Vec<Box<P>>, Vec<_>) = (0..n).map(P::new).unzip();
-        let timers = (0..n)
+        // One heap per P, then the block_on heap.
+        let timers = (0..=n)
             .map(|_| Arc::new(Timers::with_wake_hook(Box::new(timer_wake_hook))))
             .collect::<Vec<_>>();
         let netpoll = netpoller.handle().clone();
@@ -178,11 +180,20 @@ impl Runtime {
         self.shutdown(Some(timeout));
     }
 
-    fn shutdown(&mut self, timeout: Option<Duration>) {
+    fn shutdown(&mut self, mut timeout: Option<Duration>) {
         if std::mem::replace(&mut self.shut_down, true) {
             return;
         }
         let shared = &self.handle.shared;
+        let on_own_m = context::with_current_m(|m| {
+            m.is_some_and(|m| std::ptr::eq(Arc::as_ptr(&m.handle.shared), Arc::as_ptr(shared)))
+        });
+        // From one of its own tasks, waiting for every M (this one included)
+        // would never return: signal and detach instead, as a zero timeout.
+        // This M exits after the current poll.
+        if on_own_m {
+            timeout = Some(Duration::ZERO);
+        }
         shared.owned.close();
         shared.idle.shutdown();
         shared.inject.close();
@@ -278,12 +289,13 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let _enter = context::enter(self.clone());
-        // Sockets created here register with this runtime's poller; sleeps
-        // go on P0's heap (this thread holds no P): whoever holds P0 runs
-        // them, or, with P0 idle, the M in netpoll sleeps until them and the
-        // heap's wake hook breaks its poll when a sleep is due sooner.
+        // Sockets created here register with this runtime's poller. Sleeps
+        // go on the block_on heap (this thread holds no P): every M checks
+        // it at the top of findrunnable, the M in netpoll sleeps until its
+        // earliest deadline, and its wake hook breaks that poll when a
+        // sleep is due sooner.
         let _netpoll = gort_netpoll::enter(self.shared.netpoller.handle().clone());
-        let _timers = time::enter(self.shared.timers[0].clone());
+        let _timers = time::enter(self.shared.block_on_timers().clone());
         let (mut parker, unparker) = Parker::new();
         // std's Arc: `Wake` is implemented for it only. Not a protocol object.
         let waker = Waker::from(std::sync::Arc::new(BlockOnWaker(unparker)));
@@ -323,7 +335,9 @@ impl fmt::Debug for Handle {
 /// runtime's heaps alongside `context::enter`).
 fn timer_wake_hook(deadline: Instant) {
     if let Some(h) = context::try_current_handle() {
-        h.shared.netpoller.timer_added(deadline);
+        h.shared
+            .netpoller
+            .timer_added(deadline, || h.shared.idle.wakep());
     }
 }
 

@@ -45,11 +45,11 @@ pub(crate) struct Shared {
     pub(crate) coprimes: Box<[usize]>,
     /// Idle Ps and Ms, spinning count.
     pub(crate) idle: Idle<Box<P>>,
-    /// Every P's timer heap, by P id (Go keeps them in the P). The heap
-    /// belongs to the P (the M holding P `i` runs `timers[i]` first in
-    /// findrunnable); it lives here so that idle Ms read every P's next
-    /// deadline, thieves run a victim's expired timers, and a `block_on`
-    /// thread, which holds no P, registers its sleeps on P0's heap.
+    /// Timer heaps: one per P (index = P id; Go keeps them in the P), then
+    /// one for `block_on` threads, which hold no P. A P's heap belongs to
+    /// it (the M holding P `i` runs `timers[i]` first in findrunnable); the
+    /// heaps live here so that idle Ms read every next deadline, thieves run
+    /// a victim's expired timers, and every M checks the block_on heap.
     pub(crate) timers: Box<[Arc<Timers>]>,
     /// The network poller and the M blocked in it.
     pub(crate) netpoller: Netpoller,
@@ -81,9 +81,24 @@ impl Shared {
         self.timers.iter().filter_map(|t| t.next_deadline()).min()
     }
 
-    /// Whether a timer of some P is due.
+    /// The earliest deadline after `now` over every heap, ignoring heaps
+    /// whose next timer is already due.
+    pub(crate) fn earliest_timer_after(&self, now: Instant) -> Option<Instant> {
+        self.timers
+            .iter()
+            .filter_map(|t| t.next_deadline())
+            .filter(|&d| d > now)
+            .min()
+    }
+
+    /// Whether a timer of some heap is due.
     pub(crate) fn has_expired_timers(&self) -> bool {
         self.earliest_timer().is_some_and(|d| d <= Instant::now())
+    }
+
+    /// The heap `block_on` threads register their timers in.
+    pub(crate) fn block_on_timers(&self) -> &Arc<Timers> {
+        self.timers.last().expect("the block_on heap exists")
     }
 
     /// Called by each M as it exits.

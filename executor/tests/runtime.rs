@@ -12,21 +12,8 @@ use std::time::{Duration, Instant};
 
 use gort_executor::{Builder, Handle, Runtime, spawn, task};
 
-const GENEROUS: Duration = Duration::from_secs(20);
-
-fn rt(n: usize) -> Runtime {
-    Builder::new()
-        .worker_threads(n)
-        .build()
-        .expect("runtime builds")
-}
-
-struct DropCount(Arc<AtomicUsize>);
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
+mod common;
+use common::{DropCount, GENEROUS, rt};
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
@@ -442,33 +429,111 @@ fn unconstrained_never_yields_for_budget() {
             Pin::new(&mut self.0).poll(cx)
         }
     }
-    let rt = rt(1);
-    let polls = Arc::new(AtomicUsize::new(0));
-    let p = polls.clone();
-    rt.block_on(rt.spawn(async move {
-        let work = Box::pin(async {
-            for _ in 0..1000 {
-                task::consume_budget().await;
+    /// Polls of the task's top future while it spends 1000 budget units,
+    /// inside `unconstrained` or not.
+    fn polls_for_1000_units(rt: &Runtime, unconstrained: bool) -> usize {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let p = polls.clone();
+        rt.block_on(rt.spawn(async move {
+            let work = async {
+                for _ in 0..1000 {
+                    task::consume_budget().await;
+                }
+            };
+            if unconstrained {
+                CountPolls(Box::pin(task::unconstrained(work)), p).await;
+            } else {
+                CountPolls(Box::pin(work), p).await;
             }
-        });
-        CountPolls(Box::pin(task::unconstrained(work)), p).await;
-    }))
-    .unwrap();
-    assert_eq!(polls.load(SeqCst), 1, "unconstrained work ran in one poll");
-    let polls = Arc::new(AtomicUsize::new(0));
-    let p = polls.clone();
-    rt.block_on(rt.spawn(async move {
-        let work = Box::pin(async {
-            for _ in 0..1000 {
-                task::consume_budget().await;
-            }
-        });
-        CountPolls(work, p).await;
-    }))
-    .unwrap();
-    assert!(
-        polls.load(SeqCst) >= 1000 / 128,
-        "budgeted work yields every 128 units: {} polls",
+        }))
+        .unwrap();
         polls.load(SeqCst)
+    }
+    let rt = rt(1);
+    assert_eq!(
+        polls_for_1000_units(&rt, true),
+        1,
+        "unconstrained work ran in one poll"
     );
+    let polls = polls_for_1000_units(&rt, false);
+    assert!(
+        polls >= 1000 / 128,
+        "budgeted work yields every 128 units: {polls} polls"
+    );
+}
+
+#[test]
+fn dropping_a_runtime_inside_its_own_task_detaches() {
+    let rt = rt(1);
+    let inner = rt.handle();
+    let victim = Runtime::new().unwrap();
+    // Dropping *another* runtime from a task waits for it as usual.
+    rt.block_on(rt.spawn(async move { drop(victim) })).unwrap();
+    let own = Arc::new(std::sync::Mutex::new(Some(rt)));
+    let own2 = own.clone();
+    let h = inner.spawn(async move {
+        let rt = own2.lock().unwrap().take().unwrap();
+        drop(rt); // must not wait for this very M
+        5
+    });
+    assert_eq!(futures::executor::block_on(h).unwrap(), 5);
+    let late = inner.spawn(async { 1 });
+    assert!(
+        futures::executor::block_on(late)
+            .unwrap_err()
+            .is_cancelled()
+    );
+}
+
+#[test]
+fn no_lost_wakeup_when_ms_go_idle_between_rounds() {
+    // Each round finds every M parked (or parking) and must wake one; a lost
+    // wakeup hangs a round, which the watchdog turns into a failure.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = rt(2);
+        for i in 0..20_000u32 {
+            let h = rt.handle();
+            let got = std::thread::scope(|s| {
+                s.spawn(|| futures::executor::block_on(h.spawn(async move { i })))
+                    .join()
+            });
+            assert_eq!(got.unwrap().unwrap(), i);
+            if i % 2 == 0 {
+                assert_eq!(rt.block_on(rt.spawn(async move { i + 1 })).unwrap(), i + 1);
+            }
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("a round hung: lost wakeup");
+}
+
+#[test]
+fn spawned_task_takes_runnext_and_yield_goes_to_the_tail() {
+    use std::sync::Mutex;
+    let rt = rt(1);
+    let order = rt
+        .block_on(rt.spawn(async {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let (a, b) = (log.clone(), log.clone());
+            spawn(async move { a.lock().unwrap().push("a") });
+            // Takes runnext; "a" is kicked to the tail of the runq.
+            spawn(async move { b.lock().unwrap().push("b") });
+            // The yielding task goes behind "a".
+            task::yield_now().await;
+            log.lock().unwrap().clone()
+        }))
+        .unwrap();
+    assert_eq!(order, ["b", "a"]);
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runtime>();
+    assert_send_sync::<Handle>();
+    assert_send_sync::<gort_executor::JoinHandle<u8>>();
+    assert_send_sync::<gort_executor::JoinError>();
+    assert_send_sync::<Builder>();
 }

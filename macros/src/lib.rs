@@ -3,6 +3,8 @@
 //! - `#[gort::main]` turns `async fn main()` into a `fn main()` that builds a
 //!   gort runtime and blocks on the body.
 //! - `#[gort::test]` does the same for an `async fn` test.
+//! - `#[derive(Trace)]` implements the collector's `Trace` for a type whose
+//!   `Gc` fields it traces (`#[trace(skip)]` for fields that hold none).
 //!
 //! Users reach these through the `gort` facade; the expansion names only
 //! `::gort::...` paths (override with `crate = "path"`).
@@ -15,6 +17,7 @@
 use proc_macro::TokenStream;
 
 mod entry;
+mod trace;
 
 /// Marks the async entry point of a program run on a gort runtime.
 ///
@@ -47,4 +50,30 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::expand(entry::Kind::Test, args.into(), item.into()).into()
+}
+
+/// `#[derive(Trace)]` for users of the `gort` facade: implements
+/// `gort::alloc::Trace` by tracing every field not marked `#[trace(skip)]`.
+/// `#[trace(crate = "path")]` on the type names another path to gort-alloc.
+#[proc_macro_derive(Trace, attributes(trace))]
+pub fn derive_trace(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    derive_trace_with(input, "::gort::alloc")
+}
+
+/// The same derive emitting `::gort_alloc` paths; gort-alloc re-exports it as
+/// `gort_alloc::Trace`. Not for direct use.
+#[doc(hidden)]
+#[proc_macro_derive(__TraceGortAlloc, attributes(trace))]
+pub fn derive_trace_gort_alloc(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    derive_trace_with(input, "::gort_alloc")
+}
+
+fn derive_trace_with(
+    input: proc_macro::TokenStream,
+    default_crate: &str,
+) -> proc_macro::TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    trace::expand(input, default_crate)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

@@ -3,10 +3,11 @@
 //! server logs, and small socket helpers.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{self, Write};
+use std::io::{self, ErrorKind, Write};
+use std::net::SocketAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use gort::net::TcpStream;
@@ -89,4 +90,32 @@ pub fn rss_bytes() -> usize {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * page as usize
+}
+
+/// A std client that writes (never reading) until `cap` bytes are sent or
+/// its socket stays full for 100 ms: the echo server then sits blocked in a
+/// write back to it. Returns the client and how many bytes it sent.
+pub fn fill_until_blocked(addr: SocketAddr, cap: usize) -> (std::net::TcpStream, usize) {
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let chunk = [7u8; 64 * 1024];
+    let mut total = 0usize;
+    let mut full_since: Option<Instant> = None;
+    while total < cap {
+        match (&s).write(&chunk) {
+            Ok(n) => {
+                total += n;
+                full_since = None;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(100) {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("filling client failed after {total} bytes: {e}"),
+        }
+    }
+    (s, total)
 }

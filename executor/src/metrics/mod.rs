@@ -294,8 +294,9 @@ impl RuntimeMetrics {
 
 impl Handle {
     /// A snapshot of this runtime's metrics: counters summed over the Ps,
-    /// gauges read now. Costs O(Ps + histogram buckets), takes no lock the
-    /// scheduler's hot path takes (the shutdown counter's lock only).
+    /// gauges read now. Costs O(Ps + histogram buckets); the locks it takes
+    /// (each owned-tasks shard once, the live-M counter) are held for a
+    /// read each and never by a poll.
     pub fn metrics(&self) -> RuntimeMetrics {
         let shared = &self.shared;
         let diag = &shared.diag;

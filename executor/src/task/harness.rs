@@ -140,13 +140,12 @@ where
         Ok(Poll::Ready(out)) => {
             // SAFETY: we hold RUNNING; the future is dropped before the output
             // is stored.
-            let dropped = unsafe { cell.drop_stage() };
-            let res = match dropped {
-                Ok(()) => Ok(out),
-                Err(payload) => Err(JoinError::panic(id, payload)),
+            let next = match unsafe { cell.drop_stage() } {
+                Ok(()) => Stage::Finished(out),
+                Err(payload) => Stage::Panicked(payload),
             };
             // SAFETY: RUNNING is still ours.
-            unsafe { cell.replace_stage(Stage::Finished(res)) };
+            unsafe { cell.replace_stage(next) };
             complete(cell, 1);
         }
         Err(payload) => {
@@ -154,26 +153,25 @@ where
             // is dropped in favour of the first.
             let _ = unsafe { cell.drop_stage() };
             // SAFETY: RUNNING is still ours.
-            unsafe { cell.replace_stage(Stage::Finished(Err(JoinError::panic(id, payload)))) };
+            unsafe { cell.replace_stage(Stage::Panicked(payload)) };
             complete(cell, 1);
         }
     }
 }
 
-/// Drops the future and stores `JoinError::Cancelled` (or the panic of the
+/// Drops the future and records the cancellation (or the panic of the
 /// future's `Drop`).
 ///
 /// # Safety
 /// The caller holds `RUNNING`.
 unsafe fn cancel_stage<F: Future, S>(cell: &Cell<F, S>) {
-    let id = cell.header.id;
     // SAFETY: the caller holds RUNNING (contract).
-    let err = match unsafe { cell.drop_stage() } {
-        Ok(()) => JoinError::cancelled(id),
-        Err(payload) => JoinError::panic(id, payload),
+    let next = match unsafe { cell.drop_stage() } {
+        Ok(()) => Stage::Cancelled,
+        Err(payload) => Stage::Panicked(payload),
     };
     // SAFETY: as above.
-    unsafe { cell.replace_stage(Stage::Finished(Err(err))) };
+    unsafe { cell.replace_stage(next) };
 }
 
 /// `RUNNING` -> `COMPLETE`: hand the output to the `JoinHandle` (or drop it),
@@ -243,10 +241,13 @@ pub(super) unsafe fn try_read_output<F: Future, S>(
     if !can_read_output(cell, waker) {
         return;
     }
+    let id = cell.header.id;
     // SAFETY: COMPLETE is set with JOIN_INTEREST (we are the JoinHandle), so
     // the output is ours.
     let out = match unsafe { cell.replace_stage(Stage::Consumed) } {
-        Stage::Finished(res) => res,
+        Stage::Finished(out) => Ok(out),
+        Stage::Cancelled => Err(JoinError::cancelled(id)),
+        Stage::Panicked(payload) => Err(JoinError::panic(id, payload)),
         _ => panic!("gort: JoinHandle polled after it returned Ready"),
     };
     // SAFETY: dst has the type named in the contract.

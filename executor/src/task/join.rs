@@ -118,9 +118,9 @@ enum Repr {
 /// moved out whole, by [`JoinError::into_panic`].
 struct PanicPayload(Box<dyn Any + Send + 'static>);
 
-// SAFETY: no `&PanicPayload` method reads the inner value (only the message
-// extraction below, which downcasts to `&str`/`String`, both Sync, and which
-// is only called through `&mut`-free paths on those Sync types).
+// SAFETY: the only access through `&PanicPayload` is `message`, which calls
+// `type_id` (reads no data) and then reads the payload only as a `&str` or a
+// `String`, both `Sync`. The payload itself is only ever moved out whole.
 unsafe impl Sync for PanicPayload {}
 
 impl PanicPayload {

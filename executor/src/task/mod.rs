@@ -74,7 +74,6 @@ use std::ptr::NonNull;
 pub use builder::Builder;
 pub use id::{Id, id, try_id};
 pub use join::{JoinError, JoinHandle};
-pub use state::GStatus;
 pub use yield_now::{Unconstrained, YieldNow, unconstrained, yield_now};
 
 pub use gort_netpoll::budget::{ConsumeBudget, consume_budget};

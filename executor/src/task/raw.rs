@@ -16,7 +16,6 @@ use std::task::Waker;
 use gort_netpoll::loom::cell::UnsafeCell;
 
 use super::id::Id;
-use super::join::JoinError;
 use super::state::State;
 use super::{Schedule, harness};
 
@@ -68,8 +67,16 @@ pub(crate) struct Vtable {
 pub(crate) enum Stage<F: Future> {
     /// The future, until it returns `Ready`, panics or is cancelled.
     Running(F),
-    /// Its result, until the `JoinHandle` takes it or the task is freed.
-    Finished(Result<F::Output, JoinError>),
+    /// Its output, until the `JoinHandle` takes it or the task is freed.
+    Finished(F::Output),
+    /// Aborted or shut down before finishing.
+    Cancelled,
+    /// The future (or its `Drop`) panicked: the payload.
+    ///
+    /// Keeping these two apart from `Finished` (instead of storing a
+    /// `Result<T, JoinError>`) keeps the stage at `max(future, output, 16)`
+    /// bytes: the `JoinError`, with its id, is built when it is read.
+    Panicked(Box<dyn std::any::Any + Send + 'static>),
     /// Nothing left.
     Consumed,
 }

@@ -89,10 +89,14 @@ pub(crate) struct State {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Snapshot(usize);
 
-/// Go's G states, decoded from the word for diagnostics.
+/// Go's G states, decoded from the word for diagnostics (`Debug` of a
+/// `JoinHandle` or a snapshot shows them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GStatus {
-    /// Allocated, not yet published to any queue (`_Gidle`).
+#[allow(dead_code)] // Idle and Syscall are never decoded by this version
+pub(crate) enum GStatus {
+    /// Allocated, not yet published (`_Gidle`). Not produced: a spawn
+    /// allocates the task already Runnable (`INITIAL_STATE`) and publishes it
+    /// at once.
     Idle,
     /// On a run queue or about to be (`_Grunnable`).
     Runnable,
@@ -407,8 +411,6 @@ impl Snapshot {
             GStatus::Running
         } else if self.is_notified() {
             GStatus::Runnable
-        } else if self.ref_count() == 0 {
-            GStatus::Idle
         } else {
             GStatus::Waiting
         }

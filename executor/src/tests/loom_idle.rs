@@ -116,3 +116,83 @@ fn loom_idle_startm_breaks_the_netpoller() {
         );
     });
 }
+
+/// Two Ms, two Ps: M-a holds P0 and goes idle as the last spinner while M-b
+/// is parked with P1 idle, and work arrives. Whichever M is handed (or takes)
+/// a P runs the item, exactly once; then shutdown wakes and ends both Ms.
+#[test]
+fn loom_idle_two_ms_hand_off() {
+    use gort_netpoll::loom::sync::Notify;
+    use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    loom::model(|| {
+        let log = drop_log();
+        let inject = Arc::new(Inject::<Item>::new());
+        let (parker_a, unparker_a) = Parker::new();
+        let (parker_b, unparker_b) = Parker::new();
+        let note_a = MNote::<Pid>::new(unparker_a);
+        let note_b = MNote::<Pid>::new(unparker_b);
+        // P0 held by M-a (spinning); P1 idle; M-b parked.
+        let idle = Arc::new(Idle::<Pid>::new(2, vec![1], vec![note_b.clone()]));
+        idle.start_spinning();
+        let ran = Arc::new(Notify::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+
+        // An M: run the item if there is one, then go idle; exit at shutdown.
+        let m = |note: Arc<MNote<Pid>>, mut parker: Parker, holding: Option<Pid>| {
+            let (idle, inject, ran, runs) =
+                (idle.clone(), inject.clone(), ran.clone(), runs.clone());
+            thread::spawn(move || {
+                let mut held = holding.map(|p| (p, true));
+                loop {
+                    let (p, spinning) = match held.take() {
+                        Some(got) => got,
+                        None => match idle.wait_for_p(&note, &mut parker) {
+                            Some(got) => got,
+                            None => return,
+                        },
+                    };
+                    // As m.rs: a spinner that finds work stops spinning and
+                    // wakes a replacement; one that finds none parks as a
+                    // spinner (park_m drops the count).
+                    let mut spinning = spinning;
+                    if let Some(item) = inject.pop() {
+                        if spinning && idle.stop_spinning() {
+                            idle.wakep();
+                        }
+                        spinning = false;
+                        drop(item);
+                        runs.fetch_add(1, SeqCst);
+                        ran.notify();
+                    }
+                    let q = inject.clone();
+                    match idle.park_m(
+                        p,
+                        &note,
+                        spinning,
+                        move || !q.is_empty(),
+                        || idle.wait_for_p(&note, &mut parker),
+                    ) {
+                        Some(got) => held = Some(got),
+                        None => return,
+                    }
+                }
+            })
+        };
+        let a = m(note_a, parker_a, Some(0));
+        let b = m(note_b, parker_b, None);
+
+        inject.push(Item::new(0, &log)).ok().expect("queue open");
+        idle.wakep();
+
+        // Notify may wake spuriously under loom: wait for the count.
+        while runs.load(SeqCst) == 0 {
+            ran.wait();
+        }
+        idle.shutdown();
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(inject.pop().is_none());
+        assert_exactly_once(log.lock().unwrap().clone(), 1, "submitted work");
+    });
+}

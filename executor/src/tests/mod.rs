@@ -25,6 +25,8 @@ mod loom_idle;
 #[cfg(loom)]
 mod loom_inject;
 #[cfg(loom)]
+mod loom_netpoller;
+#[cfg(loom)]
 mod loom_park;
 #[cfg(loom)]
 mod loom_queue;

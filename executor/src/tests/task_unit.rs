@@ -93,3 +93,19 @@ fn join_waker_is_woken_on_completion() {
     let mut outer = outer;
     assert_eq!(poll_join(&mut outer).map(Result::unwrap), Poll::Ready(6));
 }
+
+#[test]
+fn task_cell_stays_small() {
+    use crate::task::raw::{Cell, Header};
+    // A future of two words, like one awaiting a oneshot receiver.
+    type F = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+    let header = std::mem::size_of::<Header>();
+    let cell = std::mem::size_of::<Cell<F, crate::runtime::Handle>>();
+    // 40 + the spawn location and the diagnostics stamp (diag branch).
+    assert!(header <= 56, "task header grew to {header} bytes");
+    // header 56 + scheduler 8 + join waker 16 + stage 24 (future 16 + tag).
+    assert!(
+        cell <= 104,
+        "task cell for a 16-byte future grew to {cell} bytes"
+    );
+}

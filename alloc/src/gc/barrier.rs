@@ -1,0 +1,527 @@
+//! The barrier: how mutators tell a running collection about handles it could
+//! otherwise miss, and the handshake that tells the collector they are done.
+//!
+//! # Purpose
+//! While the collector counts and marks, mutators keep cloning handles and
+//! moving them through `GcCell`/`GcMutex`. The barrier shades (marks and
+//! queues) every object such an operation could hide from the collector; the
+//! handshake lets mark termination wait until no shade is half done.
+//!
+//! # States
+//! The phase word (`Barrier::phase`, one `AtomicUsize`):
+//! - bits 0..2: the phase: `OFF` (0, no cycle), `MARK` (1, counting and
+//!   marking; barriers on), `SWEEP` (2, destructors and freeing; barriers off);
+//! - bits 2..: the cycle's number (its epoch), for diagnostics.
+//!
+//! Marks live in the spans' mark bitmaps (`SpanRef::mark`, an atomic
+//! fetch-or that says whether the bit was newly set); sweeping clears them.
+//!
+//! Each mutator thread owns a `MutatorRecord` whose `seq` is odd while the
+//! thread is inside a barrier operation and even outside.
+//!
+//! # Transitions
+//! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + collector
+//!   fence), after `heap_api::gc_begin_mark` and before the allocation
+//!   handshake and the heap snapshot (`roots::snapshot_and_count`).
+//! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
+//! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
+//!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`
+//!   (Release store).
+//! - object unmarked -> marked: anyone, `Header::try_mark` (fetch-or on the
+//!   span's mark bitmap); only the caller that set the bit pushes the object
+//!   on the gray queue (`Barrier::shaded`), so each object is queued at most
+//!   once per cycle.
+//! - phase `MARK -> SWEEP`: after mark termination, followed by one more
+//!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
+//!   sweeping starts (a late shade would leave a mark bit set in a swept
+//!   span, read as "marked" by the next cycle).
+//!
+//! # Ownership
+//! - `phase`: written by the collector thread only; read by everyone.
+//! - `MutatorRecord::seq`: written by its thread only; read by the collector
+//!   in `wait_for_mutators`.
+//! - `records`: the list grows under its mutex when a thread first uses a
+//!   barrier; records are reused, never freed.
+//! - `gray`: pushed by anyone, popped by the collector.
+//!
+//! # Orderings
+//! Every StoreLoad pattern uses a fence on both sides (SeqCst loads and
+//! stores alone do not order a store before a later load of another location
+//! in the terms loom checks; loom models SC fences). On Linux the pair is
+//! asymmetric: the mutator's side (`mutator_fence`) is a compiler fence and
+//! the collector's (`collector_fence`) is `membarrier(PRIVATE_EXPEDITED)`,
+//! which makes every running thread of the process execute a full barrier;
+//! elsewhere, under valgrind and under loom both sides are `fence(SeqCst)`.
+//! - Mutator side, `phase_after_store`: its operation stores first (the odd
+//!   `seq` in `MutatorRecord::enter`, the handle count in `Gc::clone`, the
+//!   borrow flag in `BorrowFlag::acquire_write`), then fences, then loads
+//!   `phase`. Collector side, `start_cycle`: stores `phase`, fences, then
+//!   reads handle counts (`roots::find_roots`) and flags
+//!   (`BorrowFlag::collector_try_read`). Of the two fences one comes first in
+//!   the SC order: either the mutator sees MARK and shades, or the collector
+//!   sees the mutator's store (the count includes the clone; the flag shows
+//!   the borrow).
+//! - Termination, `wait_for_mutators`: fence, then load each `seq`. A
+//!   mutator whose fence came earlier is seen inside (odd) and waited for;
+//!   one whose fence came later sees every mark made before the wait.
+//! - `MutatorRecord::exit` (Release) pairs with both Acquire loads of `seq`
+//!   in `wait_for_mutators` (the first one may already read an `exit`):
+//!   every gray push and every allocated header written inside the operation
+//!   is visible to what follows the wait.
+//! - Allocation: `Gc::new` runs inside a barrier operation and fences
+//!   (`phase_after_store`) before `gc_alloc` reads the arena's phase. The
+//!   collector calls `heap_api::gc_begin_mark` (SeqCst), `start_cycle`
+//!   (fence) and `wait_for_mutators`: an allocation either sees MARK and is
+//!   born black (never traced, never swept this cycle), or is waited for, so
+//!   the collector reads only initialised objects.
+//! - `BorrowFlag::collector_release` (Release) pairs with the Acquire of
+//!   `acquire_write`'s CAS: a borrow that begins after the collector read the
+//!   cell happens after `start_cycle` and sees MARK.
+//!
+//! # Rejected alternatives
+//! - A global reader-writer lock taken by every clone: the brief forbids a
+//!   global lock on clone, drop and deref, and it would stop every mutator.
+//! - One global in-flight counter instead of per-thread `seq`: a contended
+//!   cache line on every clone of every thread.
+//! - An intrusive gray list through the object headers: a late push from a
+//!   finished cycle could link an object twice; the segmented queue cannot.
+//! - Epoch numbers in object headers as marks (the first version): they make
+//!   late shades harmless, but the arena's sweep is driven by its mark
+//!   bitmaps, so marks live there and the SWEEP handshake rules out late
+//!   shades instead.
+//! - A Dijkstra insertion barrier on cell release: the handle counts already
+//!   make every handle stored after an object was counted look like a root
+//!   (DESIGN.md, "Why no insertion barrier").
+//!
+//! # Checked by
+//! `alloc/src/gc/tests/loom_gc_barrier.rs`, with the real `Barrier`,
+//! `MutatorRecord` and `BorrowFlag`:
+//! - `clone_then_drop_holder_races_counting_and_termination` and
+//!   `cell_move_races_counting_and_marking`: the object a mutator keeps is
+//!   marked when the collector decides (nothing reachable is freed);
+//! - `allocation_races_the_cycle_start`: the snapshot never reads an object
+//!   header before its `Gc::new` wrote it (loom's cell race checker);
+//! - `weak_upgrade_races_condemn`: a `Weak::upgrade` racing the SWEEP
+//!   handshake never returns an object whose value is dropped.
+//!
+//! Each fails when its barrier, the fences or the handshake is removed.
+
+#![cfg_attr(
+    loom,
+    allow(dead_code, reason = "loom builds only the pieces its models use")
+)]
+
+use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
+// Not an atomic: a compiler-only barrier, which loom does not model (under
+// loom `asymmetric` is false and `fence` is used instead).
+use crate::loom::sync::{Arc, Mutex};
+use std::sync::atomic::compiler_fence;
+
+/// No cycle is running; barriers are off.
+pub(crate) const OFF: usize = 0;
+/// Counting and marking; barriers are on.
+pub(crate) const MARK: usize = 1;
+/// Destructors and freeing; barriers are off.
+pub(crate) const SWEEP: usize = 2;
+const PHASE_MASK: usize = 0b11;
+const EPOCH_SHIFT: u32 = 2;
+
+/// A decoded phase word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PhaseWord {
+    /// `OFF`, `MARK` or `SWEEP`.
+    pub(crate) phase: usize,
+    /// The current (or last) cycle's epoch.
+    pub(crate) epoch: u32,
+}
+
+impl PhaseWord {
+    fn decode(word: usize) -> PhaseWord {
+        PhaseWord {
+            phase: word & PHASE_MASK,
+            epoch: (word >> EPOCH_SHIFT) as u32,
+        }
+    }
+
+    fn encode(self) -> usize {
+        ((self.epoch as usize) << EPOCH_SHIFT) | self.phase
+    }
+
+    /// Whether barriers must shade.
+    #[inline]
+    pub(crate) fn marking(self) -> bool {
+        self.phase == MARK
+    }
+}
+
+/// A mutator thread's handshake word.
+#[derive(Debug, Default)]
+pub(crate) struct MutatorRecord {
+    /// Odd while the owning thread is inside a barrier operation.
+    seq: AtomicUsize,
+    /// Whether a live thread owns this record.
+    in_use: crate::loom::sync::atomic::AtomicBool,
+}
+
+impl MutatorRecord {
+    /// Enters a barrier operation. Must be followed by `exit` on the same
+    /// thread; operations do not nest.
+    #[inline]
+    pub(crate) fn enter(&self) {
+        // Only the owning thread writes `seq`, so a Relaxed load reads its own
+        // last store.
+        let seq = self.seq.load(Ordering::Relaxed);
+        debug_assert!(seq % 2 == 0, "barrier operations do not nest");
+        // Relaxed: `Barrier::phase_after_store`'s fence orders this store
+        // before the phase load (see Orderings).
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Leaves a barrier operation.
+    #[inline]
+    pub(crate) fn exit(&self) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Release: publishes the gray pushes made inside the operation to
+        // `wait_for_mutators`' Acquire reload.
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
+    }
+}
+
+/// The shared gray queue: objects shaded by mutators, waiting to be traced by
+/// the collector. Entries are header addresses.
+#[cfg(not(loom))]
+pub(crate) struct GrayQueue(crossbeam_deque::Injector<usize>);
+
+#[cfg(not(loom))]
+impl GrayQueue {
+    fn new() -> GrayQueue {
+        GrayQueue(crossbeam_deque::Injector::new())
+    }
+
+    fn push(&self, addr: usize) {
+        self.0.push(addr);
+    }
+
+    /// Pops one entry (collector only).
+    pub(crate) fn pop(&self) -> Option<usize> {
+        loop {
+            match self.0.steal() {
+                crossbeam_deque::Steal::Success(addr) => return Some(addr),
+                crossbeam_deque::Steal::Empty => return None,
+                crossbeam_deque::Steal::Retry => crate::loom::spin_loop(),
+            }
+        }
+    }
+}
+
+/// The shared gray queue (loom build: a locked vector loom can see).
+#[cfg(loom)]
+pub(crate) struct GrayQueue(Mutex<Vec<usize>>);
+
+#[cfg(loom)]
+impl GrayQueue {
+    fn new() -> GrayQueue {
+        GrayQueue(Mutex::new(Vec::new()))
+    }
+
+    fn push(&self, addr: usize) {
+        self.0.lock().unwrap().push(addr);
+    }
+
+    /// Pops one entry (collector only).
+    pub(crate) fn pop(&self) -> Option<usize> {
+        self.0.lock().unwrap().pop()
+    }
+}
+
+/// The phase word, the mutator records and the gray queue.
+pub(crate) struct Barrier {
+    phase: AtomicUsize,
+    records: Mutex<Vec<Arc<MutatorRecord>>>,
+    gray: GrayQueue,
+    /// Objects pushed on `gray` by mutators, ever; mark termination compares
+    /// it across a handshake.
+    shades: AtomicUsize,
+    /// Whether the collector's fences are process-wide (`membarrier`), so a
+    /// mutator's half of a StoreLoad pair needs only a compiler fence.
+    asymmetric: bool,
+}
+
+impl Barrier {
+    pub(crate) fn new() -> Barrier {
+        Barrier {
+            phase: AtomicUsize::new(
+                PhaseWord {
+                    phase: OFF,
+                    epoch: 0,
+                }
+                .encode(),
+            ),
+            records: Mutex::new(Vec::new()),
+            gray: GrayQueue::new(),
+            shades: AtomicUsize::new(0),
+            asymmetric: heavy_fence::register(),
+        }
+    }
+
+    /// The mutator's half of a StoreLoad pair: a compiler fence when the
+    /// collector's half is a process-wide barrier, else a SeqCst fence.
+    #[inline]
+    fn mutator_fence(&self) {
+        if self.asymmetric {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// The collector's half of a StoreLoad pair: every mutator thread
+    /// executes a full barrier (membarrier) or, without it, a SeqCst fence
+    /// that pairs with the mutators' own.
+    fn collector_fence(&self) {
+        fence(Ordering::SeqCst);
+        if self.asymmetric {
+            heavy_fence::all_threads();
+        }
+    }
+
+    /// Reads the phase word without a fence (assertions and diagnostics).
+    #[inline]
+    pub(crate) fn phase(&self) -> PhaseWord {
+        PhaseWord::decode(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Reads the phase word after a SeqCst fence: the load half of the
+    /// mutator's StoreLoad pattern (see Orderings). The caller has already
+    /// made its store (the odd `seq`, the handle count, the borrow flag).
+    #[inline]
+    pub(crate) fn phase_after_store(&self) -> PhaseWord {
+        self.mutator_fence();
+        PhaseWord::decode(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// Starts cycle `epoch`: barriers on. The caller then waits for the
+    /// mutators (`wait_for_mutators`), so every `Gc::new` that might have
+    /// allocated white has finished initialising its object, and only then
+    /// reads the heap. The fence here is the collector's half of the
+    /// StoreLoad pattern.
+    pub(crate) fn start_cycle(&self, epoch: u32) {
+        debug_assert_eq!(self.phase().phase, OFF, "cycles do not overlap");
+        self.set_phase(PhaseWord { phase: MARK, epoch });
+        self.collector_fence();
+    }
+
+    /// Moves to `phase`, keeping the epoch (collector only).
+    pub(crate) fn set_phase(&self, word: PhaseWord) {
+        self.phase.store(word.encode(), Ordering::SeqCst);
+    }
+
+    /// Records that a mutator's barrier newly marked the object at `addr`:
+    /// queues it for the collector to trace.
+    #[inline]
+    pub(crate) fn shaded(&self, addr: usize) {
+        self.gray.push(addr);
+        // SeqCst: read by `terminate` around a handshake.
+        self.shades.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many objects mutators have shaded, ever.
+    pub(crate) fn shades(&self) -> usize {
+        self.shades.load(Ordering::SeqCst)
+    }
+
+    /// Mark termination: traces every gray object with `trace` (which must
+    /// also trace everything it marks, to a fixpoint) until a handshake round
+    /// ends with no new shade. Returns the number of handshake rounds.
+    ///
+    /// A barrier operation that began before the round's
+    /// `wait_for_mutators` has finished its shades when the wait returns;
+    /// one that begins after it can only shade objects already marked
+    /// (DESIGN.md, "Termination"), which pushes nothing.
+    pub(crate) fn terminate(&self, mut trace: impl FnMut(usize)) -> usize {
+        let mut rounds = 0;
+        loop {
+            while let Some(addr) = self.gray.pop() {
+                trace(addr);
+            }
+            let before = self.shades();
+            self.wait_for_mutators();
+            rounds += 1;
+            match self.gray.pop() {
+                Some(addr) => trace(addr),
+                None if self.shades() == before => return rounds,
+                None => {}
+            }
+        }
+    }
+
+    /// Drops entries left in the gray queue (collector only, before a cycle
+    /// starts; there are none unless a barrier outlived its cycle).
+    pub(crate) fn clear_gray(&self) -> usize {
+        let mut stale = 0;
+        while self.gray.pop().is_some() {
+            stale += 1;
+        }
+        stale
+    }
+
+    /// Gives the calling thread a record, reusing one a finished thread left.
+    pub(crate) fn register(&self) -> Arc<MutatorRecord> {
+        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        for record in records.iter() {
+            if record
+                .in_use
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return record.clone();
+            }
+        }
+        let record = Arc::new(MutatorRecord::default());
+        record.in_use.store(true, Ordering::Relaxed);
+        records.push(record.clone());
+        record
+    }
+
+    /// Returns a record when its thread ends. Its `seq` is even: a thread
+    /// cannot end inside a barrier operation.
+    pub(crate) fn unregister(&self, record: &MutatorRecord) {
+        record.in_use.store(false, Ordering::Release);
+    }
+
+    /// The handshake: returns once every mutator that was inside a barrier
+    /// operation when this was called has left it (collector only).
+    pub(crate) fn wait_for_mutators(&self) {
+        let records: Vec<Arc<MutatorRecord>> = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        // The collector's half of the handshake's StoreLoad pattern: a
+        // mutator whose fence comes later sees every mark made before this.
+        self.collector_fence();
+        for record in records {
+            // Acquire: an even value may be a finished operation's `exit`;
+            // its writes (an allocation's header) must be visible after the
+            // wait (checked by `allocation_races_the_cycle_start`).
+            let seq = record.seq.load(Ordering::Acquire);
+            if seq % 2 == 0 {
+                continue;
+            }
+            let mut spins = 0u32;
+            // Acquire: pairs with `exit`'s Release.
+            while record.seq.load(Ordering::Acquire) == seq {
+                spins += 1;
+                if spins < 64 {
+                    crate::loom::spin_loop();
+                } else {
+                    crate::loom::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Linux `membarrier(2)`: the collector's fence reaches every thread of the
+/// process, so mutators' fences can be compiler-only (the asymmetric fence
+/// of liburcu and Folly). Falls back to symmetric fences where the syscall
+/// is missing (old kernels, valgrind) and always under loom.
+mod heavy_fence {
+    /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED` (linux/membarrier.h).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` (linux/membarrier.h).
+    #[cfg(all(target_os = "linux", not(loom)))]
+    const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    /// Registers the process for expedited membarriers; true if they work.
+    pub(super) fn register() -> bool {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        {
+            // SAFETY: membarrier takes two integer arguments and touches no
+            // memory of ours; failure is reported by the return value.
+            let registered =
+                unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0) } == 0;
+            // Check the command itself works before relying on it.
+            // SAFETY: as above.
+            registered && unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0) } == 0
+        }
+        #[cfg(not(all(target_os = "linux", not(loom))))]
+        {
+            false
+        }
+    }
+
+    /// Makes every running thread of the process execute a full barrier.
+    pub(super) fn all_threads() {
+        #[cfg(all(target_os = "linux", not(loom)))]
+        {
+            // SAFETY: as in `register`.
+            let result = unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0) };
+            // Registration succeeded, so this cannot fail (EINTR is not
+            // possible for this command); a failure would break the
+            // protocol, so stop rather than free live objects.
+            if result != 0 {
+                eprintln!("gort_alloc: membarrier failed after registration; aborting");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+mod global {
+    use super::{Barrier, MutatorRecord};
+    use std::sync::{Arc, LazyLock};
+
+    /// The process's barrier.
+    pub(crate) static BARRIER: LazyLock<Barrier> = LazyLock::new(Barrier::new);
+
+    /// A thread's registration; returns the record when the thread ends.
+    struct Local(Arc<MutatorRecord>);
+
+    impl Drop for Local {
+        fn drop(&mut self) {
+            BARRIER.unregister(&self.0);
+        }
+    }
+
+    thread_local! {
+        static LOCAL: Local = Local(BARRIER.register());
+    }
+
+    /// Runs `f` inside a barrier operation of the calling thread: between
+    /// `enter` and `exit` of its record.
+    #[inline]
+    pub(crate) fn with_barrier<R>(f: impl FnOnce(&Barrier) -> R) -> R {
+        let barrier: &Barrier = &BARRIER;
+        let mut f = Some(f);
+        let mut run = |record: &MutatorRecord| {
+            struct Exit<'a>(&'a MutatorRecord);
+            impl Drop for Exit<'_> {
+                fn drop(&mut self) {
+                    self.0.exit();
+                }
+            }
+            record.enter();
+            let _exit = Exit(record);
+            let f = f.take().expect("with_barrier runs its closure once");
+            f(barrier)
+        };
+        match LOCAL.try_with(|local| run(&local.0)) {
+            Ok(value) => value,
+            // The thread's record is gone (this runs from another
+            // thread-local's destructor): borrow a record for this one
+            // operation.
+            Err(_) => {
+                let record = barrier.register();
+                let value = run(&record);
+                barrier.unregister(&record);
+                value
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use global::{BARRIER, with_barrier};

@@ -1,0 +1,373 @@
+//! `Gc<T>`: a counted handle to an object the collector may free.
+//!
+//! # Validity
+//! Every handle counts itself in its object's `handles` word, wherever the
+//! handle lives (a stack, a global, another object). An object is freed only
+//! by a sweep, and only when the cycle found it unreachable and no handle to
+//! it remained after its destructors ran (sweep.rs). So a handle held by a
+//! mutator always points to allocated memory; its value is valid unless the
+//! handle was reached from a destructor of the same collection, in which case
+//! `Deref` panics (DESIGN.md, "Destructors").
+//!
+//! # Barriers
+//! `clone` is the one operation on a handle that takes part in the
+//! collector's protocol: it counts the new handle and, while a cycle marks,
+//! shades the target (barrier.rs). `drop` only decrements; `deref` reads.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+use crate::gc::barrier::{SWEEP, with_barrier};
+use crate::gc::object::{CONDEMNED, COUNT_LIMIT, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE};
+use crate::gc::pacer;
+use crate::gc::trace::{Trace, Tracer};
+use crate::heap_api::gc_alloc;
+use crate::loom::sync::atomic::{Ordering, fence};
+
+/// A handle to a garbage-collected `T`, shared by cloning.
+///
+/// Cycles of `Gc`s are freed by the collector (`collect()`, or a background
+/// cycle started by the pacer). Values are immutable through a `Gc`; put a
+/// [`GcCell`](crate::GcCell) or [`GcMutex`](crate::GcMutex) inside to mutate.
+///
+/// `Gc<T>` is `Send` and `Sync` exactly when `T` is `Send + Sync`.
+pub struct Gc<T: Trace + 'static> {
+    ptr: NonNull<GcBox<T>>,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: a `Gc<T>` moved to another thread gives that thread `&T` (needs
+// `T: Sync`) and a share of ownership, so the last user may be there (needs
+// `T: Send`). The header is only touched through atomics.
+unsafe impl<T: Trace + Send + Sync + 'static> Send for Gc<T> {}
+// SAFETY: as for `Send`: `&Gc<T>` gives `&T` (needs `T: Sync`) and clones
+// (which move `T`'s ownership share across threads, needs `T: Send`).
+unsafe impl<T: Trace + Send + Sync + 'static> Sync for Gc<T> {}
+
+impl<T: Trace + 'static> Gc<T> {
+    /// Moves `value` into a new collected object.
+    ///
+    /// The collector drops unreachable values on its own thread, which Trace
+    /// obligation 5 makes sound for every `Trace` type.
+    pub fn new(value: T) -> Gc<T> {
+        let layout = std::alloc::Layout::new::<GcBox<T>>();
+        // A barrier operation: a cycle that starts meanwhile waits until the
+        // object is initialised, or the arena allocates it black (barrier.rs,
+        // Orderings, "Allocation").
+        let ptr = with_barrier(|barrier| {
+            barrier.phase_after_store();
+            let Some(memory) = gc_alloc(layout) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            let ptr = memory.cast::<GcBox<T>>();
+            let header = Header::new(GcBox::<T>::vtable());
+            // SAFETY: `memory` is a fresh slot, sized and aligned for
+            // `GcBox<T>` (gc_alloc honours the layout).
+            unsafe { ptr.as_ptr().write(GcBox { header, value }) };
+            ptr
+        });
+        pacer::note_alloc(layout.size());
+        Gc {
+            ptr,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T: Trace + 'static> Gc<T> {
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: a handle keeps its object allocated (Validity).
+        unsafe { &(*self.ptr.as_ptr()).header }
+    }
+
+    /// Whether `a` and `b` point to the same object.
+    #[inline]
+    pub fn ptr_eq(a: &Gc<T>, b: &Gc<T>) -> bool {
+        a.ptr == b.ptr
+    }
+
+    /// The object's address, for identity (stable for the object's life).
+    #[inline]
+    pub fn as_ptr(this: &Gc<T>) -> *const T {
+        // SAFETY: a handle keeps its object allocated (Validity); taking the
+        // field's address reads nothing.
+        unsafe { &raw const (*this.ptr.as_ptr()).value }
+    }
+
+    /// A `Weak` handle to this object: it does not keep the object alive,
+    /// and `upgrade` returns `None` once the collector found the object
+    /// unreachable.
+    pub fn downgrade(this: &Gc<T>) -> Weak<T> {
+        let old = this.header().handles.fetch_add(WEAK_ONE, Ordering::Relaxed);
+        if (old & WEAK_MASK) >> 32 > COUNT_LIMIT {
+            std::process::abort();
+        }
+        Weak {
+            ptr: this.ptr,
+            _marker: PhantomData,
+        }
+    }
+
+    /// How many handles point to this object (racy under concurrency; for
+    /// tests and diagnostics).
+    pub fn handle_count(this: &Gc<T>) -> usize {
+        this.header().handle_count(Ordering::Relaxed)
+    }
+}
+
+impl<T: Trace + 'static> Clone for Gc<T> {
+    #[inline]
+    fn clone(&self) -> Gc<T> {
+        let header = self.header();
+        with_barrier(|barrier| {
+            // Relaxed: the fence in `phase_after_store` orders it before the
+            // phase load; a clone that sees OFF is counted by `find_roots`
+            // (barrier.rs, Orderings).
+            let old = header.handles.fetch_add(1, Ordering::Relaxed);
+            if old & STRONG_MASK > COUNT_LIMIT {
+                // Like `Arc`: a count this large means handles were leaked
+                // with `mem::forget` in a loop; wrapping would free live memory.
+                std::process::abort();
+            }
+            if barrier.phase_after_store().marking() && header.try_mark() {
+                barrier.shaded(header.addr());
+            }
+        });
+        Gc {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T: Trace + 'static> Drop for Gc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // Release: whatever this thread wrote through the value happens
+        // before the collector's SeqCst count load and the destructor.
+        self.header().handles.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl<T: Trace + 'static> Deref for Gc<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        if self.header().is_condemned() {
+            condemned_deref();
+        }
+        // SAFETY: a handle keeps its object allocated (Validity), and an
+        // object that is not condemned still holds its value: values are
+        // dropped only after their object is condemned (sweep.rs).
+        unsafe { &(*self.ptr.as_ptr()).value }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn condemned_deref() -> ! {
+    panic!(
+        "gort_alloc::Gc: dereferenced an object the collector found unreachable; \
+         only a destructor running in the same collection can hold such a handle \
+         (see alloc/DESIGN.md, \"Destructors\")"
+    )
+}
+
+// SAFETY: a handle reports exactly itself (obligation 1) and reporting only
+// reads the pointer (obligation 2).
+unsafe impl<T: Trace + 'static> Trace for Gc<T> {
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer) {
+        tracer.visit(self.ptr.cast::<Header>());
+    }
+}
+
+impl<T: Trace + fmt::Debug + 'static> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + fmt::Display + 'static> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + 'static> fmt::Pointer for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&Gc::as_ptr(self), f)
+    }
+}
+
+impl<T: Trace + PartialEq + 'static> PartialEq for Gc<T> {
+    fn eq(&self, other: &Gc<T>) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Trace + Eq + 'static> Eq for Gc<T> {}
+
+impl<T: Trace + PartialOrd + 'static> PartialOrd for Gc<T> {
+    fn partial_cmp(&self, other: &Gc<T>) -> Option<std::cmp::Ordering> {
+        (**self).partial_cmp(&**other)
+    }
+}
+
+impl<T: Trace + Ord + 'static> Ord for Gc<T> {
+    fn cmp(&self, other: &Gc<T>) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl<T: Trace + Hash + 'static> Hash for Gc<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl<T: Trace + 'static> AsRef<T> for Gc<T> {
+    fn as_ref(&self) -> &T {
+        self
+    }
+}
+
+impl<T: Trace + 'static> std::borrow::Borrow<T> for Gc<T> {
+    fn borrow(&self) -> &T {
+        self
+    }
+}
+
+impl<T: Trace + Default + 'static> Default for Gc<T> {
+    fn default() -> Gc<T> {
+        Gc::new(T::default())
+    }
+}
+
+impl<T: Trace + 'static> From<T> for Gc<T> {
+    fn from(value: T) -> Gc<T> {
+        Gc::new(value)
+    }
+}
+
+/// A handle that does not keep its object alive; see [`Gc::downgrade`].
+///
+/// It keeps the object's memory (not its value) until it is dropped, so
+/// `upgrade` is always safe to call: it returns `None` once a collection
+/// found the object unreachable, `Some` before.
+pub struct Weak<T: Trace + 'static> {
+    ptr: NonNull<GcBox<T>>,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: as for `Gc`: `upgrade` hands out a `Gc<T>` on any thread.
+unsafe impl<T: Trace + Send + Sync + 'static> Send for Weak<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Trace + Send + Sync + 'static> Sync for Weak<T> {}
+
+impl<T: Trace + 'static> Weak<T> {
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: a `Weak` keeps its object's memory: the snapshot keeps
+        // condemned objects with `Weak`s (roots.rs) and live objects are not
+        // freed.
+        unsafe { &(*self.ptr.as_ptr()).header }
+    }
+
+    /// A `Gc` to the object, or `None` if a collection found it unreachable.
+    ///
+    /// A barrier operation like `Gc::clone`: it takes a strong count (never
+    /// on a condemned object), fences, and reads the phase. While a cycle
+    /// marks it shades the object, as a clone would. While the cycle sweeps
+    /// it keeps the handle only if marking kept the object (otherwise it is
+    /// about to be condemned), so it never returns a handle to an object whose
+    /// destructor runs.
+    pub fn upgrade(&self) -> Option<Gc<T>> {
+        let header = self.header();
+        let upgraded = with_barrier(|barrier| {
+            let mut current = header.handles.load(Ordering::Acquire);
+            loop {
+                if current & CONDEMNED != 0 {
+                    return false;
+                }
+                if current & STRONG_MASK > COUNT_LIMIT {
+                    std::process::abort();
+                }
+                match header.handles.compare_exchange_weak(
+                    current,
+                    current + 1,
+                    Ordering::Relaxed,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(seen) => current = seen,
+                }
+            }
+            let phase = barrier.phase_after_store();
+            let keep = if phase.marking() {
+                if header.try_mark() {
+                    barrier.shaded(header.addr());
+                }
+                true
+            } else if phase.phase == SWEEP {
+                // Marking is over: an unmarked object is about to be
+                // condemned.
+                let (span, idx) = header.slot();
+                span.is_marked(idx)
+            } else {
+                true
+            };
+            // Acquire: `CONDEMNED` is set before the sweep's Release fence
+            // (which precedes any mark it sets on a condemned object) and
+            // before the collector's later phase stores; whichever of those
+            // this thread read above, it now sees `CONDEMNED` if it was set.
+            fence(Ordering::Acquire);
+            if !keep || header.is_condemned() {
+                header.handles.fetch_sub(1, Ordering::Release);
+                return false;
+            }
+            true
+        });
+        upgraded.then(|| Gc {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        })
+    }
+}
+
+impl<T: Trace + 'static> Clone for Weak<T> {
+    fn clone(&self) -> Weak<T> {
+        let old = self.header().handles.fetch_add(WEAK_ONE, Ordering::Relaxed);
+        if (old & WEAK_MASK) >> 32 > COUNT_LIMIT {
+            std::process::abort();
+        }
+        Weak {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T: Trace + 'static> Drop for Weak<T> {
+    fn drop(&mut self) {
+        self.header().handles.fetch_sub(WEAK_ONE, Ordering::Release);
+    }
+}
+
+impl<T: Trace + 'static> fmt::Debug for Weak<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(Weak)")
+    }
+}
+
+// SAFETY: a `Weak` does not keep its object alive, so it reports nothing
+// (obligation 1 concerns `Gc` handles); reporting nothing only reads.
+unsafe impl<T: Trace + 'static> Trace for Weak<T> {
+    #[inline]
+    fn trace(&self, _tracer: &mut Tracer) {}
+}

@@ -1,0 +1,3 @@
+//! Loom models of the collector's protocols.
+
+mod loom_gc_barrier;
