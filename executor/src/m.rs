@@ -63,7 +63,7 @@ use gort_netpoll::loom::sync::Arc;
 
 use crate::context;
 use crate::idle::{MNote, NextP};
-use crate::metrics::probe::PollProbe;
+use crate::metrics::probe::{self, Timed};
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::queue::LOCAL_QUEUE_CAPACITY;
@@ -140,10 +140,16 @@ impl MCore {
                 p.on_execute(inherit);
                 p.id
             };
+            // DIAG: per-P stats, task stamp, sampled timing, tracing span.
             let diag = &self.handle.shared.diag;
-            let probe = PollProbe::start(diag, p_id, &task); // DIAG
-            task.run();
-            probe.finish(&self.trace); // DIAG
+            let stats = &diag.pstats[p_id];
+            let t0 = probe::poll_start(stats, task.header());
+            let timed = (t0 != 0).then(|| Timed::new(diag, task.header(), t0));
+            probe::run(diag, task);
+            stats.current_task.set(0);
+            if let Some(timed) = timed {
+                timed.finish(stats, &self.trace, p_id);
+            }
         }
         self.exit();
     }
