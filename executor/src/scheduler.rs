@@ -27,6 +27,7 @@ use crate::context;
 use crate::idle::Idle;
 use crate::inject::Inject;
 use crate::m::MInfo;
+use crate::metrics::{self, Diag};
 use crate::netpoller::Netpoller;
 use crate::p::P;
 use crate::pstatus::PSlot;
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) blocking: BlockingPool,
     /// The validated configuration.
     pub(crate) config: Config,
+    /// Per-P counters and histograms (metrics/).
+    pub(crate) diag: Diag,
     /// Ms still running, with the condvar shutdown waits on.
     pub(crate) live_ms: Mutex<usize>,
     pub(crate) ms_exited: Condvar,
@@ -130,20 +133,26 @@ impl QueueItem for Notified {
 
 impl Handle {
     /// Spawns onto this runtime (the body of every public spawn);
-    /// `spawned_at` is the user's call site, for diagnostics.
+    /// `name` (`task::Builder`) and `spawned_at`, the user's call site, are
+    /// for diagnostics.
     pub(crate) fn spawn_inner<F>(
         &self,
         future: F,
+        name: Option<&str>,
         spawned_at: &'static Location<'static>,
     ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self
-            .shared
-            .owned
-            .bind(future, self.clone(), Id::next(), spawned_at);
+        let id = Id::next();
+        // DIAG: names live in a side table; spawns are counted by `bind`.
+        if let Some(name) = name {
+            metrics::set_name(id, name);
+        }
+        tracing::trace!(target: "gort", task_id = id.as_u64(), task_name = name.unwrap_or(""),
+            spawned_at = %spawned_at, "spawn");
+        let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);
         }
@@ -173,6 +182,7 @@ impl Schedule for Handle {
     }
 
     fn release(&self, task: &Header) -> bool {
+        metrics::forget_name(task.id); // DIAG
         self.shared.owned.remove(task)
     }
 }

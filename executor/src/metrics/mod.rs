@@ -1,0 +1,375 @@
+//! Runtime metrics with Go's `runtime/metrics` meanings.
+//!
+//! # Where the numbers come from
+//! - Polls are counted by each M's probe (probe.rs) without touching memory
+//!   per poll: the M counts down a plain field and, every 64th poll (the cold
+//!   path), adds the polls since the last credit to the counter of the P it
+//!   holds; releasing a P credits the rest. Between credits a reader sees up
+//!   to 63 polls per M fewer than were run.
+//! - Spawned and completed tasks are counted by the owned-tasks list under
+//!   the shard lock a spawn and a completion take anyway (task/list.rs).
+//! - Steals, netpoll calls and events are bumped where they happen, paths
+//!   that already take a lock or a CAS; handoffs by sysmon. Budget-forced
+//!   yields are counted by the budget on its yielding branch and drained
+//!   into the P's counter by the probe's cold path.
+//! - Gauges are read from the scheduler's own structures when asked:
+//!   queue lengths, idle Ps and Ms, spinning Ms, live tasks, the Ps' status
+//!   words (running and syscall).
+//! - Two histograms per P (`histogram.rs`): schedule latency (Runnable to
+//!   Running, Go's `/sched/latencies:seconds`) and poll duration, both
+//!   sampled (probe.rs).
+//!
+//! # Tasks by state
+//! Go's `/sched/goroutines/*` are derived, not counted per transition:
+//! running = Ps whose status word says a poll is in progress, syscall =
+//! Ps inside `block_in_place`; runnable = tasks in the run queues (global,
+//! local, `runnext`); waiting = alive - runnable - running - syscall. The
+//! parts are read one after the other while Ms run, so they may not sum
+//! exactly to `tasks_alive` at any instant; each is clamped so none exceeds it.
+
+mod clock;
+mod counter;
+pub(crate) mod histogram;
+pub(crate) mod probe;
+
+use std::collections::HashMap;
+use std::sync::Arc as StdArc;
+use std::time::Duration;
+
+use gort_netpoll::loom::sync::Mutex;
+#[cfg(not(loom))]
+use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+pub(crate) use clock::{Calibration, ns_per_tick, ticks};
+pub(crate) use counter::Counter;
+use histogram::Histogram;
+pub use histogram::HistogramSnapshot;
+
+use crate::pstatus::{self, POLLING, RUNNING, SYSCALL};
+use crate::runtime::Handle;
+use crate::task::Id;
+
+/// Takes the diagnostics clock's first reading (when a runtime starts, so
+/// that calibrations span the runtime's life); always true.
+pub(crate) fn start_clock() -> bool {
+    let _ = ticks();
+    true
+}
+
+/// One P's counters and histograms, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct PStats {
+    pub(crate) polls: Counter,
+    pub(crate) steals: Counter,
+    pub(crate) tasks_stolen: Counter,
+    pub(crate) budget_yields: Counter,
+    pub(crate) netpoll_polls: Counter,
+    pub(crate) netpoll_events: Counter,
+    pub(crate) sched_latency: Histogram,
+    pub(crate) poll_duration: Histogram,
+}
+
+/// A runtime's diagnostic state (in `Shared`).
+pub(crate) struct Diag {
+    /// One per P, then the shared slot for threads holding no P.
+    pub(crate) pstats: Box<[PStats]>,
+    /// Ps sysmon took from an M blocked in a poll.
+    pub(crate) handoffs: Counter,
+    /// Per P: the status word of the poll sysmon last saw start, and when
+    /// (ns since sysmon's start): the dump's "running for".
+    seen_polls: Box<[(Counter, Counter)]>,
+}
+
+impl Diag {
+    pub(crate) fn new(nprocs: usize) -> Diag {
+        Diag {
+            pstats: (0..=nprocs).map(|_| PStats::default()).collect(),
+            handoffs: Counter::default(),
+            seen_polls: (0..nprocs).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Sysmon saw P `p` in a new poll (status word `word`) at `since`
+    /// (since sysmon's start).
+    pub(crate) fn saw_poll(&self, p: usize, word: u64, since: Duration) {
+        let (w, at) = &self.seen_polls[p];
+        at.set(since.as_nanos() as u64);
+        w.set(word);
+    }
+
+    /// How long P `p` has been in the poll of status word `word`, if
+    /// sysmon saw it start; `now` since sysmon's start.
+    pub(crate) fn poll_age(&self, p: usize, word: u64, now: Duration) -> Option<Duration> {
+        let (w, at) = &self.seen_polls[p];
+        (w.get() == word).then(|| now.saturating_sub(Duration::from_nanos(at.get())))
+    }
+
+    /// The slot for events of threads holding no P (use `add_shared`).
+    pub(crate) fn shared_slot(&self) -> &PStats {
+        self.pstats.last().expect("gort: Diag has a shared slot")
+    }
+}
+
+/// Names of named tasks, by id (ids are unique in the process): unnamed
+/// tasks cost nothing here, and the trace writer reads names of every
+/// runtime from one place.
+static NAMES: Mutex<Option<HashMap<u64, StdArc<str>>>> = Mutex::new(None);
+/// Entries in `NAMES` (lets completions of unnamed tasks skip the lock).
+#[cfg(not(loom))]
+static NAMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Records the name of a task about to be spawned.
+pub(crate) fn set_name(id: Id, name: &str) {
+    let name = StdArc::<str>::from(name);
+    crate::trace::note_name(id.as_u64(), &name);
+    let prev = NAMES
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(id.as_u64(), name);
+    #[cfg(not(loom))]
+    if prev.is_none() {
+        NAMED.fetch_add(1, Relaxed);
+    }
+    #[cfg(loom)]
+    let _ = prev;
+}
+
+/// The name of live task `id`, if it was given one.
+pub(crate) fn name(id: u64) -> Option<StdArc<str>> {
+    #[cfg(not(loom))]
+    if NAMED.load(Relaxed) == 0 {
+        return None;
+    }
+    NAMES.lock().unwrap().as_ref()?.get(&id).cloned()
+}
+
+/// Every live named task's id and name (the trace writer's first names).
+pub(crate) fn named_tasks() -> Vec<(u64, StdArc<str>)> {
+    NAMES
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|(id, n)| (*id, n.clone()))
+        .collect()
+}
+
+/// Forgets the name of a completed task.
+pub(crate) fn forget_name(id: Id) {
+    // Relaxed: a task's name is inserted before its first schedule
+    // (spawn), which happens-before its completion on whatever thread.
+    #[cfg(not(loom))]
+    if NAMED.load(Relaxed) == 0 {
+        return;
+    }
+    let removed = NAMES
+        .lock()
+        .unwrap()
+        .as_mut()
+        .and_then(|m| m.remove(&id.as_u64()));
+    #[cfg(not(loom))]
+    if removed.is_some() {
+        NAMED.fetch_sub(1, Relaxed);
+    }
+    #[cfg(loom)]
+    let _ = removed;
+}
+
+/// A snapshot of a runtime's metrics; see [`Handle::metrics`].
+///
+/// Names follow Go's `runtime/metrics` where one exists (in brackets).
+/// Counters count since the runtime started.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RuntimeMetrics {
+    /// Ps (`/sched/gomaxprocs:threads`).
+    pub gomaxprocs: usize,
+    /// Ms of the runtime still running (`/sched/threads/total:threads`).
+    pub threads_total: usize,
+    /// Ms parked in `midle` holding no P (Go's `sched.nmidle`), the one
+    /// in netpoll included.
+    pub threads_idle: usize,
+    /// Ms looking for work (Go's `nmspinning`).
+    pub threads_spinning: usize,
+    /// Tasks spawned and not yet completed (`/sched/goroutines:goroutines`).
+    pub tasks_alive: usize,
+    /// Tasks in a run queue (`/sched/goroutines/runnable:goroutines`).
+    pub tasks_runnable: usize,
+    /// Tasks being polled (`/sched/goroutines/running:goroutines`).
+    pub tasks_running: usize,
+    /// Tasks waiting for a waker (`/sched/goroutines/waiting:goroutines`).
+    pub tasks_waiting: usize,
+    /// Tasks polled inside a blocking section (`/sched/goroutines/syscall`).
+    pub tasks_syscall: usize,
+    /// Tasks ever spawned (`/sched/goroutines-created:goroutines`).
+    pub tasks_spawned: u64,
+    /// Tasks completed (returned, panicked or cancelled).
+    pub tasks_completed: u64,
+    /// Polls of tasks by the Ms.
+    pub polls: u64,
+    /// Successful steals (each moves a batch).
+    pub steals: u64,
+    /// Tasks moved by steals.
+    pub tasks_stolen: u64,
+    /// Ps handed off by sysmon from an M blocked in a poll.
+    pub handoffs: u64,
+    /// Polls that returned `Pending` with the cooperative budget exhausted.
+    pub budget_forced_yields: u64,
+    /// Tasks in the global run queue.
+    pub global_queue_depth: usize,
+    /// Tasks in each P's local run queue (with `runnext`), by P id.
+    pub local_queue_depths: Vec<usize>,
+    /// Calls to the network poller (blocking and non-blocking).
+    pub netpoll_polls: u64,
+    /// Readiness events the network poller returned.
+    pub netpoll_events: u64,
+    /// Runnable to running, sampled (`/sched/latencies:seconds`).
+    pub schedule_latency: HistogramSnapshot,
+    /// Duration of one poll, sampled.
+    pub poll_duration: HistogramSnapshot,
+}
+
+impl RuntimeMetrics {
+    /// Go-style `name value` lines (counters, gauges, p50/p99 of the
+    /// histograms), as the metrics example prints them.
+    pub fn to_text(&self) -> String {
+        fn q(h: &HistogramSnapshot, x: f64) -> String {
+            h.quantile(x)
+                .map_or_else(|| "-".to_string(), |d: Duration| format!("{d:?}"))
+        }
+        let mut s = String::new();
+        let lines: [(&str, String); 22] = [
+            ("/sched/gomaxprocs:threads", self.gomaxprocs.to_string()),
+            (
+                "/sched/threads/total:threads",
+                self.threads_total.to_string(),
+            ),
+            ("/sched/threads/idle:threads", self.threads_idle.to_string()),
+            (
+                "/sched/threads/spinning:threads",
+                self.threads_spinning.to_string(),
+            ),
+            ("/sched/goroutines:goroutines", self.tasks_alive.to_string()),
+            (
+                "/sched/goroutines/runnable:goroutines",
+                self.tasks_runnable.to_string(),
+            ),
+            (
+                "/sched/goroutines/running:goroutines",
+                self.tasks_running.to_string(),
+            ),
+            (
+                "/sched/goroutines/waiting:goroutines",
+                self.tasks_waiting.to_string(),
+            ),
+            (
+                "/sched/goroutines/syscall:goroutines",
+                self.tasks_syscall.to_string(),
+            ),
+            (
+                "/sched/goroutines-created:goroutines",
+                self.tasks_spawned.to_string(),
+            ),
+            (
+                "/gort/tasks/completed:tasks",
+                self.tasks_completed.to_string(),
+            ),
+            ("/gort/polls:polls", self.polls.to_string()),
+            ("/gort/steals:steals", self.steals.to_string()),
+            ("/gort/steals/tasks:tasks", self.tasks_stolen.to_string()),
+            ("/gort/handoffs:handoffs", self.handoffs.to_string()),
+            (
+                "/gort/budget/forced-yields:yields",
+                self.budget_forced_yields.to_string(),
+            ),
+            (
+                "/gort/runq/global:tasks",
+                self.global_queue_depth.to_string(),
+            ),
+            (
+                "/gort/runq/local:tasks",
+                format!("{:?}", self.local_queue_depths),
+            ),
+            ("/gort/netpoll/polls:calls", self.netpoll_polls.to_string()),
+            (
+                "/gort/netpoll/events:events",
+                self.netpoll_events.to_string(),
+            ),
+            (
+                "/sched/latencies:seconds p50 p99",
+                format!(
+                    "{} {}",
+                    q(&self.schedule_latency, 0.5),
+                    q(&self.schedule_latency, 0.99)
+                ),
+            ),
+            (
+                "/gort/poll/duration:seconds p50 p99",
+                format!(
+                    "{} {}",
+                    q(&self.poll_duration, 0.5),
+                    q(&self.poll_duration, 0.99)
+                ),
+            ),
+        ];
+        for (name, value) in lines {
+            s.push_str(name);
+            s.push(' ');
+            s.push_str(&value);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+impl Handle {
+    /// A snapshot of this runtime's metrics: counters summed over the Ps,
+    /// gauges read now. Costs O(Ps + histogram buckets); the locks it takes
+    /// (each owned-tasks shard once, the live-M counter) are held for a
+    /// read each and never by a poll.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        let shared = &self.shared;
+        let (alive, spawned, completed) = shared.owned.counts();
+        let mut m = RuntimeMetrics {
+            gomaxprocs: shared.idle.nprocs(),
+            threads_total: *shared.live_ms.lock().unwrap(),
+            threads_idle: shared.idle.nmidle(),
+            threads_spinning: shared.idle.nmspinning(),
+            tasks_alive: alive,
+            tasks_spawned: spawned,
+            tasks_completed: completed,
+            handoffs: shared.diag.handoffs.get(),
+            global_queue_depth: shared.inject.len(),
+            local_queue_depths: shared.stealers.iter().map(|s| s.len()).collect(),
+            ..RuntimeMetrics::default()
+        };
+        for slot in shared.allp.iter() {
+            match pstatus::status(slot.load()) {
+                POLLING | RUNNING => m.tasks_running += 1,
+                SYSCALL => m.tasks_syscall += 1,
+                _ => {}
+            }
+        }
+        let scale = ns_per_tick();
+        for s in shared.diag.pstats.iter() {
+            m.polls += s.polls.get();
+            m.steals += s.steals.get();
+            m.tasks_stolen += s.tasks_stolen.get();
+            m.budget_forced_yields += s.budget_yields.get();
+            m.netpoll_polls += s.netpoll_polls.get();
+            m.netpoll_events += s.netpoll_events.get();
+            s.sched_latency
+                .snapshot_into(&mut m.schedule_latency, scale);
+            s.poll_duration.snapshot_into(&mut m.poll_duration, scale);
+        }
+        let queued = m.global_queue_depth + m.local_queue_depths.iter().sum::<usize>();
+        m.tasks_running = m.tasks_running.min(m.tasks_alive);
+        m.tasks_syscall = m.tasks_syscall.min(m.tasks_alive - m.tasks_running);
+        let polled = m.tasks_running + m.tasks_syscall;
+        m.tasks_runnable = queued.min(m.tasks_alive - polled);
+        m.tasks_waiting = m.tasks_alive - polled - m.tasks_runnable;
+        m
+    }
+}

@@ -1,0 +1,175 @@
+//! Metrics against known workloads, and the task dump.
+
+#![cfg(not(loom))]
+
+use std::time::{Duration, Instant};
+
+mod diag_common;
+
+use diag_common::spin;
+use futures::channel::oneshot;
+use gort_executor::{Builder, Runtime, spawn, task};
+
+const GENEROUS: Duration = Duration::from_secs(20);
+
+fn rt(n: usize) -> Runtime {
+    Builder::new()
+        .worker_threads(n)
+        .build()
+        .expect("runtime builds")
+}
+
+#[test]
+fn n_spawns_give_n_spawned_and_n_completed() {
+    const N: u64 = 1000;
+    let rt = rt(2);
+    let handle = rt.handle();
+    let before = handle.metrics();
+    assert_eq!(before.tasks_spawned, 0);
+    assert_eq!(before.gomaxprocs, 2);
+    rt.block_on(async {
+        // Half from block_on (shared slot), half from inside a task (per-P).
+        let mut hs: Vec<_> = (0..N / 2)
+            .map(|_| spawn(async { task::yield_now().await }))
+            .collect();
+        let inner = spawn(async {
+            let hs: Vec<_> = (0..N / 2 - 1).map(|_| spawn(async {})).collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        });
+        hs.push(inner);
+        for h in hs {
+            h.await.unwrap();
+        }
+    });
+    // Shutdown waits for the Ms: every completion has been counted.
+    drop(rt);
+    let m = handle.metrics();
+    assert_eq!(m.tasks_spawned, N, "spawned: {m:#?}");
+    assert_eq!(m.tasks_completed, N, "completed: {m:#?}");
+    assert_eq!(m.tasks_alive, 0);
+    // Every task polled at least once, the yielding half twice.
+    assert!(m.polls >= N + N / 2, "polls {} < {}", m.polls, N + N / 2);
+    // Sampling: about one poll in 64 is timed.
+    let timed = m.poll_duration.count();
+    assert!(
+        timed >= m.polls / 128 && timed <= m.polls,
+        "timed polls {timed} of {}",
+        m.polls
+    );
+    assert!(m.schedule_latency.count() > 0, "no latency sample: {m:#?}");
+}
+
+#[test]
+fn a_steal_forcing_workload_shows_steals() {
+    let rt = rt(4);
+    let handle = rt.handle();
+    rt.block_on(async {
+        // One task queues 64 busy tasks on its own P: idle Ms must steal them.
+        spawn(async {
+            let hs: Vec<_> = (0..64)
+                .map(|_| spawn(async { spin(Duration::from_micros(500)) }))
+                .collect();
+            for h in hs {
+                h.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    });
+    let m = handle.metrics();
+    assert!(m.steals > 0, "no steal: {m:#?}");
+    assert!(m.tasks_stolen >= m.steals, "{m:#?}");
+}
+
+#[test]
+fn tasks_by_state_and_queue_depths() {
+    let rt = rt(2);
+    let handle = rt.handle();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..10).map(|_| oneshot::channel::<()>()).unzip();
+    let hs: Vec<_> = rxs
+        .into_iter()
+        .map(|rx| rt.spawn(async { rx.await.ok() }))
+        .collect();
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let m = handle.metrics();
+        if m.tasks_waiting == 10 {
+            assert_eq!(m.tasks_alive, 10);
+            assert_eq!(m.tasks_runnable, 0);
+            assert_eq!(m.tasks_running, 0);
+            assert_eq!(m.global_queue_depth, 0);
+            assert_eq!(m.local_queue_depths, vec![0, 0]);
+            assert_eq!(m.threads_total, 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "tasks never all waiting: {m:#?}");
+        std::thread::yield_now();
+    }
+    // From inside a task: that task is running.
+    let running = rt.block_on(async {
+        spawn(async { gort_executor::Handle::current().metrics().tasks_running })
+            .await
+            .unwrap()
+    });
+    assert!(running >= 1);
+    drop(txs);
+    rt.block_on(async {
+        for h in hs {
+            h.await.unwrap();
+        }
+    });
+    // A task completes (leaves the count) just after waking its JoinHandle:
+    // shutdown waits for the Ms, so every completion is counted after it.
+    drop(rt);
+    let text = handle.metrics().to_text();
+    assert!(text.contains("/sched/goroutines:goroutines 0\n"), "{text}");
+}
+
+#[test]
+fn dump_shows_a_task_blocked_on_a_channel_as_waiting_with_its_spawn_line() {
+    let rt = rt(2);
+    let handle = rt.handle();
+    let (tx, rx) = oneshot::channel::<u32>();
+    let b = task::Builder::new().name("conn-42");
+    let (line, h) = (line!(), b.spawn_on(async { rx.await.unwrap() }, &handle));
+    let deadline = Instant::now() + GENEROUS;
+    let dump = loop {
+        let dump = handle.dump();
+        if dump.contains("\"conn-42\" [waiting") {
+            break dump;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task never shows as waiting:\n{dump}"
+        );
+        std::thread::yield_now();
+    };
+    let mut lines = dump.lines();
+    let head = lines.by_ref().find(|l| l.contains("conn-42")).unwrap();
+    assert!(head.starts_with("task ") && head.ends_with("]:"), "{head}");
+    let at = lines.next().unwrap();
+    assert!(
+        at.trim_start()
+            .starts_with(&format!("spawned at executor/tests/diagnostics.rs:{line}:")),
+        "spawn line {line} not in {at:?}\n{dump}"
+    );
+    assert!(dump.starts_with("gort: 1 live tasks"), "{dump}");
+
+    // A task dumping itself is running, on an M and a P.
+    let own = rt.block_on(async {
+        spawn(async { gort_executor::Handle::current().dump() })
+            .await
+            .unwrap()
+    });
+    assert!(
+        own.lines()
+            .any(|l| l.contains("[running") && l.contains(" M") && l.contains(" P")),
+        "{own}"
+    );
+    tx.send(7).unwrap();
+    assert_eq!(rt.block_on(h).unwrap(), 7);
+    drop(rt); // every completion is counted once the Ms have exited
+    assert!(handle.dump().starts_with("gort: 0 live tasks"));
+}
