@@ -70,7 +70,7 @@ where
     let mut future = Some(future);
     let at = std::panic::Location::caller();
     let spawned = context::with_current_handle(|h| {
-        h.map(|h| h.spawn_inner(future.take().expect("taken once"), None, at))
+        h.map(|h| h.spawn_inner(future.take().expect("taken once"), at))
     });
     match spawned {
         Some(join) => join,

@@ -309,7 +309,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_inner(future, None, std::panic::Location::caller())
+        self.spawn_inner(future, std::panic::Location::caller())
     }
 
     /// Starts the thread of M `info` (counted in `live_ms` by the caller).

@@ -133,12 +133,25 @@ impl QueueItem for Notified {
 
 impl Handle {
     /// Spawns onto this runtime (the body of every public spawn);
-    /// `name` (`task::Builder`) and `spawned_at`, the user's call site, are
-    /// for diagnostics.
+    /// `spawned_at` is the user's call site, for diagnostics.
     pub(crate) fn spawn_inner<F>(
         &self,
         future: F,
-        name: Option<&str>,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_with_id(future, Id::next(), spawned_at)
+    }
+
+    /// As `spawn_inner`, for a task named `name` (`task::Builder`): names
+    /// live in a side table (metrics/mod.rs), so unnamed spawns skip it.
+    pub(crate) fn spawn_named<F>(
+        &self,
+        future: F,
+        name: &str,
         spawned_at: &'static Location<'static>,
     ) -> JoinHandle<F::Output>
     where
@@ -146,12 +159,24 @@ impl Handle {
         F::Output: Send + 'static,
     {
         let id = Id::next();
-        // DIAG: names live in a side table; spawns are counted by `bind`.
-        if let Some(name) = name {
-            metrics::set_name(id, name);
+        metrics::set_name(id, name);
+        self.spawn_with_id(future, id, spawned_at)
+    }
+
+    fn spawn_with_id<F>(
+        &self,
+        future: F,
+        id: Id,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // DIAG: the `tracing` event; spawns are counted by `bind`.
+        if tracing::level_enabled!(tracing::Level::TRACE) {
+            metrics::trace_spawn(id, spawned_at);
         }
-        tracing::trace!(target: "gort", task_id = id.as_u64(), task_name = name.unwrap_or(""),
-            spawned_at = %spawned_at, "spawn");
         let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);

@@ -54,6 +54,9 @@ fn trace_of_a_small_run_is_valid_and_ordered() {
         panic!("trace is not a JSON array")
     };
     assert!(written > 0 && events.len() as u64 >= written);
+    if let Err(e) = diag_common::validate_trace_events(&events) {
+        panic!("trace breaks the trace-event format: {e}");
+    }
 
     // Fields of the trace-event format, per phase.
     let mut per_track: HashMap<(u64, u64), Vec<&Json>> = HashMap::new();

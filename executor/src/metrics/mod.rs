@@ -33,6 +33,7 @@ pub(crate) mod histogram;
 pub(crate) mod probe;
 
 use std::collections::HashMap;
+use std::panic::Location;
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
@@ -119,6 +120,16 @@ static NAMES: Mutex<Option<HashMap<u64, StdArc<str>>>> = Mutex::new(None);
 #[cfg(not(loom))]
 static NAMED: AtomicUsize = AtomicUsize::new(0);
 
+/// The `tracing` event of a spawn (out of line: called only when TRACE is
+/// enabled at all).
+#[cold]
+#[inline(never)]
+pub(crate) fn trace_spawn(id: Id, spawned_at: &Location<'static>) {
+    let name = name(id.as_u64());
+    tracing::trace!(target: "gort", task_id = id.as_u64(),
+        task_name = name.as_deref().unwrap_or(""), spawned_at = %spawned_at, "spawn");
+}
+
 /// Records the name of a task about to be spawned.
 pub(crate) fn set_name(id: Id, name: &str) {
     let name = StdArc::<str>::from(name);
@@ -156,7 +167,9 @@ pub(crate) fn named_tasks() -> Vec<(u64, StdArc<str>)> {
         .collect()
 }
 
-/// Forgets the name of a completed task.
+/// Forgets the name of a completed task: one Relaxed load while no task
+/// has a name.
+#[inline]
 pub(crate) fn forget_name(id: Id) {
     // Relaxed: a task's name is inserted before its first schedule
     // (spawn), which happens-before its completion on whatever thread.
@@ -164,6 +177,12 @@ pub(crate) fn forget_name(id: Id) {
     if NAMED.load(Relaxed) == 0 {
         return;
     }
+    forget_named(id);
+}
+
+#[cold]
+#[inline(never)]
+fn forget_named(id: Id) {
     let removed = NAMES
         .lock()
         .unwrap()

@@ -18,10 +18,12 @@
 //! - `period`: `SAMPLE` (64), or 1 while the execution trace is on or a
 //!   `tracing` subscriber wants the TRACE poll spans: then every poll takes
 //!   the cold path and is recorded.
-//! - `credited`: the value of `tick` when polls were last added to a P's
-//!   counter: `credited - tick` polls are not yet counted anywhere.
-//! - `sample_left`: polls until the next timed sample (needed when `period`
-//!   is 1; with `period` 64 every cold path samples).
+//! - `reset_to`: the value `tick` was last reset to, and `counted`: polls
+//!   of finished countdowns not yet added to a P's counter. So
+//!   `counted + reset_to - tick` polls are not yet counted anywhere.
+//! - Every `SAMPLE` polls (every cold path when `period` is 64, every 64th
+//!   when it is 1) the M credits `counted`, re-reads the switches and times
+//!   one poll: the per-poll cold path of a traced M does none of that.
 //! - `tracked` / `tracked_id` / `woken_at`: the task of the last sample,
 //!   whose next Runnable -> Running is timed (Go samples schedule latency
 //!   the same way, `gTrackingPeriod`): `woken_at` is stamped by the first
@@ -36,11 +38,14 @@
 //! # Transitions
 //! - hot path (`poll`): `tick - 1`, then the cold path if it reached 0 or
 //!   the task is `tracked`.
-//! - cold path (`poll_cold`) with `tick == 0`: credits `credited` polls and
-//!   the budget's forced yields to the held P, re-reads the epoch, resets
-//!   `tick = credited = period`, samples when due.
-//! - `p_changed` (the M takes or releases a P): credits `credited - tick`
-//!   to the old P and sets `credited = tick`.
+//! - cold path (`poll_cold`) with `tick == 0`: `counted += reset_to`,
+//!   `tick = reset_to = period`; once `counted` reaches `SAMPLE`, credits
+//!   it and the budget's forced yields to the held P, re-reads the epoch
+//!   and samples. A traced M also compares the epoch on every poll (the
+//!   writer's request for its partial buffer).
+//! - `p_changed` (the M takes or releases a P): credits
+//!   `counted + reset_to - tick` to the old P, `counted = 0`,
+//!   `reset_to = tick`.
 //!
 //! # Ownership
 //! All fields: the M's thread only. The per-P counters it credits are
@@ -91,8 +96,8 @@ const LONG_POLL_NS: u64 = 10_000_000;
 pub(crate) struct MProbe {
     tick: Cell<u32>,
     period: Cell<u32>,
-    credited: Cell<u32>,
-    sample_left: Cell<u32>,
+    reset_to: Cell<u32>,
+    counted: Cell<u32>,
     epoch: Cell<u64>,
     /// A `tracing` subscriber wants the TRACE poll spans (as of the epoch).
     spans: Cell<bool>,
@@ -113,8 +118,8 @@ impl MProbe {
         MProbe {
             tick: Cell::new(1),
             period: Cell::new(1),
-            credited: Cell::new(1),
-            sample_left: Cell::new(SAMPLE),
+            reset_to: Cell::new(1),
+            counted: Cell::new(0),
             // Never a real epoch: the first cold path reads the switches.
             epoch: Cell::new(u64::MAX),
             spans: Cell::new(false),
@@ -160,15 +165,20 @@ impl MProbe {
     fn poll_cold(&self, task: Notified, diag: &Diag, p: usize) {
         let mut sample = false;
         if self.tick.get() == 0 {
-            let stats = self.stats(diag);
-            self.credit(stats, self.credited.get());
-            self.refresh();
-            let period = self.period.get();
-            self.tick.set(period);
-            self.credited.set(period);
-            let left = self.sample_left.get().saturating_sub(period);
-            sample = left == 0;
-            self.sample_left.set(if sample { SAMPLE } else { left });
+            let counted = self.counted.get() + self.reset_to.get();
+            sample = counted >= SAMPLE;
+            self.tick.set(self.period.get());
+            self.reset_to.set(self.period.get());
+            if sample {
+                self.counted.set(0);
+                self.credit(self.stats(diag), counted);
+                self.refresh();
+            } else {
+                self.counted.set(counted);
+                if self.traced.get() && trace::epoch() != self.epoch.get() {
+                    self.refresh();
+                }
+            }
         }
         let h = task.header();
         let latency = ptr::eq(h, self.tracked.get()) && self.tracked_id.get() == h.id.as_u64();
@@ -191,14 +201,18 @@ impl MProbe {
             self.tracked_id.set(id);
             self.woken_at.set(0);
         }
-        let _span = spans.then(|| poll_span(id, at));
         let t0 = ticks();
         if latency && woken_at != 0 {
             self.stats(diag)
                 .sched_latency
                 .record(t0.saturating_sub(woken_at));
         }
-        task.run();
+        if spans {
+            let _span = poll_span(id, at);
+            task.run();
+        } else {
+            task.run();
+        }
         let t1 = ticks();
         if sample {
             let dur = t1.saturating_sub(t0);
@@ -258,15 +272,22 @@ impl MProbe {
         } else {
             SAMPLE
         };
-        self.period.set(period);
+        if self.period.replace(period) != period {
+            // The new period starts now; the current countdown's polls so
+            // far stay owed to the P.
+            self.counted
+                .set(self.counted.get() + self.reset_to.get() - self.tick.get());
+            self.tick.set(period);
+            self.reset_to.set(period);
+        }
     }
 
     /// The M took P `new` or gave its P up (`None`): credits the polls run
     /// with the old one and records the change in the trace.
     pub(crate) fn p_changed(&self, diag: &Diag, new: Option<usize>) {
         let old = self.p.replace(new.unwrap_or(NO_P));
-        let polls = self.credited.get() - self.tick.get();
-        self.credited.set(self.tick.get());
+        let polls = self.counted.replace(0) + self.reset_to.get() - self.tick.get();
+        self.reset_to.set(self.tick.get());
         if old != NO_P {
             self.credit(&diag.pstats[old], polls);
             self.trace.event(|ts| Rec::PStop { ts, p: old as u32 });

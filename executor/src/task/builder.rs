@@ -49,7 +49,7 @@ impl<'a> Builder<'a> {
         let loc = std::panic::Location::caller();
         let mut future = Some(future);
         let spawned = context::with_current_handle(|h| {
-            h.map(|h| h.spawn_inner(future.take().expect("taken once"), self.name, loc))
+            h.map(|h| self.spawn_with(h, future.take().expect("taken once"), loc))
         });
         match spawned {
             Some(join) => join,
@@ -67,6 +67,22 @@ impl<'a> Builder<'a> {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        handle.spawn_inner(future, self.name, std::panic::Location::caller())
+        self.spawn_with(handle, future, std::panic::Location::caller())
+    }
+
+    fn spawn_with<F>(
+        self,
+        handle: &Handle,
+        future: F,
+        at: &'static std::panic::Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.name {
+            Some(name) => handle.spawn_named(future, name, at),
+            None => handle.spawn_inner(future, at),
+        }
     }
 }

@@ -38,6 +38,8 @@ use crate::metrics::Calibration;
 
 /// How often the writer asks the Ms for their partial buffers and writes.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Tasks whose poll text is kept; the cache starts over past this.
+const MAX_CACHED_TASKS: usize = 1 << 14;
 /// How long `stop` waits for Ms still holding records.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
@@ -58,10 +60,13 @@ impl Session {
         let mut out = Out {
             file: BufWriter::with_capacity(1 << 16, file),
             line: Vec::with_capacity(256),
-            seen_m: HashMap::new(),
+            seen_m: HashMap::default(),
+            last: 0,
+            tail: Vec::new(),
             seen_p: Vec::new(),
-            names: super::super::metrics::named_tasks().into_iter().collect(),
-            places: HashMap::new(),
+            names: crate::metrics::named_tasks().into_iter().collect(),
+            places: HashMap::default(),
+            tasks: HashMap::default(),
             cal: Calibration::now(),
             session: SESSION.load(Relaxed) + 1,
             written: 0,
@@ -93,11 +98,16 @@ struct Out {
     file: BufWriter<File>,
     line: Vec<u8>,
     /// Per M track: the last timestamp written (ns), for the clamp.
-    seen_m: HashMap<u64, u64>,
+    seen_m: HashMap<u64, u64, Fast>,
+    /// The chunk's M: its last timestamp written (ns) and `,"pid":1,"tid":M`.
+    last: u64,
+    tail: Vec<u8>,
     seen_p: Vec<bool>,
-    names: HashMap<u64, StdArc<str>>,
+    names: HashMap<u64, StdArc<str>, Fast>,
     /// Spawn locations already formatted (JSON-escaped), by address.
-    places: HashMap<usize, String>,
+    places: HashMap<usize, String, Fast>,
+    /// Per task, the fixed text of its poll slices (`poll_text`).
+    tasks: HashMap<u64, (Vec<u8>, usize), Fast>,
     cal: Calibration,
     session: u64,
     written: u64,
@@ -165,18 +175,22 @@ impl Out {
                 self.meta(PID_MS, m, "thread_name", &name)?;
             }
         }
+        self.last = self.seen_m[&m];
+        self.tail.clear();
+        head_tail(&mut self.tail, PID_MS, m);
         for rec in &chunk.recs {
-            self.event(m, rec)?;
+            self.event(rec)?;
         }
+        self.seen_m.insert(m, self.last);
         if chunk.dropped > 0 {
-            let ts = self.seen_m[&m];
+            let ts = self.last;
             self.line.clear();
             let l = &mut self.line;
             l.extend_from_slice(
                 b"{\"name\":\"events dropped\",\"cat\":\"trace\",\"ph\":\"i\",\"s\":\"t\",\"ts\":",
             );
             micros(l, ts);
-            head_tail(l, PID_MS, m);
+            l.extend_from_slice(&self.tail);
             l.extend_from_slice(b",\"args\":{\"dropped\":");
             num(l, chunk.dropped);
             l.extend_from_slice(b"}},\n");
@@ -186,15 +200,14 @@ impl Out {
         Ok(())
     }
 
-    /// Nanoseconds of `ticks` on M track `m`, never before its last event.
-    fn ts(&mut self, m: u64, ticks: u64) -> u64 {
-        let ns = self.cal.ns(ticks);
-        let last = self.seen_m.entry(m).or_insert(0);
-        *last = (*last).max(ns);
-        *last
+    /// Nanoseconds of `ticks` on the chunk's M track, never before its
+    /// last event.
+    fn ts(&mut self, ticks: u64) -> u64 {
+        self.last = self.last.max(self.cal.ns(ticks));
+        self.last
     }
 
-    fn event(&mut self, m: u64, rec: &Rec) -> io::Result<()> {
+    fn event(&mut self, rec: &Rec) -> io::Result<()> {
         let mut steal_victim = None;
         match *rec {
             Rec::Poll {
@@ -204,38 +217,31 @@ impl Out {
                 at,
                 p,
             } => {
-                let ts = self.ts(m, t0);
+                let ts = self.ts(t0);
                 let end = self.cal.ns(t1).max(ts);
-                self.seen_m.insert(m, end);
-                let place = place(&mut self.places, at);
+                self.last = end;
+                if self.tasks.len() >= MAX_CACHED_TASKS {
+                    self.tasks.clear();
+                }
+                let (names, places) = (&self.names, &mut self.places);
+                let (text, split) = &*self.tasks.entry(task).or_insert_with(|| {
+                    let name = names.get(&task);
+                    poll_text(task, name.map(|n| &**n), place(places, at))
+                });
+                let (head, rest) = text.split_at(*split);
                 let l = &mut self.line;
                 l.clear();
-                l.extend_from_slice(b"{\"name\":\"task ");
-                num(l, task);
-                let name = self.names.get(&task);
-                if let Some(n) = name {
-                    l.push(b' ');
-                    json_body(l, n);
-                }
-                l.extend_from_slice(b"\",\"cat\":\"poll\",\"ph\":\"X\",\"ts\":");
+                l.extend_from_slice(head);
                 micros(l, ts);
                 l.extend_from_slice(b",\"dur\":");
                 micros(l, end - ts);
-                head_tail(l, PID_MS, m);
-                l.extend_from_slice(b",\"args\":{\"task\":");
-                num(l, task);
-                l.extend_from_slice(b",\"p\":");
+                l.extend_from_slice(&self.tail);
+                l.extend_from_slice(b",\"args\":{\"p\":");
                 num(l, u64::from(p));
-                l.extend_from_slice(b",\"name\":\"");
-                if let Some(n) = name {
-                    json_body(l, n);
-                }
-                l.extend_from_slice(b"\",\"spawned_at\":\"");
-                l.extend_from_slice(place.as_bytes());
-                l.extend_from_slice(b"\"}},\n");
+                l.extend_from_slice(rest);
             }
             Rec::PStart { ts, p } | Rec::PStop { ts, p } => {
-                let ts = self.ts(m, ts);
+                let ts = self.ts(ts);
                 let ph = if matches!(rec, Rec::PStart { .. }) {
                     b'B'
                 } else {
@@ -249,24 +255,24 @@ impl Out {
                 l.push(ph);
                 l.extend_from_slice(b"\",\"ts\":");
                 micros(l, ts);
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b"},\n");
             }
             Rec::Park { ts, end } => {
-                let ts = self.ts(m, ts);
+                let ts = self.ts(ts);
                 let l = &mut self.line;
                 l.clear();
                 l.extend_from_slice(b"{\"name\":\"park\",\"cat\":\"idle\",\"ph\":\"");
                 l.push(if end { b'E' } else { b'B' });
                 l.extend_from_slice(b"\",\"ts\":");
                 micros(l, ts);
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b"},\n");
             }
             Rec::Netpoll { t0, t1, events } => {
-                let ts = self.ts(m, t0);
+                let ts = self.ts(t0);
                 let end = self.cal.ns(t1).max(ts);
-                self.seen_m.insert(m, end);
+                self.last = end;
                 let l = &mut self.line;
                 l.clear();
                 l.extend_from_slice(
@@ -275,7 +281,7 @@ impl Out {
                 micros(l, ts);
                 l.extend_from_slice(b",\"dur\":");
                 micros(l, end - ts);
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b",\"args\":{\"events\":");
                 num(l, u64::from(events));
                 l.extend_from_slice(b"}},\n");
@@ -288,7 +294,7 @@ impl Out {
                 flow,
             } => {
                 steal_victim = Some(victim as usize);
-                let ts = self.ts(m, ts);
+                let ts = self.ts(ts);
                 let victim = u64::from(victim);
                 let l = &mut self.line;
                 l.clear();
@@ -312,7 +318,7 @@ impl Out {
                 l.extend_from_slice(b"\",\"cat\":\"steal\",\"ph\":\"X\",\"ts\":");
                 micros(l, ts);
                 l.extend_from_slice(b",\"dur\":0");
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b",\"args\":{\"p\":");
                 num(l, u64::from(p));
                 l.extend_from_slice(b",\"victim\":");
@@ -325,18 +331,18 @@ impl Out {
                 num(l, flow);
                 l.extend_from_slice(b",\"ts\":");
                 micros(l, ts);
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b"},\n");
             }
             Rec::Handoff { ts, p } => {
-                let ts = self.ts(m, ts);
+                let ts = self.ts(ts);
                 let l = &mut self.line;
                 l.clear();
                 l.extend_from_slice(b"{\"name\":\"handoff P");
                 num(l, u64::from(p));
                 l.extend_from_slice(b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t\",\"ts\":");
                 micros(l, ts);
-                head_tail(l, PID_MS, m);
+                l.extend_from_slice(&self.tail);
                 l.extend_from_slice(b"},\n");
             }
         }
@@ -368,8 +374,35 @@ impl Out {
     }
 }
 
+/// The fixed parts of a poll slice of `task`: the text before its `ts`
+/// and the text after its `p`, with the split between them.
+fn poll_text(task: u64, name: Option<&str>, place: &str) -> (Vec<u8>, usize) {
+    let mut l = Vec::with_capacity(128);
+    l.extend_from_slice(b"{\"name\":\"task ");
+    num(&mut l, task);
+    if let Some(n) = name {
+        l.push(b' ');
+        json_body(&mut l, n);
+    }
+    l.extend_from_slice(b"\",\"cat\":\"poll\",\"ph\":\"X\",\"ts\":");
+    let split = l.len();
+    l.extend_from_slice(b",\"task\":");
+    num(&mut l, task);
+    l.extend_from_slice(b",\"name\":\"");
+    if let Some(n) = name {
+        json_body(&mut l, n);
+    }
+    l.extend_from_slice(b"\",\"spawned_at\":\"");
+    l.extend_from_slice(place.as_bytes());
+    l.extend_from_slice(b"\"}},\n");
+    (l, split)
+}
+
 /// `at` as an escaped JSON string body, formatted once per location.
-fn place<'a>(places: &'a mut HashMap<usize, String>, at: &'static Location<'static>) -> &'a str {
+fn place<'a>(
+    places: &'a mut HashMap<usize, String, Fast>,
+    at: &'static Location<'static>,
+) -> &'a str {
     places
         .entry(at as *const Location<'static> as usize)
         .or_insert_with(|| {
@@ -387,19 +420,66 @@ fn head_tail(l: &mut Vec<u8>, pid: u32, tid: u64) {
     num(l, tid);
 }
 
-/// Appends `v` in decimal.
+/// "00" to "99".
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal, two digits per division.
 fn num(l: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    loop {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[i] = b'0' + v as u8;
     }
     l.extend_from_slice(&digits[i..]);
+}
+
+/// A multiplicative hasher for the writer's maps, keyed by ids and
+/// addresses it made itself (no untrusted keys: SipHash's flood resistance
+/// buys nothing here and cost a third of the writer's time).
+#[derive(Default, Clone, Copy)]
+struct Fast;
+
+/// [`Fast`]'s state.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::BuildHasher for Fast {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
 }
 
 /// Appends nanoseconds `ns` as microseconds with three decimals.
@@ -449,10 +529,14 @@ mod tests {
         l.push(b' ');
         micros(&mut l, 7);
         l.push(b' ');
+        num(&mut l, 10);
+        l.push(b' ');
+        num(&mut l, 1_000_000_007);
+        l.push(b' ');
         json_body(&mut l, "a\"b\\c\n\u{1}é");
         assert_eq!(
             String::from_utf8(l).unwrap(),
-            "0 18446744073709551615 1234.005 0.007 a\\\"b\\\\c\\n\\u0001é"
+            "0 18446744073709551615 1234.005 0.007 10 1000000007 a\\\"b\\\\c\\n\\u0001é"
         );
     }
 }

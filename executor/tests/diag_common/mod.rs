@@ -212,3 +212,79 @@ impl Parser<'_> {
         }
     }
 }
+
+/// Checks `events` against the Trace Event Format's documented fields
+/// (the "JSON Array Format" of Google's "Trace Event Format" document, which
+/// Perfetto and chrome://tracing read): every event has a string `name` and
+/// `ph`, numeric `pid` and `tid`, a non-negative numeric `ts` (microseconds);
+/// `cat` is a string and `args` an object when present; complete events
+/// (`X`) have a non-negative `dur`; instant events (`i`) a scope `s` of
+/// `g`, `p` or `t`; metadata events (`M`) are `process_name` or
+/// `thread_name` with a string `args.name`; flow events (`s`, `f`) an `id`,
+/// and a flow end binds to its enclosing slice (`bp` `e`). Per track, B/E
+/// pairs nest: an `E` closes the innermost open `B` of the same name (an
+/// `E` with nothing open is a slice begun before the trace started, which
+/// the format allows).
+pub fn validate_trace_events(events: &[Json]) -> Result<(), String> {
+    let mut open: std::collections::HashMap<(u64, u64), Vec<String>> = Default::default();
+    for e in events {
+        let name = e
+            .str("name")
+            .ok_or_else(|| format!("no string name: {e:?}"))?;
+        let ph = e.str("ph").ok_or_else(|| format!("no string ph: {e:?}"))?;
+        let pid = e.num("pid").ok_or_else(|| format!("no pid: {e:?}"))?;
+        let tid = e.num("tid").ok_or_else(|| format!("no tid: {e:?}"))?;
+        if pid.fract() != 0.0 || tid.fract() != 0.0 || pid < 0.0 || tid < 0.0 {
+            return Err(format!("pid/tid not integers: {e:?}"));
+        }
+        if !e.num("ts").is_some_and(|t| t >= 0.0) {
+            return Err(format!("no non-negative ts: {e:?}"));
+        }
+        if e.get("cat").is_some() && e.str("cat").is_none() {
+            return Err(format!("cat is not a string: {e:?}"));
+        }
+        if e.get("args").is_some_and(|a| !matches!(a, Json::Obj(_))) {
+            return Err(format!("args is not an object: {e:?}"));
+        }
+        let track = (pid as u64, tid as u64);
+        match ph {
+            "X" => {
+                if !e.num("dur").is_some_and(|d| d >= 0.0) {
+                    return Err(format!("X without a non-negative dur: {e:?}"));
+                }
+            }
+            "B" => open.entry(track).or_default().push(name.to_string()),
+            "E" => {
+                let stack = open.entry(track).or_default();
+                if let Some(top) = stack.pop()
+                    && top != name
+                {
+                    return Err(format!("E {name} closes B {top} on {track:?}"));
+                }
+            }
+            "i" => {
+                if !matches!(e.str("s"), Some("g" | "p" | "t")) {
+                    return Err(format!("instant without scope g/p/t: {e:?}"));
+                }
+            }
+            "M" => {
+                if !matches!(name, "process_name" | "thread_name" | "trace_end") {
+                    return Err(format!("unknown metadata event: {e:?}"));
+                }
+                if name != "trace_end" && e.get("args").and_then(|a| a.str("name")).is_none() {
+                    return Err(format!("metadata without args.name: {e:?}"));
+                }
+            }
+            "s" | "f" => {
+                if e.num("id").is_none() {
+                    return Err(format!("flow event without id: {e:?}"));
+                }
+                if ph == "f" && e.str("bp") != Some("e") {
+                    return Err(format!("flow end not bound to its slice: {e:?}"));
+                }
+            }
+            other => return Err(format!("phase {other:?} not used by gort: {e:?}")),
+        }
+    }
+    Ok(())
+}
