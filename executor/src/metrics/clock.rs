@@ -98,11 +98,16 @@ pub(crate) fn ns_per_tick() -> f64 {
 
 /// Ticks converted to nanoseconds since the process's first reading.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(loom, allow(dead_code))] // the trace writer's, absent under loom
 pub(crate) struct Calibration {
     origin_ticks: u64,
     ns_per_tick: f64,
+    /// `ns_per_tick` in 32.32 fixed point (the trace writer converts
+    /// millions of records; integer multiplies keep that cheap).
+    mult: u64,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 impl Calibration {
     /// The ratio between the first reading and now (at least 1 ms apart).
     pub(crate) fn now() -> Calibration {
@@ -111,6 +116,7 @@ impl Calibration {
             return Calibration {
                 origin_ticks: 0,
                 ns_per_tick: 1.0,
+                mult: 1 << 32,
             };
         }
         let min = Duration::from_millis(1);
@@ -121,15 +127,18 @@ impl Calibration {
         let t = rdtsc();
         elapsed = o.at.elapsed();
         let dt = t.wrapping_sub(o.ticks).max(1);
+        let ns_per_tick = elapsed.as_nanos() as f64 / dt as f64;
         Calibration {
             origin_ticks: o.ticks,
-            ns_per_tick: elapsed.as_nanos() as f64 / dt as f64,
+            ns_per_tick,
+            mult: (ns_per_tick * (1u64 << 32) as f64) as u64,
         }
     }
 
     /// `ticks` as nanoseconds since the first reading.
     pub(crate) fn ns(&self, ticks: u64) -> u64 {
-        (ticks.saturating_sub(self.origin_ticks) as f64 * self.ns_per_tick) as u64
+        let t = u128::from(ticks.saturating_sub(self.origin_ticks));
+        ((t * u128::from(self.mult)) >> 32) as u64
     }
 
     /// A duration of `ticks` in nanoseconds.

@@ -30,25 +30,21 @@
 mod clock;
 mod counter;
 pub(crate) mod histogram;
+mod names;
 pub(crate) mod probe;
 
-use std::collections::HashMap;
-use std::panic::Location;
-use std::sync::Arc as StdArc;
 use std::time::Duration;
 
-use gort_netpoll::loom::sync::Mutex;
-#[cfg(not(loom))]
-use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
+#[cfg_attr(loom, allow(unused_imports))] // the trace writer's, absent under loom
 pub(crate) use clock::{Calibration, ns_per_tick, ticks};
 pub(crate) use counter::Counter;
 use histogram::Histogram;
 pub use histogram::HistogramSnapshot;
+#[cfg_attr(loom, allow(unused_imports))]
+pub(crate) use names::{forget_name, name, named_tasks, set_name, trace_spawn};
 
 use crate::pstatus::{self, POLLING, RUNNING, SYSCALL};
 use crate::runtime::Handle;
-use crate::task::Id;
 
 /// Takes the diagnostics clock's first reading (when a runtime starts, so
 /// that calibrations span the runtime's life); always true.
@@ -110,90 +106,6 @@ impl Diag {
     pub(crate) fn shared_slot(&self) -> &PStats {
         self.pstats.last().expect("gort: Diag has a shared slot")
     }
-}
-
-/// Names of named tasks, by id (ids are unique in the process): unnamed
-/// tasks cost nothing here, and the trace writer reads names of every
-/// runtime from one place.
-static NAMES: Mutex<Option<HashMap<u64, StdArc<str>>>> = Mutex::new(None);
-/// Entries in `NAMES` (lets completions of unnamed tasks skip the lock).
-#[cfg(not(loom))]
-static NAMED: AtomicUsize = AtomicUsize::new(0);
-
-/// The `tracing` event of a spawn (out of line: called only when TRACE is
-/// enabled at all).
-#[cold]
-#[inline(never)]
-pub(crate) fn trace_spawn(id: Id, spawned_at: &Location<'static>) {
-    let name = name(id.as_u64());
-    tracing::trace!(target: "gort", task_id = id.as_u64(),
-        task_name = name.as_deref().unwrap_or(""), spawned_at = %spawned_at, "spawn");
-}
-
-/// Records the name of a task about to be spawned.
-pub(crate) fn set_name(id: Id, name: &str) {
-    let name = StdArc::<str>::from(name);
-    crate::trace::note_name(id.as_u64(), &name);
-    let prev = NAMES
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .insert(id.as_u64(), name);
-    #[cfg(not(loom))]
-    if prev.is_none() {
-        NAMED.fetch_add(1, Relaxed);
-    }
-    #[cfg(loom)]
-    let _ = prev;
-}
-
-/// The name of live task `id`, if it was given one.
-pub(crate) fn name(id: u64) -> Option<StdArc<str>> {
-    #[cfg(not(loom))]
-    if NAMED.load(Relaxed) == 0 {
-        return None;
-    }
-    NAMES.lock().unwrap().as_ref()?.get(&id).cloned()
-}
-
-/// Every live named task's id and name (the trace writer's first names).
-pub(crate) fn named_tasks() -> Vec<(u64, StdArc<str>)> {
-    NAMES
-        .lock()
-        .unwrap()
-        .iter()
-        .flatten()
-        .map(|(id, n)| (*id, n.clone()))
-        .collect()
-}
-
-/// Forgets the name of a completed task: one Relaxed load while no task
-/// has a name.
-#[inline]
-pub(crate) fn forget_name(id: Id) {
-    // Relaxed: a task's name is inserted before its first schedule
-    // (spawn), which happens-before its completion on whatever thread.
-    #[cfg(not(loom))]
-    if NAMED.load(Relaxed) == 0 {
-        return;
-    }
-    forget_named(id);
-}
-
-#[cold]
-#[inline(never)]
-fn forget_named(id: Id) {
-    let removed = NAMES
-        .lock()
-        .unwrap()
-        .as_mut()
-        .and_then(|m| m.remove(&id.as_u64()));
-    #[cfg(not(loom))]
-    if removed.is_some() {
-        NAMED.fetch_sub(1, Relaxed);
-    }
-    #[cfg(loom)]
-    let _ = removed;
 }
 
 /// A snapshot of a runtime's metrics; see [`Handle::metrics`].

@@ -215,6 +215,7 @@ impl Queue {
 }
 
 /// An M's trace buffer; see the module doc.
+#[cfg_attr(loom, allow(dead_code))] // nothing is recorded under loom
 pub(crate) struct MTrace {
     /// Process-wide M id: the trace's `tid` (runtimes number their Ms from 0).
     m: u64,

@@ -58,8 +58,8 @@ impl Session {
     pub(super) fn start(path: &Path) -> io::Result<Session> {
         let file = File::create(path)?;
         let mut out = Out {
-            file: BufWriter::with_capacity(1 << 16, file),
-            line: Vec::with_capacity(256),
+            file: BufWriter::new(file),
+            line: Vec::with_capacity(1 << 17),
             seen_m: HashMap::default(),
             last: 0,
             tail: Vec::new(),
@@ -71,10 +71,11 @@ impl Session {
             session: SESSION.load(Relaxed) + 1,
             written: 0,
         };
-        out.file.write_all(b"[\n")?;
+        out.line.extend_from_slice(b"[\n");
         out.meta(PID_MS, 0, "process_name", "gort Ms")?;
         out.meta(PID_PS, 0, "process_name", "gort Ps")?;
         out.meta(PID_MS, SYSMON_TID, "thread_name", "sysmon")?;
+        out.spill(true)?;
         out.file.flush()?;
         let stop = Arc::new(Mutex::new(false));
         let stop2 = stop.clone();
@@ -96,6 +97,7 @@ impl Session {
 
 struct Out {
     file: BufWriter<File>,
+    /// Formatted events not yet written (`spill`).
     line: Vec<u8>,
     /// Per M track: the last timestamp written (ns), for the clamp.
     seen_m: HashMap<u64, u64, Fast>,
@@ -137,6 +139,7 @@ impl Out {
                 free.push(chunk.recs);
             }
             QUEUE.lock().unwrap().free.extend(free);
+            self.spill(true)?;
             self.file.flush()?;
             if *stop.lock().unwrap() {
                 let since = *stopping_since.get_or_insert_with(Instant::now);
@@ -153,6 +156,7 @@ impl Out {
     }
 
     fn close(mut self) -> io::Result<u64> {
+        self.spill(true)?;
         // The last element has no trailing comma.
         write!(
             self.file,
@@ -160,6 +164,16 @@ impl Out {
         )?;
         self.file.flush()?;
         Ok(self.written)
+    }
+
+    /// Writes the formatted text out once it is large (`all`: whatever
+    /// there is): the events are formatted into `line` back to back.
+    fn spill(&mut self, all: bool) -> io::Result<()> {
+        if all || self.line.len() >= 1 << 16 {
+            self.file.write_all(&self.line)?;
+            self.line.clear();
+        }
+        Ok(())
     }
 
     /// Writes one chunk (and the metadata of a track seen for the first time).
@@ -184,7 +198,6 @@ impl Out {
         self.seen_m.insert(m, self.last);
         if chunk.dropped > 0 {
             let ts = self.last;
-            self.line.clear();
             let l = &mut self.line;
             l.extend_from_slice(
                 b"{\"name\":\"events dropped\",\"cat\":\"trace\",\"ph\":\"i\",\"s\":\"t\",\"ts\":",
@@ -194,7 +207,7 @@ impl Out {
             l.extend_from_slice(b",\"args\":{\"dropped\":");
             num(l, chunk.dropped);
             l.extend_from_slice(b"}},\n");
-            self.file.write_all(&self.line)?;
+            self.spill(false)?;
             self.written += 1;
         }
         Ok(())
@@ -230,7 +243,6 @@ impl Out {
                 });
                 let (head, rest) = text.split_at(*split);
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(head);
                 micros(l, ts);
                 l.extend_from_slice(b",\"dur\":");
@@ -248,7 +260,6 @@ impl Out {
                     b'E'
                 };
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(b"{\"name\":\"P");
                 num(l, u64::from(p));
                 l.extend_from_slice(b"\",\"cat\":\"p\",\"ph\":\"");
@@ -261,7 +272,6 @@ impl Out {
             Rec::Park { ts, end } => {
                 let ts = self.ts(ts);
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(b"{\"name\":\"park\",\"cat\":\"idle\",\"ph\":\"");
                 l.push(if end { b'E' } else { b'B' });
                 l.extend_from_slice(b"\",\"ts\":");
@@ -274,7 +284,6 @@ impl Out {
                 let end = self.cal.ns(t1).max(ts);
                 self.last = end;
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(
                     b"{\"name\":\"netpoll\",\"cat\":\"netpoll\",\"ph\":\"X\",\"ts\":",
                 );
@@ -297,7 +306,6 @@ impl Out {
                 let ts = self.ts(ts);
                 let victim = u64::from(victim);
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(b"{\"name\":\"stolen by P");
                 num(l, u64::from(p));
                 l.extend_from_slice(b"\",\"cat\":\"steal\",\"ph\":\"X\",\"ts\":");
@@ -337,7 +345,6 @@ impl Out {
             Rec::Handoff { ts, p } => {
                 let ts = self.ts(ts);
                 let l = &mut self.line;
-                l.clear();
                 l.extend_from_slice(b"{\"name\":\"handoff P");
                 num(l, u64::from(p));
                 l.extend_from_slice(b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t\",\"ts\":");
@@ -346,7 +353,7 @@ impl Out {
                 l.extend_from_slice(b"},\n");
             }
         }
-        self.file.write_all(&self.line)?;
+        self.spill(false)?;
         self.written += 1;
         if let Some(p) = steal_victim {
             if self.seen_p.len() <= p {
@@ -362,7 +369,6 @@ impl Out {
 
     fn meta(&mut self, pid: u32, tid: u64, what: &str, name: &str) -> io::Result<()> {
         let l = &mut self.line;
-        l.clear();
         l.extend_from_slice(b"{\"name\":\"");
         l.extend_from_slice(what.as_bytes());
         l.extend_from_slice(b"\",\"ph\":\"M\",\"ts\":0");
@@ -370,7 +376,7 @@ impl Out {
         l.extend_from_slice(b",\"args\":{\"name\":\"");
         json_body(l, name);
         l.extend_from_slice(b"\"}},\n");
-        self.file.write_all(&self.line)
+        self.spill(false)
     }
 }
 
