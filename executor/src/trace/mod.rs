@@ -272,7 +272,7 @@ impl MTrace {
         buf.push(rec);
         if buf.len() >= CHUNK {
             drop(buf);
-            self.flush();
+            self.hand_over(true);
         }
     }
 
@@ -302,8 +302,16 @@ impl MTrace {
         }
     }
 
-    /// Hands the buffered records to the writer (nothing when empty).
+    /// Hands the buffered records to the writer (nothing when empty). The
+    /// writer takes them at its next pass (within `FLUSH_EVERY`): waking it
+    /// for every partial buffer (an M about to sleep) would cost the M a
+    /// futex call each time.
     pub(crate) fn flush(&self) {
+        self.hand_over(false);
+    }
+
+    /// Hands the buffer over; `full` wakes the writer.
+    fn hand_over(&self, full: bool) {
         #[cfg(not(loom))]
         {
             let mut buf = self.buf.borrow_mut();
@@ -330,8 +338,13 @@ impl MTrace {
             }
             drop(q);
             PENDING.fetch_sub(1, Relaxed);
-            QUEUED.notify_all();
+            if full || !enabled() {
+                // A full chunk, or the last records `stop` waits for.
+                QUEUED.notify_all();
+            }
         }
+        #[cfg(loom)]
+        let _ = full;
     }
 }
 
