@@ -1,10 +1,10 @@
 //! Statistic cells: counters and gauges that never synchronize anything.
 //!
 //! # Purpose
-//! Per-P counters are bumped on every poll, so a shared `fetch_add` (one
-//! cache line bouncing between Ms) is too dear. A [`Counter`] belongs to one
-//! writer, the M holding its P, which bumps it with a Relaxed load and a
-//! Relaxed store (no read-modify-write); readers sum the per-P copies.
+//! Statistics live in per-P copies that readers sum, so Ms never write one
+//! shared cache line. Histogram buckets have one writer, the M holding the
+//! P, which bumps them with a Relaxed load and a Relaxed store (no
+//! read-modify-write); counters credited in batches use `fetch_add`.
 //!
 //! # States
 //! A `u64` that only grows (counters) or is overwritten (gauges).
@@ -12,7 +12,9 @@
 //! # Transitions
 //! - `bump`/`add`: the owner only (the M holding the P); load + store.
 //! - `add_shared`: any thread (`fetch_add`), for the runtime's one shared
-//!   slot that collects events from threads holding no P.
+//!   slot that collects events from threads holding no P, and for the
+//!   probe's credits to a P's counters (every 64th poll, or a steal): after
+//!   sysmon hands a P off, its old M may credit it while the new M does.
 //! - `set`: the owner only.
 //!
 //! # Ownership

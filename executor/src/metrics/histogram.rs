@@ -32,7 +32,7 @@
 //! - One shared histogram with `fetch_add`: a contended line per poll.
 //!
 //! # Checked by
-//! `tests/metrics.rs` (bucket bounds, quantiles) and the metrics
+//! `src/tests/histogram.rs` (bucket bounds, quantiles, scaling) and the metrics
 //! integration tests.
 
 use std::time::Duration;

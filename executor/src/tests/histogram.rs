@@ -72,3 +72,25 @@ fn quantiles_and_mean_of_a_known_sample() {
     assert_eq!(s.quantile(f64::NAN), s.quantile(1.0));
     assert_eq!(s.quantile(-3.0), s.quantile(0.0));
 }
+
+#[test]
+fn a_snapshot_scales_ticks_to_nanoseconds() {
+    // Values are recorded in clock ticks; at 0.5 ns per tick (a 2 GHz
+    // counter), 2,000 ticks are 1 us.
+    let h = Histogram::new();
+    for _ in 0..10 {
+        h.record(2_000);
+    }
+    let mut s = HistogramSnapshot::default();
+    h.snapshot_into(&mut s, 0.5);
+    assert_eq!(s.count(), 10);
+    assert_eq!(s.mean(), Some(Duration::from_nanos(1_000)));
+    let p50 = s.quantile(0.5).unwrap();
+    assert!(
+        p50 > Duration::from_nanos(1_000) && p50 <= Duration::from_nanos(1_250),
+        "{p50:?}"
+    );
+    let (lo, hi, n) = s.buckets().next().unwrap();
+    assert!(lo <= Duration::from_nanos(1_000) && Duration::from_nanos(1_000) < hi);
+    assert_eq!(n, 10);
+}

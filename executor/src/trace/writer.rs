@@ -254,30 +254,19 @@ impl Out {
             }
             Rec::PStart { ts, p } | Rec::PStop { ts, p } => {
                 let ts = self.ts(ts);
-                let ph = if matches!(rec, Rec::PStart { .. }) {
-                    b'B'
-                } else {
-                    b'E'
+                let ph: &[u8] = match rec {
+                    Rec::PStart { .. } => b"\",\"cat\":\"p\",\"ph\":\"B",
+                    _ => b"\",\"cat\":\"p\",\"ph\":\"E",
                 };
-                let l = &mut self.line;
-                l.extend_from_slice(b"{\"name\":\"P");
-                num(l, u64::from(p));
-                l.extend_from_slice(b"\",\"cat\":\"p\",\"ph\":\"");
-                l.push(ph);
-                l.extend_from_slice(b"\",\"ts\":");
-                micros(l, ts);
-                l.extend_from_slice(&self.tail);
-                l.extend_from_slice(b"},\n");
+                plain(&mut self.line, &self.tail, b"P", Some(p), ph, ts);
             }
             Rec::Park { ts, end } => {
                 let ts = self.ts(ts);
-                let l = &mut self.line;
-                l.extend_from_slice(b"{\"name\":\"park\",\"cat\":\"idle\",\"ph\":\"");
-                l.push(if end { b'E' } else { b'B' });
-                l.extend_from_slice(b"\",\"ts\":");
-                micros(l, ts);
-                l.extend_from_slice(&self.tail);
-                l.extend_from_slice(b"},\n");
+                let ph: &[u8] = match end {
+                    false => b"\",\"cat\":\"idle\",\"ph\":\"B",
+                    true => b"\",\"cat\":\"idle\",\"ph\":\"E",
+                };
+                plain(&mut self.line, &self.tail, b"park", None, ph, ts);
             }
             Rec::Netpoll { t0, t1, events } => {
                 let ts = self.ts(t0);
@@ -344,13 +333,8 @@ impl Out {
             }
             Rec::Handoff { ts, p } => {
                 let ts = self.ts(ts);
-                let l = &mut self.line;
-                l.extend_from_slice(b"{\"name\":\"handoff P");
-                num(l, u64::from(p));
-                l.extend_from_slice(b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t\",\"ts\":");
-                micros(l, ts);
-                l.extend_from_slice(&self.tail);
-                l.extend_from_slice(b"},\n");
+                let ph = b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t";
+                plain(&mut self.line, &self.tail, b"handoff P", Some(p), ph, ts);
             }
         }
         self.spill(false)?;
@@ -416,6 +400,21 @@ fn place<'a>(
             json_body(&mut v, &at.to_string());
             String::from_utf8(v).expect("escaping keeps UTF-8")
         })
+}
+
+/// An event without args: `{"name":"<name><n>` then `cat_ph` (the rest of
+/// the name string, the category and the phase), `ts` and the track.
+fn plain(l: &mut Vec<u8>, tail: &[u8], name: &[u8], n: Option<u32>, cat_ph: &[u8], ts: u64) {
+    l.extend_from_slice(b"{\"name\":\"");
+    l.extend_from_slice(name);
+    if let Some(n) = n {
+        num(l, u64::from(n));
+    }
+    l.extend_from_slice(cat_ph);
+    l.extend_from_slice(b"\",\"ts\":");
+    micros(l, ts);
+    l.extend_from_slice(tail);
+    l.extend_from_slice(b"},\n");
 }
 
 /// `,"pid":P,"tid":T`.
