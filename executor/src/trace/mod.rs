@@ -44,11 +44,14 @@
 //! harmless: late records of a stopped session are discarded by session.
 //!
 //! # Bounded memory
-//! At most `MAX_QUEUED` records (262,144, about 10 MB) wait for the writer.
+//! At most `MAX_QUEUED` records (262,144, about 12 MB) wait for the writer.
 //! A chunk handed over past that is *dropped* (its M keeps recording into
-//! the same memory) and the count goes with the M's next chunk; the writer
+//! the same memory) and its count queued in an empty chunk; the writer
 //! then writes an `events dropped` instant on that M's track. So when the
 //! writer cannot keep up, the newest chunks are lost, a gap the trace labels.
+//! The writer runs at a low priority (`nice` 10 on Linux): when the traced
+//! program keeps every core busy, it is the trace that loses events, not
+//! the program that slows down for it.
 //! A dropped chunk can leave a P or park slice without its end (Perfetto
 //! closes it at the next slice of the track).
 //!
@@ -185,7 +188,8 @@ struct Chunk {
     m: u64,
     session: u64,
     recs: Vec<Rec>,
-    /// Records of this M dropped before this chunk (queue full).
+    /// Records of this M dropped (the queue was full): carried by an empty
+    /// chunk.
     dropped: u64,
 }
 
@@ -221,7 +225,6 @@ pub(crate) struct MTrace {
     m: u64,
     buf: RefCell<Vec<Rec>>,
     session: std::cell::Cell<u64>,
-    dropped: std::cell::Cell<u64>,
 }
 
 impl MTrace {
@@ -240,7 +243,6 @@ impl MTrace {
                 m,
                 buf: RefCell::new(Vec::new()),
                 session: std::cell::Cell::new(0),
-                dropped: std::cell::Cell::new(0),
             }
         }
         #[cfg(loom)]
@@ -250,7 +252,6 @@ impl MTrace {
                 m: 0,
                 buf: RefCell::new(Vec::new()),
                 session: std::cell::Cell::new(0),
-                dropped: std::cell::Cell::new(0),
             }
         }
     }
@@ -324,8 +325,21 @@ impl MTrace {
                 // A record of a stopped trace: not for the next file.
                 buf.clear();
             } else if q.records + buf.len() > MAX_QUEUED {
-                self.dropped.set(self.dropped.get() + buf.len() as u64);
+                // Dropped; the count travels in an empty chunk (no memory
+                // beyond its header, merged with this M's previous one), so
+                // the writer labels the gap even if nothing of this M's is
+                // accepted again.
+                let n = buf.len() as u64;
                 buf.clear();
+                match q.chunks.last_mut() {
+                    Some(c) if c.m == self.m && c.recs.is_empty() => c.dropped += n,
+                    _ => q.chunks.push(Chunk {
+                        m: self.m,
+                        session,
+                        recs: Vec::new(),
+                        dropped: n,
+                    }),
+                }
             } else {
                 let recs = std::mem::replace(&mut *buf, q.free.pop().unwrap_or_default());
                 q.records += recs.len();
@@ -333,7 +347,7 @@ impl MTrace {
                     m: self.m,
                     session,
                     recs,
-                    dropped: self.dropped.replace(0),
+                    dropped: 0,
                 });
             }
             drop(q);

@@ -117,6 +117,7 @@ struct Out {
 
 impl Out {
     fn run(mut self, stop: &Mutex<bool>) -> io::Result<u64> {
+        lower_priority();
         let mut stopping_since: Option<Instant> = None;
         loop {
             let (chunks, names, threads) = {
@@ -400,6 +401,22 @@ fn place<'a>(
             json_body(&mut v, &at.to_string());
             String::from_utf8(v).expect("escaping keeps UTF-8")
         })
+}
+
+/// Lowers the calling thread's (the writer's) priority to `nice` 10 on
+/// Linux: formatting yields the CPU to the traced program's Ms, and when
+/// it falls behind, chunks are dropped and labelled (mod.rs, "Bounded
+/// memory"). Measured on yield_many with every core busy: the program ran
+/// 1.8x slower with the writer at the Ms' priority, 1.3x with it lowered.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `gettid` and `setpriority` on the calling thread's own id
+    // touch no memory of ours; a failure (a seccomp filter, say) leaves the
+    // priority as it was, which is only slower.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
 }
 
 /// An event without args: `{"name":"<name><n>` then `cat_ph` (the rest of
