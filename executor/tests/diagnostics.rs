@@ -185,3 +185,59 @@ fn dump_shows_a_task_blocked_on_a_channel_as_waiting_with_its_spawn_line() {
     drop(rt); // every completion is counted once the Ms have exited
     assert!(handle.dump().starts_with("gort: 0 live tasks"));
 }
+
+#[test]
+fn dump_shows_how_long_a_running_task_has_been_in_its_poll() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let rt = rt(2);
+    let handle = rt.handle();
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    // One poll that does not return until released: it holds its M.
+    let h = task::Builder::new().name("busy").spawn_on(
+        async move {
+            let deadline = Instant::now() + GENEROUS;
+            while !r.load(Relaxed) && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        },
+        &handle,
+    );
+    // Whatever happens below, the poll ends (else dropping the runtime
+    // would wait for it).
+    struct Release(Arc<AtomicBool>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.store(true, Relaxed);
+        }
+    }
+    let _release = Release(release.clone());
+    // sysmon notes the poll at its next tick (at most 2 ms apart while a P
+    // is busy); the dump then prints the time since:
+    // `task N "busy" [running, 3ms, M1 P0]:`.
+    let deadline = Instant::now() + GENEROUS;
+    let parts = loop {
+        let dump = handle.dump();
+        let line = dump.lines().find(|l| l.contains("\"busy\" [running"));
+        if let Some(l) = line {
+            let inner = l.split('[').nth(1).unwrap().trim_end_matches("]:");
+            let parts: Vec<String> = inner.split(", ").map(str::to_string).collect();
+            if parts.len() == 3 {
+                break parts;
+            }
+        }
+        assert!(Instant::now() < deadline, "no running time in:\n{dump}");
+        std::thread::yield_now();
+    };
+    assert!(
+        parts[1].ends_with("us") || parts[1].ends_with("ms"),
+        "{parts:?}"
+    );
+    assert!(
+        parts[2].starts_with('M') && parts[2].contains(" P"),
+        "{parts:?}"
+    );
+    release.store(true, Relaxed);
+    rt.block_on(h).unwrap();
+}
