@@ -32,35 +32,19 @@ impl Handle {
     pub fn dump(&self) -> String {
         let shared = &self.shared;
         let nprocs = shared.idle.nprocs();
-        // Which P (and M) each running task is polled on, from the Ps'
-        // status words (pstatus.rs), read before the walk.
-        let polling: Vec<(u64, usize, u64)> = shared
-            .allp
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| {
-                matches!(
-                    pstatus::status(slot.load()),
-                    pstatus::POLLING | pstatus::RUNNING | pstatus::SYSCALL
-                )
-            })
-            .map(|(p, slot)| {
-                let (task, m) = slot.last_poll();
-                (task, p, m)
-            })
-            .collect();
+        // Which P (and M) each running task is polled on, from the status
+        // slots (pstatus.rs), read before the walk.
+        let polling = metrics::polls_in_progress(shared);
         let mut out = String::new();
         let mut n = 0usize;
         shared.owned.for_each(|task| {
             n += 1;
             let id = task.id().as_u64();
             let status = task.header().state.load().g_status();
-            let on = polling.iter().find(|(t, _, _)| *t == id);
+            let on = polling.iter().find(|poll| poll.task == id);
             let word = match status {
                 GStatus::Running
-                    if on.is_some_and(|&(_, p, _)| {
-                        pstatus::status(shared.allp[p].load()) == pstatus::SYSCALL
-                    }) =>
+                    if on.is_some_and(|poll| pstatus::status(poll.word) == pstatus::SYSCALL) =>
                 {
                     "syscall"
                 }
@@ -76,12 +60,12 @@ impl Handle {
                 let _ = write!(out, " {name:?}");
             }
             let _ = write!(out, " [{word}");
-            if let (GStatus::Running, Some(&(_, p, m))) = (status, on) {
+            if let (GStatus::Running, Some(poll)) = (status, on) {
                 let now = shared.sysmon.start.elapsed();
-                if let Some(ran) = shared.diag.poll_age(p, shared.allp[p].load(), now) {
+                if let Some(ran) = shared.diag.poll_age(poll.slot, poll.word, now) {
                     let _ = write!(out, ", {}", human(ran));
                 }
-                let _ = write!(out, ", M{m} P{p}");
+                let _ = write!(out, ", M{} P{}", poll.m, poll.p);
             }
             let _ = writeln!(out, "]:\n\tspawned at {}", task.spawned_at());
         });

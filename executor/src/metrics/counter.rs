@@ -1,4 +1,4 @@
-//! Statistic cells: counters and gauges that never synchronize anything.
+//! Statistic cells: counters that never synchronize anything.
 //!
 //! # Purpose
 //! Statistics live in per-P copies that readers sum, so Ms never write one
@@ -7,7 +7,7 @@
 //! read-modify-write); counters credited in batches use `fetch_add`.
 //!
 //! # States
-//! A `u64` that only grows (counters) or is overwritten (gauges).
+//! A `u64` that only grows.
 //!
 //! # Transitions
 //! - `bump`/`add`: the owner only (the M holding the P); load + store.
@@ -15,7 +15,6 @@
 //!   slot that collects events from threads holding no P, and for the
 //!   probe's credits to a P's counters (every 64th poll, or a steal): after
 //!   sysmon hands a P off, its old M may credit it while the new M does.
-//! - `set`: the owner only.
 //!
 //! # Ownership
 //! One writer per cell (the P's holder; P ownership moves between Ms through
@@ -66,12 +65,6 @@ impl Counter {
         self.v.fetch_add(n, Relaxed);
     }
 
-    /// Overwrites the value (owner only).
-    #[inline]
-    pub(crate) fn set(&self, n: u64) {
-        self.v.store(n, Relaxed);
-    }
-
     /// The current value.
     #[inline]
     pub(crate) fn get(&self) -> u64 {
@@ -84,7 +77,6 @@ impl Counter {
     pub(crate) fn bump(&self) {}
     pub(crate) fn add(&self, _n: u64) {}
     pub(crate) fn add_shared(&self, _n: u64) {}
-    pub(crate) fn set(&self, _n: u64) {}
     pub(crate) fn get(&self) -> u64 {
         0
     }

@@ -35,6 +35,8 @@ pub(crate) mod probe;
 
 use std::time::Duration;
 
+use gort_netpoll::loom::sync::Mutex;
+
 #[cfg_attr(loom, allow(unused_imports))] // the trace writer's, absent under loom
 pub(crate) use clock::{Calibration, ns_per_tick, ticks};
 pub(crate) use counter::Counter;
@@ -45,6 +47,7 @@ pub(crate) use names::{forget_name, name, named_tasks, set_name, trace_spawn};
 
 use crate::pstatus::{self, POLLING, RUNNING, SYSCALL};
 use crate::runtime::Handle;
+use crate::scheduler::Shared;
 
 /// Takes the diagnostics clock's first reading (when a runtime starts, so
 /// that calibrations span the runtime's life); always true.
@@ -73,9 +76,43 @@ pub(crate) struct Diag {
     pub(crate) pstats: Box<[PStats]>,
     /// Ps sysmon took from an M blocked in a poll.
     pub(crate) handoffs: Counter,
-    /// Per P: the status word of the poll sysmon last saw start, and when
-    /// (ns since sysmon's start): the dump's "running for".
-    seen_polls: Box<[(Counter, Counter)]>,
+    /// Per status slot (sysmon's index): the word of the poll sysmon last
+    /// saw start, and when (since sysmon's start): the dump's "running
+    /// for". Written by sysmon when it first sees a poll, so a lock is
+    /// cheap here; it grows with the slots.
+    seen_polls: Mutex<Vec<(u64, Duration)>>,
+}
+
+/// A poll in progress, read from a status slot (`polls_in_progress`).
+pub(crate) struct PollInProgress {
+    /// Index of the status slot (the same index sysmon reports in `saw_poll`).
+    pub(crate) slot: usize,
+    /// The slot's status word.
+    pub(crate) word: u64,
+    pub(crate) task: u64,
+    pub(crate) m: u64,
+    pub(crate) p: usize,
+}
+
+/// Every poll in progress (or `block_in_place`), from the status slots.
+/// The one place that knows how the slots are laid out (one per P here).
+pub(crate) fn polls_in_progress(shared: &Shared) -> Vec<PollInProgress> {
+    shared
+        .allp
+        .iter()
+        .enumerate()
+        .filter_map(|(i, slot)| {
+            let word = slot.load();
+            let (task, m) = slot.last_poll();
+            matches!(pstatus::status(word), POLLING | RUNNING | SYSCALL).then_some(PollInProgress {
+                slot: i,
+                word,
+                task,
+                m,
+                p: i,
+            })
+        })
+        .collect()
 }
 
 impl Diag {
@@ -83,23 +120,26 @@ impl Diag {
         Diag {
             pstats: (0..=nprocs).map(|_| PStats::default()).collect(),
             handoffs: Counter::default(),
-            seen_polls: (0..nprocs).map(|_| Default::default()).collect(),
+            seen_polls: Mutex::new(Vec::new()),
         }
     }
 
-    /// Sysmon saw P `p` in a new poll (status word `word`) at `since`
-    /// (since sysmon's start).
-    pub(crate) fn saw_poll(&self, p: usize, word: u64, since: Duration) {
-        let (w, at) = &self.seen_polls[p];
-        at.set(since.as_nanos() as u64);
-        w.set(word);
+    /// Sysmon saw status slot `slot` in a new poll (status word `word`) at
+    /// `since` (since sysmon's start).
+    pub(crate) fn saw_poll(&self, slot: usize, word: u64, since: Duration) {
+        let mut seen = self.seen_polls.lock().unwrap();
+        if seen.len() <= slot {
+            seen.resize(slot + 1, (0, Duration::ZERO));
+        }
+        seen[slot] = (word, since);
     }
 
-    /// How long P `p` has been in the poll of status word `word`, if
+    /// How long slot `slot` has been in the poll of status word `word`, if
     /// sysmon saw it start; `now` since sysmon's start.
-    pub(crate) fn poll_age(&self, p: usize, word: u64, now: Duration) -> Option<Duration> {
-        let (w, at) = &self.seen_polls[p];
-        (w.get() == word).then(|| now.saturating_sub(Duration::from_nanos(at.get())))
+    pub(crate) fn poll_age(&self, slot: usize, word: u64, now: Duration) -> Option<Duration> {
+        let seen = self.seen_polls.lock().unwrap();
+        let &(w, since) = seen.get(slot)?;
+        (w == word).then(|| now.saturating_sub(since))
     }
 
     /// The slot for events of threads holding no P (use `add_shared`).
@@ -146,7 +186,8 @@ pub struct RuntimeMetrics {
     pub tasks_stolen: u64,
     /// Ps handed off by sysmon from an M blocked in a poll.
     pub handoffs: u64,
-    /// Polls that returned `Pending` with the cooperative budget exhausted.
+    /// Leaf futures told to yield because the cooperative budget ran out
+    /// (about one per poll that gave way).
     pub budget_forced_yields: u64,
     /// Tasks in the global run queue.
     pub global_queue_depth: usize,
@@ -276,11 +317,10 @@ impl Handle {
             local_queue_depths: shared.stealers.iter().map(|s| s.len()).collect(),
             ..RuntimeMetrics::default()
         };
-        for slot in shared.allp.iter() {
-            match pstatus::status(slot.load()) {
-                POLLING | RUNNING => m.tasks_running += 1,
+        for poll in polls_in_progress(shared) {
+            match pstatus::status(poll.word) {
                 SYSCALL => m.tasks_syscall += 1,
-                _ => {}
+                _ => m.tasks_running += 1,
             }
         }
         let scale = ns_per_tick();
