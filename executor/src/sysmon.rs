@@ -304,7 +304,7 @@ fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> boo
             records[i] = None;
             acted = true;
             shared.diag.handoffs.add_shared(1); // DIAG
-            crate::trace::handoff(i); // DIAG
+            crate::trace::handoff(p.id); // DIAG
             let (task_id, m) = slot.last_poll();
             if status == POLLING {
                 let spawned_at = shared
