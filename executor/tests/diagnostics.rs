@@ -241,3 +241,28 @@ fn dump_shows_how_long_a_running_task_has_been_in_its_poll() {
     release.store(true, Relaxed);
     rt.block_on(h).unwrap();
 }
+
+#[test]
+fn a_poll_that_blocks_its_thread_counts_a_handoff() {
+    let rt = Builder::new()
+        .worker_threads(1)
+        .blocking_threshold(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let handle = rt.handle();
+    rt.block_on(async {
+        spawn(async {
+            // Work queued behind a poll that blocks its M (the blocking is
+            // the behaviour under test): sysmon hands the P to another M.
+            let queued: Vec<_> = (0..8).map(|_| spawn(async {})).collect();
+            std::thread::sleep(Duration::from_millis(200));
+            for h in queued {
+                h.await.unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    });
+    let m = handle.metrics();
+    assert!(m.handoffs >= 1, "no handoff counted: {m:#?}");
+}
