@@ -18,9 +18,10 @@
 //! - `period`: `SAMPLE` (64), or 1 while the execution trace is on or a
 //!   `tracing` subscriber wants the TRACE poll spans: then every poll takes
 //!   the cold path and is recorded.
-//! - `reset_to`: the value `tick` was last reset to, and `counted`: polls
-//!   of finished countdowns not yet added to a P's counter. So
-//!   `counted + reset_to - tick` polls are not yet counted anywhere.
+//! - `reset_to`: the value `tick` was last reset to; `owed`: polls of
+//!   finished countdowns not yet added to a P's counter (so
+//!   `owed + reset_to - tick` polls are not yet counted anywhere);
+//!   `counted`: polls of finished countdowns since the last sample.
 //! - Every `SAMPLE` polls (every cold path when `period` is 64, every 64th
 //!   when it is 1) the M credits `counted`, re-reads the switches and times
 //!   one poll: the per-poll cold path of a traced M does none of that.
@@ -38,13 +39,14 @@
 //! # Transitions
 //! - hot path (`poll`): `tick - 1`, then the cold path if it reached 0 or
 //!   the task is `tracked`.
-//! - cold path (`poll_cold`) with `tick == 0`: `counted += reset_to`,
-//!   `tick = reset_to = period`; once `counted` reaches `SAMPLE`, credits
-//!   it and the budget's forced yields to the held P, re-reads the epoch
-//!   and samples. A traced M also compares the epoch on every poll (the
+//! - cold path (`poll_cold`) with `tick == 0`: `counted` and `owed` grow
+//!   by `reset_to`, `tick = reset_to = period`; once `counted` reaches
+//!   `SAMPLE`, credits `owed` and the budget's forced yields to the held P,
+//!   re-reads the epoch and samples. A traced M also compares the epoch on every poll (the
 //!   writer's request for its partial buffer).
 //! - `p_changed` (the M takes or releases a P): credits
-//!   `counted + reset_to - tick` to the old P, `counted = 0`,
+//!   `owed + reset_to - tick` to the old P, `owed = 0`, adds
+//!   `reset_to - tick` to `counted` (sampling goes on across P changes),
 //!   `reset_to = tick`.
 //!
 //! # Ownership
@@ -98,6 +100,7 @@ pub(crate) struct MProbe {
     period: Cell<u32>,
     reset_to: Cell<u32>,
     counted: Cell<u32>,
+    owed: Cell<u32>,
     epoch: Cell<u64>,
     /// A `tracing` subscriber wants the TRACE poll spans (as of the epoch).
     spans: Cell<bool>,
@@ -120,6 +123,7 @@ impl MProbe {
             period: Cell::new(1),
             reset_to: Cell::new(1),
             counted: Cell::new(0),
+            owed: Cell::new(0),
             // Never a real epoch: the first cold path reads the switches.
             epoch: Cell::new(u64::MAX),
             spans: Cell::new(false),
@@ -165,16 +169,20 @@ impl MProbe {
     fn poll_cold(&self, task: Notified, diag: &Diag, p: usize) {
         let mut sample = false;
         if self.tick.get() == 0 {
-            let counted = self.counted.get() + self.reset_to.get();
+            let done = self.reset_to.get();
+            let counted = self.counted.get() + done;
+            let owed = self.owed.get() + done;
             sample = counted >= SAMPLE;
             self.tick.set(self.period.get());
             self.reset_to.set(self.period.get());
             if sample {
                 self.counted.set(0);
-                self.credit(self.stats(diag), counted);
+                self.owed.set(0);
+                self.credit(self.stats(diag), owed);
                 self.refresh();
             } else {
                 self.counted.set(counted);
+                self.owed.set(owed);
                 if self.traced.get() && trace::epoch() != self.epoch.get() {
                     self.refresh();
                 }
@@ -274,9 +282,10 @@ impl MProbe {
         };
         if self.period.replace(period) != period {
             // The new period starts now; the current countdown's polls so
-            // far stay owed to the P.
-            self.counted
-                .set(self.counted.get() + self.reset_to.get() - self.tick.get());
+            // far stay owed to the P and count toward the next sample.
+            let done = self.reset_to.get() - self.tick.get();
+            self.counted.set(self.counted.get() + done);
+            self.owed.set(self.owed.get() + done);
             self.tick.set(period);
             self.reset_to.set(period);
         }
@@ -286,7 +295,11 @@ impl MProbe {
     /// with the old one and records the change in the trace.
     pub(crate) fn p_changed(&self, diag: &Diag, new: Option<usize>) {
         let old = self.p.replace(new.unwrap_or(NO_P));
-        let polls = self.counted.replace(0) + self.reset_to.get() - self.tick.get();
+        let done = self.reset_to.get() - self.tick.get();
+        let polls = self.owed.replace(0) + done;
+        // The sampling rhythm goes on across P changes (an M that changes
+        // P every few polls is still sampled every 64).
+        self.counted.set(self.counted.get() + done);
         self.reset_to.set(self.tick.get());
         if old != NO_P {
             self.credit(&diag.pstats[old], polls);
