@@ -6,9 +6,8 @@
 //! shard's lock (list.rs), so a dump of a runtime with a million tasks holds
 //! each lock for a fraction of them and never stops the Ms.
 //!
-//! Time in state is not kept per task: the task cell has no room for a
-//! stamp (task/raw.rs keeps it in malloc's 112-byte class... see
-//! docs/DIAGNOSTICS.md). A running task shows the M and P polling it and,
+//! Time in state is not kept per task: the task cell does not grow for
+//! diagnostics (task/raw.rs; its size is asserted in tests/task_unit.rs). A running task shows the M and P polling it and,
 //! when sysmon has watched that poll, how long it has run (sysmon's
 //! resolution: one of its ticks, 20 us to 10 ms).
 //!

@@ -63,7 +63,7 @@
 //!   load, an add, a store, a stamp of the task (a header field: 8 bytes per
 //!   task) and a trace-switch load per poll, +20% instructions on yield_many.
 //! - Timing schedule latency from a stamp in every task header: the task
-//!   cell is at malloc's class boundary (task/raw.rs); Go's sampling needs
+//!   cell does not grow for diagnostics (task/raw.rs); Go's sampling needs
 //!   one tracked task at a time, which fits in the M.
 //! - Tracking the sampled task's wake on whichever thread wakes it: a
 //!   shared slot read on every wake. A wake from another thread, or a poll
