@@ -45,8 +45,8 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 const PID_MS: u32 = 1;
 const PID_PS: u32 = 2;
-/// The `tid` of sysmon's track in the Ms' process.
-pub(super) const SYSMON_TID: u64 = u64::MAX >> 12;
+/// The `tid` of sysmon's track in the Ms' process (above any M id).
+pub(super) const SYSMON_TID: u64 = 1 << 20;
 
 /// A running trace: its writer thread and the stop signal.
 pub(super) struct Session {
