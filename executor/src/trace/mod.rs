@@ -38,10 +38,16 @@
 //! the buffer over.
 //!
 //! # Orderings
-//! `ON`, `EPOCH`, `SESSION`, `PENDING` are Relaxed statistics/switches:
-//! the records themselves travel through `QUEUE`'s Mutex (the M's push
-//! happens-before the writer's pop). Missing a switch by a few events is
-//! harmless: late records of a stopped session are discarded by session.
+//! `ON`, `EPOCH`, `SESSION` are Relaxed switches: the records themselves
+//! travel through `QUEUE`'s Mutex (the M's push happens-before the writer's
+//! pop). Missing a switch by a few events is harmless: late records of a
+//! stopped session are discarded by session. `PENDING`'s decrement in
+//! `hand_over` is Release, after the M's push under the lock; the writer's
+//! `load(Acquire)` in `Out::run` pairs with it, so a writer that reads 0
+//! and then locks `QUEUE` sees every chunk those Ms pushed (with Relaxed
+//! it could take the lock before such a push in the lock's order and close
+//! the file without it). The increment stays Relaxed: it only delays the
+//! close.
 //!
 //! # Bounded memory
 //! At most `MAX_QUEUED` records (262,144, about 12 MB) wait for the writer.
@@ -68,6 +74,10 @@
 //! format's fields, per-track timestamps are ordered, P slices nest),
 //! `tests/trace_echo.rs` (the echo workload: accept, reads, writes and
 //! netpoll waits), `tests/trace_partial.rs` (a file cut short still loads).
+//! No loom model: the trace's state is process-wide statics, which loom's
+//! atomics and Mutex cannot be, so the trace compiles to no-ops under
+//! `cfg(loom)`; the one ordering that matters (`PENDING`, above) is a
+//! plain Release/Acquire pair around a Mutex.
 
 #[cfg(not(loom))]
 mod writer;
@@ -79,7 +89,10 @@ use std::path::Path;
 use std::sync::Arc as StdArc;
 
 #[cfg(not(loom))]
-use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use gort_netpoll::loom::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 #[cfg(not(loom))]
 use gort_netpoll::loom::sync::{Condvar, Mutex};
 
@@ -351,7 +364,8 @@ impl MTrace {
                 });
             }
             drop(q);
-            PENDING.fetch_sub(1, Relaxed);
+            // Release: pairs with the writer's Acquire load (Orderings).
+            PENDING.fetch_sub(1, Release);
             if full || !enabled() {
                 // A full chunk, or the last records `stop` waits for.
                 QUEUED.notify_all();

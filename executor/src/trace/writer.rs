@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
-use gort_netpoll::loom::sync::atomic::Ordering::Relaxed;
+use gort_netpoll::loom::sync::atomic::Ordering::{Acquire, Relaxed};
 use gort_netpoll::loom::sync::{Arc, Mutex};
 use gort_netpoll::loom::thread;
 
@@ -144,7 +144,9 @@ impl Out {
             self.file.flush()?;
             if *stop.lock().unwrap() {
                 let since = *stopping_since.get_or_insert_with(Instant::now);
-                let drained = PENDING.load(Relaxed) == 0 && QUEUE.lock().unwrap().chunks.is_empty();
+                // Acquire: pairs with `hand_over`'s Release decrement, so
+                // the lock below sees the chunks of the Ms counted out.
+                let drained = PENDING.load(Acquire) == 0 && QUEUE.lock().unwrap().chunks.is_empty();
                 if drained || since.elapsed() >= STOP_GRACE {
                     return self.close();
                 }
