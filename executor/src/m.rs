@@ -73,6 +73,7 @@ use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxe
 
 use crate::context;
 use crate::idle::{MNote, NextP};
+use crate::metrics::probe::MProbe;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::pstatus::{PSlot, PollToken};
@@ -142,6 +143,8 @@ pub(crate) struct MCore {
     /// `borrow` on every yield (even lock-free, pushing through `borrow`
     /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
     yielded: Cell<Option<Notified>>,
+    /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
+    probe: MProbe,
 }
 
 /// The body of an M thread.
@@ -150,6 +153,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         handle: handle.clone(),
         p: RefCell::new(None),
         spinning: Cell::new(false),
+        probe: MProbe::new(info.id),
         info,
         parker: RefCell::new(parker),
         timers: RefCell::new(None),
@@ -197,10 +201,11 @@ impl MCore {
                 self.info.preempt.store(false, Relaxed);
             }
             p.on_execute(inherit);
+            let id = p.id;
             // The token is read back from the slot after the poll
             // (`current`): `block_in_place` may have replaced it.
             let _ = self.info.slot.enter(p, task.id().as_u64());
-            task.run();
+            self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
             let back = self
                 .info
                 .slot
@@ -278,6 +283,8 @@ impl MCore {
 
     /// Holds `p` (or none), making its timers the current ones.
     fn set_p(&self, p: Option<Box<P>>) {
+        self.probe
+            .p_changed(&self.handle.shared.diag, p.as_ref().map(|p| p.id)); // DIAG
         let timers = p
             .as_ref()
             .map(|p| time::enter(self.handle.shared.timers[p.id].clone()));
@@ -288,6 +295,7 @@ impl MCore {
     }
 
     fn take_p(&self) -> Option<Box<P>> {
+        self.probe.p_changed(&self.handle.shared.diag, None); // DIAG
         *self.timers.borrow_mut() = None;
         self.p.borrow_mut().take()
     }
@@ -352,6 +360,7 @@ impl MCore {
             let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
+            self.probe.park(false); // DIAG
             let got = shared.idle.park_m(
                 p,
                 &self.info.note,
@@ -359,6 +368,7 @@ impl MCore {
                 || shared.has_work(),
                 || self.stopm(),
             )?;
+            self.probe.park(true); // DIAG
             self.acquire(got);
         }
     }
@@ -409,9 +419,11 @@ impl MCore {
     fn netpoll_into_runq(&self, p: &mut P) -> usize {
         let shared = &self.handle.shared;
         let mut ready = self.ready.borrow_mut();
+        let t0 = self.probe.netpoll_start(); // DIAG
         if let Err(e) = shared.netpoller.poll_now(&mut ready) {
             tracing::warn!(error = %e, "gort: non-blocking netpoll failed");
         }
+        self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
         if ready.is_empty() {
             return 0;
         }
@@ -443,6 +455,7 @@ impl MCore {
                     // The poller watches every P's timers; ours may have
                     // become earlier than its deadline since it computed it.
                     np.break_if_later(shared.earliest_timer());
+                    self.probe.flush(); // DIAG: nothing buffered while asleep
                     self.parker.borrow_mut().park();
                 }
                 continue;
@@ -460,6 +473,8 @@ impl MCore {
                 NextP::Empty => {}
             }
             let mut ready = self.ready.borrow_mut();
+            self.probe.flush(); // DIAG: nothing buffered while asleep
+            let t0 = self.probe.netpoll_start(); // DIAG
             let polled = np.block(
                 || match skip_due {
                     false => shared.earliest_timer(),
@@ -467,6 +482,7 @@ impl MCore {
                 },
                 &mut ready,
             );
+            self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
             idle.end_netpoll(&self.info.note);
             np.release();
             if let Err(e) = polled {
@@ -552,7 +568,10 @@ impl MCore {
                 {
                     return Some(task);
                 }
+                let before = p.runq.len(); // DIAG
                 if let Some(task) = shared.stealers[victim].steal_into(&mut p.runq, steal_runnext) {
+                    let n = p.runq.len().saturating_sub(before) + 1;
+                    self.probe.steal(&shared.diag, p.id, victim, n); // DIAG
                     return Some(task);
                 }
             }
@@ -568,6 +587,7 @@ impl MCore {
     /// caller to send to the global queue.
     pub(crate) fn schedule_local(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
+        self.probe.woken(task.header()); // DIAG: sampled schedule latency
         if self.collecting.get() {
             self.batch.borrow_mut().push(task);
             return None;

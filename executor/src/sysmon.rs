@@ -106,6 +106,8 @@ pub(crate) struct DebugConfig {
     pub(crate) schedtrace: Option<Duration>,
     /// Add a line per P and per M.
     pub(crate) scheddetail: bool,
+    /// Print the task dump on SIGQUIT (dump.rs).
+    pub(crate) sigquit: bool,
 }
 
 impl DebugConfig {
@@ -124,9 +126,10 @@ impl DebugConfig {
             match key.trim() {
                 "schedtrace" => cfg.schedtrace = (n > 0).then(|| Duration::from_millis(n)),
                 "scheddetail" => cfg.scheddetail = n != 0,
+                "sigquit" => cfg.sigquit = n != 0,
                 other => {
                     return Err(format!(
-                        "unknown setting {other:?} (known: schedtrace, scheddetail)"
+                        "unknown setting {other:?} (known: schedtrace, scheddetail, sigquit)"
                     ));
                 }
             }
@@ -298,6 +301,9 @@ fn retake(
                     since: now,
                     preempted: false,
                 });
+                // DIAG: the dump's "running for" (metrics/mod.rs).
+                let since = now.saturating_duration_since(shared.sysmon.start);
+                shared.diag.saw_poll(i, word, since);
                 continue;
             }
         };
@@ -328,6 +334,8 @@ fn retake(
         if let Some(p) = slot.retake(word) {
             records[i] = None;
             acted = true;
+            shared.diag.handoffs.add_shared(1); // DIAG
+            crate::trace::handoff(p.id); // DIAG
             let task_id = slot.last_task();
             let m = m.id;
             if status == POLLING {
