@@ -27,6 +27,7 @@ mod idle;
 #[allow(dead_code)] // `is_closed` is for diagnostics
 mod inject;
 mod m;
+mod membarrier;
 mod metrics;
 mod netpoller;
 mod p;

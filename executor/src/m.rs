@@ -7,8 +7,8 @@
 //! 3. If the M was spinning it stops, and wakes another spinner if it was the
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
-//!    park the P in its status slot (`PSlot::enter`, pstatus.rs) and poll
-//!    the task. Wakes from inside the poll reach the P through
+//!    park the P in this M's status slot (`PSlot::enter`, pstatus.rs) and
+//!    poll the task. Wakes from inside the poll reach the P through
 //!    `PSlot::borrow`. If the poll blocks past the threshold while work
 //!    waits, sysmon takes the P from the slot and hands it to another M.
 //! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
@@ -76,7 +76,7 @@ use crate::idle::{MNote, NextP};
 use crate::metrics::probe::MProbe;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
-use crate::pstatus::PollToken;
+use crate::pstatus::{PSlot, PollToken};
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
@@ -103,6 +103,9 @@ pub(crate) struct MInfo {
     pub(crate) curp: AtomicUsize,
     /// Whether it is spinning, for scheddetail (Relaxed hint).
     pub(crate) spinning: AtomicBool,
+    /// Where the M parks its P during a poll, and sysmon takes it from
+    /// (pstatus.rs). Per M, not per P: see pstatus.rs' Ownership.
+    pub(crate) slot: PSlot<Box<P>>,
 }
 
 impl MInfo {
@@ -113,6 +116,7 @@ impl MInfo {
             preempt: AtomicBool::new(false),
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
+            slot: PSlot::new(),
         })
     }
 }
@@ -134,11 +138,10 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The slot and token of the poll in progress (P id), if any.
-    polling: Cell<Option<(usize, PollToken)>>,
     /// The task that woke itself during its own poll (a yield), kept until
     /// the poll ends and pushed then with the P in hand: saves the slot
-    /// `borrow` (two atomic RMWs) on every yield.
+    /// `borrow` on every yield (even lock-free, pushing through `borrow`
+    /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
     yielded: Cell<Option<Notified>>,
     /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
     probe: MProbe,
@@ -157,7 +160,6 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
-        polling: Cell::new(None),
         yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
@@ -183,10 +185,12 @@ impl MCore {
         };
         self.acquire(got);
         while let Some((task, inherit)) = self.find_runnable() {
-            if self.spinning.replace(false) && idle.stop_spinning() {
-                idle.wakep();
+            if self.spinning.replace(false) {
+                self.info.spinning.store(false, Relaxed);
+                if idle.stop_spinning() {
+                    idle.wakep();
+                }
             }
-            self.info.spinning.store(false, Relaxed);
             let mut p = self
                 .p
                 .borrow_mut()
@@ -198,13 +202,15 @@ impl MCore {
             }
             p.on_execute(inherit);
             let id = p.id;
-            let token = shared.allp[id].enter(p, task.id().as_u64(), self.info.id as u64);
-            self.polling.set(Some((id, token)));
+            // The token is read back from the slot after the poll
+            // (`current`): `block_in_place` may have replaced it.
+            let _ = self.info.slot.enter(p, task.id().as_u64());
             self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
             let back = self
-                .polling
-                .take()
-                .and_then(|(id, token)| shared.allp[id].exit(token));
+                .info
+                .slot
+                .current()
+                .and_then(|token| self.info.slot.exit(token));
             let yielded = self.yielded.take();
             match back {
                 Some(mut p) => {
@@ -248,23 +254,20 @@ impl MCore {
         self.handle.shared.sysmon.wake();
     }
 
-    /// `block_in_place` on this M (syscall.rs): the slot and token of the
-    /// poll in progress, if the M is inside one and still holds its P.
-    pub(crate) fn polling(&self) -> Option<(usize, PollToken)> {
-        self.polling.get()
+    /// `block_in_place` on this M (syscall.rs): the poll in progress, if the
+    /// M is inside one and still holds its P.
+    pub(crate) fn polling(&self) -> Option<PollToken> {
+        self.info.slot.current()
     }
 
     /// `block_in_place`'s slow path took a different P (or none).
-    pub(crate) fn set_polling(&self, polling: Option<(usize, PollToken)>) {
-        self.info
-            .curp
-            .store(polling.map_or(NO_P, |(id, _)| id), Relaxed);
-        self.polling.set(polling);
+    pub(crate) fn set_curp(&self, p: Option<usize>) {
+        self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
     }
 
-    /// This M's id (Go's `m.id`).
-    pub(crate) fn id(&self) -> usize {
-        self.info.id
+    /// This M's status slot (pstatus.rs).
+    pub(crate) fn slot(&self) -> &PSlot<Box<P>> {
+        &self.info.slot
     }
 
     fn exit(&self) {
@@ -600,7 +603,7 @@ impl MCore {
             push(p, task)
         } else {
             drop(guard);
-            let Some((id, token)) = self.polling.get() else {
+            let Some(token) = self.info.slot.current() else {
                 return Some(task);
             };
             // The polled task re-scheduling itself: the M pushes it once the
@@ -617,7 +620,7 @@ impl MCore {
             // Inside a poll the P is parked in its slot: borrow it there,
             // unless sysmon took it (then the global queue).
             let mut task = Some(task);
-            let pushed = shared.allp[id].borrow(token, |p| {
+            let pushed = self.info.slot.borrow(token, |p| {
                 push(p, task.take().expect("gort: borrow runs its closure once"))
             });
             match pushed {

@@ -39,7 +39,6 @@ use crate::metrics::Diag;
 use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
-use crate::pstatus::PSlot;
 use crate::scheduler::Shared;
 use crate::sysmon::{self, SysmonShared};
 use crate::task::JoinHandle;
@@ -125,7 +124,6 @@ impl Runtime {
             timers: timers.into_boxed_slice(),
             netpoller,
             owned: OwnedTasks::new(n),
-            allp: (0..n).map(|_| PSlot::new()).collect(),
             ms: Mutex::new(infos.clone()),
             sysmon: SysmonShared::new(sysmon_unparker),
             blocking: BlockingPool::new(&config),

@@ -30,7 +30,6 @@ use crate::m::MInfo;
 use crate::metrics::{self, Diag};
 use crate::netpoller::Netpoller;
 use crate::p::P;
-use crate::pstatus::PSlot;
 use crate::queue::{QueueItem, Steal};
 use crate::runtime::Handle;
 use crate::sysmon::SysmonShared;
@@ -59,8 +58,6 @@ pub(crate) struct Shared {
     pub(crate) netpoller: Netpoller,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
-    /// Every P's status word and parking cell (pstatus.rs), by P id.
-    pub(crate) allp: Box<[PSlot<Box<P>>]>,
     /// Every M ever started, by M id (Go's `allm`): to unpark them at
     /// shutdown, for sysmon's preempt flags and for scheddetail.
     pub(crate) ms: Mutex<Vec<Arc<MInfo>>>,

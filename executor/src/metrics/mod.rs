@@ -36,6 +36,7 @@ pub(crate) mod probe;
 use std::time::Duration;
 
 use gort_netpoll::loom::sync::Mutex;
+use gort_netpoll::loom::sync::atomic::Ordering::Relaxed;
 
 #[cfg_attr(loom, allow(unused_imports))] // the trace writer's, absent under loom
 pub(crate) use clock::{Calibration, ns_per_tick, ticks};
@@ -95,21 +96,22 @@ pub(crate) struct PollInProgress {
 }
 
 /// Every poll in progress (or `block_in_place`), from the status slots.
-/// The one place that knows how the slots are laid out (one per P here).
+/// The one place that knows how the slots are laid out: one per M
+/// (`MInfo::slot`, pstatus.rs), indexed by M id as sysmon reports them in
+/// `saw_poll`. A poll whose P sysmon took still shows (its task still runs
+/// on the blocked M), with the P it had.
 pub(crate) fn polls_in_progress(shared: &Shared) -> Vec<PollInProgress> {
-    shared
-        .allp
-        .iter()
+    let ms = shared.ms.lock().unwrap().clone();
+    ms.iter()
         .enumerate()
-        .filter_map(|(i, slot)| {
-            let word = slot.load();
-            let (task, m) = slot.last_poll();
-            matches!(pstatus::status(word), POLLING | RUNNING | SYSCALL).then_some(PollInProgress {
+        .filter_map(|(i, m)| {
+            let word = m.slot.load();
+            matches!(pstatus::status(word), POLLING | RUNNING | SYSCALL).then(|| PollInProgress {
                 slot: i,
                 word,
-                task,
-                m,
-                p: i,
+                task: m.slot.last_task(),
+                m: m.id as u64,
+                p: m.curp.load(Relaxed),
             })
         })
         .collect()
