@@ -3,13 +3,17 @@
 //! no-collection baseline.
 //!
 //! Run: `cargo bench -p gort-alloc --bench gc` (`GC_BENCH_REPS=n` to change the
-//! number of runs; each figure is the median). Workloads:
-//! - (a) allocate and drop 1,000,000 small objects, then collect;
+//! number of runs; each figure is the median; `GC_BENCH_ONLY=abcdn` picks
+//! workloads). Workloads:
+//! - (a) allocate and drop 1,000,000 small objects, then collect
+//!   (`GC_BENCH_ONLY=n`: `Gc::new` + drop and `Arc::new` + drop per call,
+//!   in isolation);
 //! - (b) build and drop 100,000 cycles of 2 and of 10 objects, then collect;
 //! - (c) a random graph workload on two threads (200,000 operations each),
 //!   then collect. gort, dumpster and Arc share one graph between the
 //!   threads; `gc` and `bacon_rajan_cc` are single-threaded, so each thread
-//!   runs its own graph;
+//!   runs its own graph (gort is also run that way, for a like-for-like
+//!   row);
 //! - (d) the longest time (and the p99) any mutator operation waits while a
 //!   heap of 1,000,000 live objects is collected.
 
@@ -118,6 +122,30 @@ fn small_objects() -> Vec<(&'static str, Duration)> {
         ),
         ("Arc", alloc_drop(Arc::new, || {})),
     ]
+}
+
+/// `Gc::new` + drop against `Arc::new` + drop, per call, with no collection
+/// in the loop (the figure the 1.5x target is about).
+fn new_drop_in_isolation() {
+    const CALLS: usize = 10_000_000;
+    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / CALLS as f64;
+    let gort = median(|| {
+        for i in 0..CALLS {
+            black_box(gort_alloc::Gc::new(i as u64));
+        }
+    });
+    let arc = median(|| {
+        for i in 0..CALLS {
+            black_box(Arc::new(i as u64));
+        }
+    });
+    println!("\nnew + drop in isolation ({CALLS} calls)");
+    println!("  Gc::new + drop   {:>6.1} ns", per_call(gort));
+    println!(
+        "  Arc::new + drop  {:>6.1} ns   (gort/Arc = {:.2})",
+        per_call(arc),
+        gort.as_secs_f64() / arc.as_secs_f64()
+    );
 }
 
 // ---------------------------------------------------------------- (b)
@@ -286,6 +314,28 @@ struct GortTable {
     slots: Vec<gort_alloc::GcMutex<Option<gort_alloc::Gc<GortShared>>>>,
 }
 
+fn gort_table() -> gort_alloc::Gc<GortTable> {
+    gort_alloc::Gc::new(GortTable {
+        slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
+    })
+}
+
+/// `GRAPH_OPS` random operations on `table`'s graph.
+fn gort_graph_ops(table: &gort_alloc::Gc<GortTable>, seed: u64) {
+    let mut rng = Rng(seed);
+    for _ in 0..GRAPH_OPS {
+        graph_op!(
+            rng,
+            table.slots,
+            gort_alloc::Gc::new(GortShared {
+                edges: gort_alloc::GcMutex::new(Vec::new()),
+            }),
+            lock_gort,
+            edges
+        );
+    }
+}
+
 fn two_threads(work: impl Fn(u64) + Sync) {
     std::thread::scope(|scope| {
         for seed in [0x1234_5678u64, 0x8765_4321] {
@@ -300,24 +350,16 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
         (
             "gort (shared graph)",
             median(|| {
-                let table = gort_alloc::Gc::new(GortTable {
-                    slots: (0..SLOTS).map(|_| gort_alloc::GcMutex::new(None)).collect(),
-                });
-                two_threads(|seed| {
-                    let mut rng = Rng(seed);
-                    for _ in 0..GRAPH_OPS {
-                        graph_op!(
-                            rng,
-                            table.slots,
-                            gort_alloc::Gc::new(GortShared {
-                                edges: gort_alloc::GcMutex::new(Vec::new()),
-                            }),
-                            lock_gort,
-                            edges
-                        );
-                    }
-                });
+                let table = gort_table();
+                two_threads(|seed| gort_graph_ops(&table, seed));
                 drop(table);
+                gort_alloc::collect();
+            }),
+        ),
+        (
+            "gort (one graph per thread)",
+            median(|| {
+                two_threads(|seed| gort_graph_ops(&gort_table(), seed));
                 gort_alloc::collect();
             }),
         ),
@@ -628,6 +670,9 @@ fn main() {
             "(a) allocate and drop 1M small objects, then collect",
             small_objects(),
         );
+    }
+    if only.contains('n') {
+        new_drop_in_isolation();
     }
     if only.contains('b') {
         table(

@@ -24,25 +24,33 @@
 //!   a span's identity fields are stable while it is in use).
 //! - `gc_alloc` on mutators during every phase.
 //! - `gc_sweep_span`: one collector thread at a time (sweeps of different
-//!   spans must not run in parallel, and only the sweep returns GC spans to
-//!   the mheap, which is why a `for_each_gc_span` snapshot stays valid while
-//!   its caller sweeps). It may run while mutators allocate in the same span:
+//!   spans must not run in parallel, and only the sweep returns small GC
+//!   spans to the mheap, which is why a `for_each_gc_span` snapshot stays
+//!   valid while its caller sweeps; `gc_free` returns a large object's span,
+//!   but only while no collector pass runs). It may run while mutators allocate in the same span:
 //!   both take the span's `gc_lock`; the `dead` callback runs with no lock
 //!   held, so it may allocate (GC or `SpanAlloc`) and free `SpanAlloc` memory.
 //! - Checked by `tests/loom_gc_sweep.rs`: `gc_alloc` racing `gc_sweep_span`
 //!   on one span never loses the new object.
+//! - `gc_free`, `gc_reuse_dead`, `gc_keep_dead`, `gc_alloc_dead_batch`: a
+//!   mutator freeing or reusing objects at count zero, only inside a barrier
+//!   operation that saw the collector's phase OFF (gc/barrier.rs, "Last
+//!   drop", "Dead slots"): no snapshot, mark or sweep runs meanwhile. Other
+//!   mutators may allocate or free in the same span (`gc_lock`). Dead slots
+//!   stay allocated here; the collector releases the ones a thread never
+//!   reuses.
 //! - A mutator's allocation that began before `gc_begin_mark` returned may
 //!   still allocate white: the collector's handshake with mutators (its
 //!   safepoint) must order phase changes against allocation, as Go's STW
 //!   phase changes do.
 
-use crate::global::alloc_large;
+use crate::global::{alloc_large, free_large};
 use crate::loom::sync::atomic::Ordering;
 use crate::mcache::with_mcache;
 use crate::mcentral::MCentral;
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_NPAGES, class_for, span_class};
-use crate::span::{BITMAP_WORDS, FreeCursor, Span};
+use crate::sizeclass::{CLASS_NPAGES, NUM_CLASSES, class_for, span_class};
+use crate::span::{BITMAP_WORDS, FreeCursor, Span, word_of};
 use crate::stats::{CENTRAL, bump};
 use std::alloc::Layout;
 use std::ptr::{self, NonNull};
@@ -116,18 +124,26 @@ fn gc_alloc_with(layout: Layout, force_black: bool) -> Option<NonNull<u8>> {
 /// Takes a slot from a GC span under its gc_lock; `None` if it is full.
 /// (`pub(crate)` for the loom model of allocation racing a sweep.)
 pub(crate) fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
+    let mut slot = [ptr::null_mut()];
+    (take_slots(span, force_black, &mut slot) == 1).then_some(slot[0])
+}
+
+/// Takes up to `out.len()` slots from a GC span under one acquisition of its
+/// gc_lock, writing them to `out`; returns how many (0: the span is full).
+fn take_slots(span: SpanRef, force_black: bool, out: &mut [*mut u8]) -> usize {
     let s = span.span();
+    let nelems = s.nelems.load(Ordering::Relaxed);
     span.lock_gc();
-    // SAFETY: a GC span's `local` is under its gc_lock, held here.
-    let idx = s.local.with_mut(|l| unsafe {
-        let l = &mut *l;
-        let idx = l
-            .cursor
-            .next(&s.alloc_bits, s.nelems.load(Ordering::Relaxed))?;
-        l.nalloc += 1;
-        Some(idx)
-    });
-    if let Some(idx) = idx {
+    let mut taken = 0;
+    while taken < out.len() {
+        // SAFETY: a GC span's `local` is under its gc_lock, held here.
+        let idx = s.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            let idx = l.cursor.next(&s.alloc_bits, nelems)?;
+            l.nalloc += 1;
+            Some(idx)
+        });
+        let Some(idx) = idx else { break };
         if force_black || alloc_black(s) {
             // Mark before the alloc bit: a sweep reads both under gc_lock,
             // and the collector's `is_allocated` must never see an allocated
@@ -136,33 +152,55 @@ pub(crate) fn take_slot(span: SpanRef, force_black: bool) -> Option<*mut u8> {
         }
         // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
         unsafe { span.set_alloc_bit(idx) };
+        out[taken] = span.base_of(idx);
+        taken += 1;
     }
     span.unlock_gc();
-    idx.map(|i| span.base_of(i))
+    taken
 }
 
 fn gc_alloc_cached(c: &mut crate::mcache::MCache, class: usize, force_black: bool) -> *mut u8 {
+    let mut slot = [ptr::null_mut()];
+    gc_alloc_cached_n(c, class, force_black, &mut slot);
+    slot[0]
+}
+
+/// Fills `out` (at least one slot, up to all of it) from the thread's cached
+/// GC span of `class`, refilling the cache from the mcentral or the mheap
+/// when the span is full; 0 when memory runs out.
+fn gc_alloc_cached_n(
+    c: &mut crate::mcache::MCache,
+    class: usize,
+    force_black: bool,
+    out: &mut [*mut u8],
+) -> usize {
     let sc = span_class(class, true);
     loop {
         if let Some(sp) = NonNull::new(c.gc[class]) {
             // SAFETY: cached span structs live forever.
             let span = unsafe { SpanRef::from_ptr(sp) };
-            if let Some(p) = take_slot(span, force_black) {
-                bump(&c.counters().mallocs[sc]);
-                return p;
+            let taken = take_slots(span, force_black, out);
+            if taken != 0 {
+                let mallocs = &c.counters().mallocs[sc];
+                // The owner is the counter's only writer (stats::bump).
+                mallocs.store(
+                    mallocs.load(Ordering::Relaxed) + taken as u64,
+                    Ordering::Relaxed,
+                );
+                return taken;
             }
             c.gc[class] = ptr::null_mut();
             HEAP.central[sc].uncache_gc_span(span);
         }
         let id = c.id();
         if id == 0 {
-            return ptr::null_mut();
+            return 0;
         }
         let span = match HEAP.central[sc].cache_span(id) {
             Some((span, _)) => span,
             None => match HEAP.alloc_span(CLASS_NPAGES[class] as usize, sc, 0, 0, id) {
                 Some(span) => span,
-                None => return ptr::null_mut(),
+                None => return 0,
             },
         };
         c.gc[class] = span.as_ptr();
@@ -189,6 +227,211 @@ fn gc_alloc_uncached(class: usize, force_black: bool) -> *mut u8 {
             Some(span) => MCentral::push_partial(&mut l, span),
             None => return ptr::null_mut(),
         }
+    }
+}
+
+/// Frees one GC object at once, outside any sweep: its slot's alloc and mark
+/// bits are cleared under the span's `gc_lock`, and the span's free cursor
+/// moves back to the slot when it is behind, so the next allocation in this
+/// span reuses it while it is still in cache. A span that was full stays on
+/// its mcentral's full list until the next sweep refiles it (no mcentral lock
+/// here); a large object's span goes back to the mheap.
+///
+/// # Safety
+/// `ptr` is the base of an allocated GC object that no one will read again,
+/// and no collector pass can be reading the arena's GC spans now: the caller
+/// runs inside a barrier operation that saw the collector's phase OFF
+/// (gc/barrier.rs, "Last drop"), so no snapshot, mark or sweep is in progress
+/// and the next one waits for the caller.
+pub(crate) unsafe fn gc_free(ptr: NonNull<u8>) {
+    let span = span_of(ptr.as_ptr()).expect("gort-alloc: gc_free of a pointer outside the arena");
+    debug_assert!(span.is_gc(), "gort-alloc: gc_free on a non-GC span");
+    if span.is_large() {
+        // The mark of a large object allocated black in the window between
+        // `gc_begin_mark` and the barrier's MARK goes with its span.
+        free_large(span);
+        return;
+    }
+    let s = span.span();
+    let idx = span.index_of(ptr.as_ptr());
+    let sc = s.spanclass.load(Ordering::Relaxed);
+    span.lock_gc();
+    // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
+    let was_allocated = unsafe { span.clear_alloc_bit(idx) };
+    debug_assert!(was_allocated, "gort-alloc: gc_free of a free slot");
+    // An object allocated black (arena MARK, barrier still OFF) has its mark
+    // set; left there, the next bitmap swap would make the slot allocated
+    // again with no object in it.
+    // Nothing else marks the slot now (no handle exists, no collector pass
+    // runs), so a load spares the locked RMW in the common, unmarked case.
+    if span.is_marked(idx) {
+        let bit = 1u64 << (idx % 64);
+        s.gcmark_bits[idx / 64].fetch_and(!bit, Ordering::Relaxed);
+    }
+    // SAFETY: a GC span's `local` is under its gc_lock, held here.
+    s.local.with_mut(|l| unsafe {
+        let l = &mut *l;
+        l.nalloc -= 1;
+        // Keep "every slot below `freeindex` is allocated": a cached
+        // allocator that fails to find a slot must mean the span is full.
+        if idx < l.cursor.freeindex {
+            l.cursor = FreeCursor::at(&s.alloc_bits, idx);
+        } else if word_of(idx) == word_of(l.cursor.freeindex) {
+            l.cursor.alloc_cache |= 1 << (idx - l.cursor.freeindex);
+        }
+    });
+    span.unlock_gc();
+    // The thread's own counter when it has one (no shared cache line).
+    let counted = with_mcache(|c| {
+        let registered = c.id() != 0;
+        if registered {
+            bump(&c.counters().frees[sc]);
+        }
+        registered
+    });
+    if counted != Some(true) {
+        CENTRAL.frees[sc].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How many dead slots of one size class a thread keeps for reuse.
+#[cfg(not(loom))]
+const DEAD_SLOTS: usize = 32;
+
+/// A thread's dead GC slots, per small size class: objects freed at count
+/// zero whose slots stay allocated in the arena, to be handed to the next
+/// `Gc::new` of the same class without touching the span (no `gc_lock`, no
+/// bitmap). `tag` names the collector state they were cached under; the
+/// collector's side of the rule is in gc/barrier.rs, "Dead slots".
+#[cfg(not(loom))]
+struct DeadSlots {
+    tag: std::cell::Cell<usize>,
+    len: [std::cell::Cell<u8>; NUM_CLASSES],
+    slots: [[std::cell::Cell<*mut u8>; DEAD_SLOTS]; NUM_CLASSES],
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static DEAD: DeadSlots = const {
+        DeadSlots {
+            tag: std::cell::Cell::new(usize::MAX),
+            len: [const { std::cell::Cell::new(0) }; NUM_CLASSES],
+            slots: [const { [const { std::cell::Cell::new(ptr::null_mut()) }; DEAD_SLOTS] };
+                NUM_CLASSES],
+        }
+    };
+}
+
+/// The class whose dead slots fit `layout`, if the cache serves it.
+#[cfg(not(loom))]
+#[inline]
+fn dead_class(layout: Layout) -> Option<usize> {
+    if layout.size() <= 1024 && layout.align() <= 8 {
+        class_for(layout.size(), layout.align())
+    } else {
+        None
+    }
+}
+
+/// Takes a dead slot for an object of `layout` cached under `tag`, if this
+/// thread has one. The slot is still allocated in the arena, with whatever
+/// mark it had; the caller overwrites the object.
+#[inline]
+pub(crate) fn gc_reuse_dead(layout: Layout, tag: usize) -> Option<NonNull<u8>> {
+    #[cfg(not(loom))]
+    {
+        let class = dead_class(layout)?;
+        DEAD.try_with(|dead| {
+            let n = dead.len[class].get();
+            if n == 0 || dead.tag.get() != tag {
+                return None;
+            }
+            dead.len[class].set(n - 1);
+            NonNull::new(dead.slots[class][usize::from(n - 1)].get())
+        })
+        .ok()
+        .flatten()
+    }
+    #[cfg(loom)]
+    {
+        let _ = (layout, tag);
+        None
+    }
+}
+
+/// Slots taken from the span per span-lock acquisition when a thread's dead
+/// slots of a class run out.
+#[cfg(not(loom))]
+const DEAD_BATCH: usize = DEAD_SLOTS / 2;
+
+/// Takes `DEAD_BATCH` fresh slots of `layout`'s class from the thread's
+/// cached span under one span lock, makes each a dead slot with `init`
+/// (which writes its dead header), caches them under `tag` and returns one
+/// of them. `None` when the class is not cached (the caller allocates
+/// normally) or memory runs out.
+#[inline(never)]
+pub(crate) fn gc_alloc_dead_batch(
+    layout: Layout,
+    tag: usize,
+    init: impl Fn(NonNull<u8>),
+) -> Option<NonNull<u8>> {
+    #[cfg(not(loom))]
+    {
+        let class = dead_class(layout)?;
+        let mut batch = [ptr::null_mut(); DEAD_BATCH];
+        let taken = with_mcache(|c| gc_alloc_cached_n(c, class, false, &mut batch))?;
+        let (first, rest) = batch[..taken].split_first()?;
+        for &slot in rest {
+            let slot = NonNull::new(slot)?;
+            init(slot);
+            // Always kept (the caller found the cache empty); a slot that
+            // were not would still not leak: its dead header lets the next
+            // snapshot release it.
+            let kept = gc_keep_dead(slot, layout, tag);
+            debug_assert!(kept, "dead-slot cache full after a miss");
+        }
+        NonNull::new(*first)
+    }
+    #[cfg(loom)]
+    {
+        let _ = (layout, tag, init);
+        None
+    }
+}
+
+/// Keeps the slot of a dead object of `layout` for this thread's next
+/// allocation of its class, under `tag`; false (nothing kept) when the
+/// class is not cached or its cache is full. Entries cached under another
+/// tag are dropped first: they stay allocated in the arena, and the
+/// collector frees them (gc/barrier.rs, "Dead slots").
+#[inline]
+pub(crate) fn gc_keep_dead(ptr: NonNull<u8>, layout: Layout, tag: usize) -> bool {
+    #[cfg(not(loom))]
+    {
+        let Some(class) = dead_class(layout) else {
+            return false;
+        };
+        DEAD.try_with(|dead| {
+            if dead.tag.get() != tag {
+                for len in &dead.len {
+                    len.set(0);
+                }
+                dead.tag.set(tag);
+            }
+            let n = dead.len[class].get();
+            if usize::from(n) == DEAD_SLOTS {
+                return false;
+            }
+            dead.slots[class][usize::from(n)].set(ptr.as_ptr());
+            dead.len[class].set(n + 1);
+            true
+        })
+        .unwrap_or(false)
+    }
+    #[cfg(loom)]
+    {
+        let _ = (ptr, layout, tag);
+        false
     }
 }
 

@@ -57,6 +57,11 @@
 //!   span sees every identity field written before it by `MHeap::alloc_span`.
 //! - `gc_lock`: the Acquire compare-exchange in `SpanRef::lock_gc` pairs with
 //!   the Release store in `SpanRef::unlock_gc`.
+//! - `set_alloc_bit` (Release) pairs with `is_allocated` (Acquire): the
+//!   collector's snapshot reads a slot's bits without `gc_lock`, and an
+//!   allocate-black `take_slot` sets the mark before the alloc bit, so a
+//!   snapshot that sees the alloc bit sees the mark (free on x86; needed on
+//!   weakly ordered CPUs).
 //! - `mark` is a Relaxed fetch_or: the collector's handshake with mutators
 //!   (its own barrier) orders marks against sweeps; the sweep reads the mark
 //!   bits on the collector thread that set them or after that handshake.
@@ -133,6 +138,15 @@ impl FreeCursor {
         FreeCursor {
             freeindex: 0,
             alloc_cache: !bits[0].load(Ordering::Relaxed),
+        }
+    }
+
+    /// A cursor at slot `idx` (an immediate free moved it back there).
+    #[inline]
+    pub(crate) fn at(bits: &[AtomicU64; BITMAP_WORDS], idx: usize) -> FreeCursor {
+        FreeCursor {
+            freeindex: idx,
+            alloc_cache: !bits[word_of(idx)].load(Ordering::Relaxed) >> (idx % 64),
         }
     }
 
@@ -368,7 +382,20 @@ impl SpanRef {
     /// Whether slot `idx` holds an allocated object.
     #[inline]
     pub(crate) fn is_allocated(&self, idx: usize) -> bool {
-        self.span().alloc_bits[idx / 64].load(Ordering::Relaxed) & (1 << (idx % 64)) != 0
+        // Acquire: pairs with `set_alloc_bit`'s Release, so a reader that sees
+        // the bit also sees the mark an allocate-black `take_slot` set before
+        // it (free on x86, needed on weakly ordered CPUs).
+        self.span().alloc_bits[idx / 64].load(Ordering::Acquire) & (1 << (idx % 64)) != 0
+    }
+
+    /// Slots `64 * w ..` that are allocated and unmarked, as a bit word (bit
+    /// `j` is slot `64 * w + j`): the alloc word is read first, with Acquire
+    /// as in `is_allocated`, so a slot allocated black shows its mark.
+    #[inline]
+    pub(crate) fn allocated_unmarked(&self, w: usize) -> u64 {
+        let s = self.span();
+        let alloc = s.alloc_bits[word_of(64 * w)].load(Ordering::Acquire);
+        alloc & !s.gcmark_bits[word_of(64 * w)].load(Ordering::Relaxed)
     }
 
     /// Sets the mark bit of slot `idx`; true if it was not set before.
@@ -411,9 +438,11 @@ impl SpanRef {
     #[inline]
     pub(crate) unsafe fn set_alloc_bit(&self, idx: usize) {
         let w = &self.span().alloc_bits[idx / 64];
+        // Release: publishes the mark bit set before it (allocate-black) to
+        // `is_allocated`'s Acquire load, which runs without `gc_lock`.
         w.store(
             w.load(Ordering::Relaxed) | 1 << (idx % 64),
-            Ordering::Relaxed,
+            Ordering::Release,
         );
     }
 

@@ -4,19 +4,46 @@
 
 use std::time::{Duration, Instant};
 
-use gort_alloc::{Gc, gc_stats, set_gc_percent, set_memory_limit};
+use gort_alloc::{Gc, GcCell, Trace, gc_stats, set_gc_percent, set_memory_limit};
 
-/// Allocates garbage until `done` says so or `bytes` were allocated; returns
-/// how many bytes it allocated.
+/// An object that points to itself: garbage only a cycle can free (an
+/// acyclic object is freed by its last drop and never reaches the pacer).
+#[derive(Trace)]
+struct SelfLoop {
+    me: GcCell<Option<Gc<SelfLoop>>>,
+    #[trace(skip)]
+    _payload: [u64; 4],
+}
+
+/// Allocates cyclic garbage until `done` says so or `bytes` were allocated;
+/// returns how many bytes it allocated.
 fn allocate_garbage(bytes: usize, mut done: impl FnMut() -> bool) -> usize {
     let mut allocated = 0;
     while allocated < bytes && !done() {
         for _ in 0..1024 {
-            std::hint::black_box(Gc::new([0u64; 4]));
+            let node = Gc::new(SelfLoop {
+                me: GcCell::new(None),
+                _payload: [0; 4],
+            });
+            *node.me.borrow_mut() = Some(node.clone());
         }
         allocated += 1024 * 64;
     }
     allocated
+}
+
+/// Acyclic garbage is freed by its last drop: it never triggers a cycle.
+fn acyclic_garbage_starts_no_cycle() {
+    gort_alloc::collect();
+    let before = gc_stats().num_gc;
+    for _ in 0..(64 << 20) / 64 {
+        std::hint::black_box(Gc::new([0u64; 4]));
+    }
+    assert_eq!(
+        gc_stats().num_gc,
+        before,
+        "64 MiB of acyclic garbage was freed at its last drop, yet a cycle ran"
+    );
 }
 
 #[test]
@@ -66,4 +93,6 @@ fn pacer_starts_cycles_by_itself_and_obeys_off_and_the_limit() {
     );
     set_memory_limit(old);
     set_gc_percent(100);
+
+    acyclic_garbage_starts_no_cycle();
 }

@@ -17,7 +17,8 @@
 //! fetch-or that says whether the bit was newly set); sweeping clears them.
 //!
 //! Each mutator thread owns a `MutatorRecord` whose `seq` is odd while the
-//! thread is inside a barrier operation and even outside.
+//! thread is inside a barrier operation and even outside; `depth` counts
+//! nested operations (a destructor run by a last drop runs inside one).
 //!
 //! # Transitions
 //! - phase `OFF -> MARK(e)`: collector, `start_cycle` (store + collector
@@ -25,12 +26,32 @@
 //!   handshake and the heap snapshot (`roots::snapshot_and_count`).
 //! - phase `MARK(e) -> SWEEP(e) -> OFF`: collector, `set_phase` (SeqCst).
 //! - `seq` even -> odd -> even: the owning mutator, `MutatorRecord::enter`
-//!   (Relaxed store, ordered by the fence in `phase_after_store`) and `exit`
-//!   (Release store).
+//!   (Release store, ordered before the phase load by the fence in
+//!   `phase_after_store`) and `exit` (Release store).
 //! - object unmarked -> marked: anyone, `Header::try_mark` (fetch-or on the
 //!   span's mark bitmap); only the caller that set the bit pushes the object
 //!   on the gray queue (`Barrier::shaded`), so each object is queued at most
 //!   once per cycle.
+//! - object live -> freed at count zero ("Last drop"): the mutator whose
+//!   `Gc::drop` took the count from 1 to 0 (`fetch_sub`, no `Weak`, not
+//!   condemned). It read the phase word (`phase_before_drop`, Acquire)
+//!   before the decrement; after it, it enters a barrier operation (odd
+//!   `seq`), fences and reads the phase again (`may_free`). Only if both
+//!   reads are OFF with the same epoch does it drop the value and free the
+//!   slot (`heap_api::gc_free`), inside the operation; otherwise the object
+//!   stays, with no handle, and the sweep of this or the next cycle frees it
+//!   exactly as any unreachable object.
+//! - Dead slots: a last drop that frees (above) may keep the slot, still
+//!   allocated in the arena, in its thread's cache (`heap_api::gc_keep_dead`)
+//!   tagged with the phase word it read, after writing a dead header
+//!   (`CONDEMNED`, no handle, `DEAD_VTABLE`). `Gc::new` reuses it
+//!   (`gc_reuse_dead`) only inside its barrier operation, when the phase word
+//!   it read after its fence equals the tag: then no cycle ran since the
+//!   slot died and the next one waits for this operation. A slot the thread
+//!   does not reuse before the word changes stays in the arena; the next
+//!   snapshot finds a condemned object with no handle and lets the arena's
+//!   sweep free it (roots.rs), as for a resurrected object whose last handle
+//!   went.
 //! - phase `MARK -> SWEEP`: after mark termination, followed by one more
 //!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
 //!   sweeping starts (a late shade would leave a mark bit set in a swept
@@ -39,7 +60,10 @@
 //! # Ownership
 //! - `phase`: written by the collector thread only; read by everyone.
 //! - `MutatorRecord::seq`: written by its thread only; read by the collector
-//!   in `wait_for_mutators`.
+//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only.
+//! - The header of an object whose count reached zero, and a dead slot:
+//!   written by the thread of the last drop inside its barrier operation
+//!   (after `may_free`), read by the next snapshot after the handshake.
 //! - `records`: the list grows under its mutex when a thread first uses a
 //!   barrier; records are reused, never freed.
 //! - `gray`: pushed by anyone, popped by the collector.
@@ -67,13 +91,29 @@
 //! - `MutatorRecord::exit` (Release) pairs with both Acquire loads of `seq`
 //!   in `wait_for_mutators` (the first one may already read an `exit`):
 //!   every gray push and every allocated header written inside the operation
-//!   is visible to what follows the wait.
+//!   is visible to what follows the wait. `enter` stores with Release too:
+//!   the wait's second load may read the next operation's odd `seq` instead
+//!   of the `exit` (a plain store is no release sequence), and must still
+//!   see the finished operation's writes.
 //! - Allocation: `Gc::new` runs inside a barrier operation and fences
 //!   (`phase_after_store`) before `gc_alloc` reads the arena's phase. The
 //!   collector calls `heap_api::gc_begin_mark` (SeqCst), `start_cycle`
 //!   (fence) and `wait_for_mutators`: an allocation either sees MARK and is
 //!   born black (never traced, never swept this cycle), or is waited for, so
 //!   the collector reads only initialised objects.
+//! - Last drop, `may_free`: the odd `seq` is the store, the fence in
+//!   `phase_after_store` and the phase load follow; the collector's side is
+//!   `start_cycle` (store MARK, fence) then `wait_for_mutators`. If the
+//!   mutator's fence comes first in the SC order, the collector sees `seq`
+//!   odd and its snapshot waits until the free is done (the `exit` Release
+//!   pairs with the wait's Acquire, so the snapshot sees the cleared alloc
+//!   bit or the new object allocated there); if the collector's fence comes
+//!   first, the mutator reads MARK and does not free. A cycle that began and
+//!   ended between the decrement and the check changed the epoch, so the
+//!   two reads differ and the mutator does not free what that cycle's sweep
+//!   may have freed. `phase_before_drop`'s Acquire pairs with `set_phase`
+//!   (SeqCst) to OFF: the finished cycle's reads of the object happen before
+//!   the free (the Acquire fence after the last decrement gives the same).
 //! - `BorrowFlag::collector_release` (Release) pairs with the Acquire of
 //!   `acquire_write`'s CAS: a borrow that begins after the collector read the
 //!   cell happens after `start_cycle` and sees MARK.
@@ -89,6 +129,17 @@
 //!   late shades harmless, but the arena's sweep is driven by its mark
 //!   bitmaps, so marks live there and the SWEEP handshake rules out late
 //!   shades instead.
+//! - Freeing at count zero without the barrier operation (as `Arc` does):
+//!   the snapshot may be tracing the value, or the sweep freeing it.
+//! - Marking a dying object (or flagging it) so the snapshot skips it and
+//!   running its destructor outside the operation: the free must then clear
+//!   a mark bit a racing snapshot may set, so the free would need a second
+//!   handshake; running the destructor inside the operation needs none, at
+//!   the price of a cycle's start waiting for destructors that began before
+//!   it (`collect()` from such a destructor returns at once).
+//! - Only the phase read after the decrement: a whole cycle may run between
+//!   the decrement and the check, counting zero handles and freeing the
+//!   object; the epoch in the word catches it.
 //! - A Dijkstra insertion barrier on cell release: the handle counts already
 //!   make every handle stored after an object was counted look like a root
 //!   (DESIGN.md, "Why no insertion barrier").
@@ -103,6 +154,14 @@
 //!   header before its `Gc::new` wrote it (loom's cell race checker);
 //! - `weak_upgrade_races_condemn`: a `Weak::upgrade` racing the SWEEP
 //!   handshake never returns an object whose value is dropped.
+//!
+//! `alloc/src/gc/tests/loom_gc_last_drop.rs`:
+//! - `last_drop_races_a_whole_cycle`: a last drop racing a whole cycle frees
+//!   the object exactly once, never while the snapshot reads it (it fails
+//!   without the epoch comparison or without the fence);
+//! - `dead_slot_reuse_races_a_cycle`: a dead slot is never reused after the
+//!   collector released it nor read by the snapshot while it is rewritten
+//!   (it fails without the tag check, and found that `enter` needs Release).
 //!
 //! Each fails when its barrier, the fences or the handshake is removed.
 
@@ -152,6 +211,13 @@ impl PhaseWord {
     pub(crate) fn marking(self) -> bool {
         self.phase == MARK
     }
+
+    /// The whole word, as the tag of a thread's dead slots (heap_api.rs,
+    /// `gc_keep_dead`; header, "Dead slots").
+    #[inline]
+    pub(crate) fn tag(self) -> usize {
+        self.encode()
+    }
 }
 
 /// A mutator thread's handshake word.
@@ -159,30 +225,49 @@ impl PhaseWord {
 pub(crate) struct MutatorRecord {
     /// Odd while the owning thread is inside a barrier operation.
     seq: AtomicUsize,
+    /// How deep the owning thread is in nested barrier operations (a
+    /// destructor run by a last drop, inside its operation, may clone,
+    /// allocate and drop). Owner only; `seq` is odd while it is non-zero.
+    depth: AtomicUsize,
     /// Whether a live thread owns this record.
     in_use: crate::loom::sync::atomic::AtomicBool,
 }
 
 impl MutatorRecord {
     /// Enters a barrier operation. Must be followed by `exit` on the same
-    /// thread; operations do not nest.
+    /// thread. Operations nest (a last drop's destructor runs inside one):
+    /// only the outermost makes `seq` odd.
     #[inline]
     pub(crate) fn enter(&self) {
-        // Only the owning thread writes `seq`, so a Relaxed load reads its own
-        // last store.
+        // Only the owning thread writes `depth` and `seq`, so Relaxed loads
+        // read its own last stores.
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.depth.store(depth + 1, Ordering::Relaxed);
+        if depth != 0 {
+            return;
+        }
         let seq = self.seq.load(Ordering::Relaxed);
-        debug_assert!(seq % 2 == 0, "barrier operations do not nest");
-        // Relaxed: `Barrier::phase_after_store`'s fence orders this store
-        // before the phase load (see Orderings).
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        debug_assert!(seq % 2 == 0, "seq is odd outside every operation");
+        // `Barrier::phase_after_store`'s fence orders this store before the
+        // phase load (see Orderings). Release: `wait_for_mutators` may see
+        // `seq` go from the odd value of one operation straight to the odd
+        // value of the next one, skipping the `exit` in between; this store
+        // then carries that exit's writes (found by the loom model
+        // `dead_slot_reuse_races_a_cycle`; free on x86).
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
     }
 
     /// Leaves a barrier operation.
     #[inline]
     pub(crate) fn exit(&self) {
+        let depth = self.depth.load(Ordering::Relaxed) - 1;
+        self.depth.store(depth, Ordering::Relaxed);
+        if depth != 0 {
+            return;
+        }
         let seq = self.seq.load(Ordering::Relaxed);
-        // Release: publishes the gray pushes made inside the operation to
-        // `wait_for_mutators`' Acquire reload.
+        // Release: publishes the gray pushes made inside the operation (and
+        // a last drop's frees) to `wait_for_mutators`' Acquire reload.
         self.seq.store(seq.wrapping_add(1), Ordering::Release);
     }
 }
@@ -298,6 +383,27 @@ impl Barrier {
     pub(crate) fn phase_after_store(&self) -> PhaseWord {
         self.mutator_fence();
         PhaseWord::decode(self.phase.load(Ordering::Relaxed))
+    }
+
+    /// The phase word read before a `Gc` handle's decrement: the first half
+    /// of the last-drop check (`may_free`). Acquire: pairs with the
+    /// collector's SeqCst `set_phase` to OFF, so everything the last cycle
+    /// did to the object happens before a free that follows.
+    #[inline]
+    pub(crate) fn phase_before_drop(&self) -> PhaseWord {
+        PhaseWord::decode(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Whether a drop that took an object's count to zero may drop and free
+    /// it now, on this thread. Called inside a barrier operation (the odd
+    /// `seq` is the store of the StoreLoad pair), with `before` from
+    /// `phase_before_drop` read before the decrement. True only if no cycle
+    /// ran or started between the two reads: then no collector pass read
+    /// the count after it reached zero, and the next cycle's snapshot waits
+    /// for this operation (header, "Last drop").
+    #[inline]
+    pub(crate) fn may_free(&self, before: PhaseWord) -> bool {
+        before.phase == OFF && self.phase_after_store() == before
     }
 
     /// Starts cycle `epoch`: barriers on. The caller then waits for the
@@ -490,6 +596,15 @@ mod global {
         static LOCAL: Local = Local(BARRIER.register());
     }
 
+    /// Whether the calling thread is inside a barrier operation (a
+    /// destructor run by a last drop is): a cycle cannot start until it
+    /// leaves, so it must not wait for one.
+    pub(crate) fn inside_operation() -> bool {
+        LOCAL
+            .try_with(|local| local.0.depth.load(super::Ordering::Relaxed) != 0)
+            .unwrap_or(false)
+    }
+
     /// Runs `f` inside a barrier operation of the calling thread: between
     /// `enter` and `exit` of its record.
     #[inline]
@@ -524,4 +639,4 @@ mod global {
 }
 
 #[cfg(not(loom))]
-pub(crate) use global::{BARRIER, with_barrier};
+pub(crate) use global::{BARRIER, inside_operation, with_barrier};

@@ -14,7 +14,8 @@
 //! # Transitions
 //! - `0 | COLLECTOR -> WRITING`: the mutator, `acquire_write` (AcqRel CAS; it
 //!   spins while `COLLECTOR` is set: the collector reads one value's handles,
-//!   a bounded wait measured as a pause). `WRITING -> 0`: `release_write`.
+//!   a bounded wait measured as a pause). `WRITING -> 0`: `release_write`
+//!   (a Release store: no one else writes a WRITING word).
 //! - `readers -> readers + 1` when not `WRITING`: `try_read` (CAS);
 //!   `release_read` subtracts one.
 //! - `x -> x | COLLECTOR` when not `WRITING`: `collector_try_read` (AcqRel
@@ -125,8 +126,12 @@ impl BorrowFlag {
 
     /// Ends an exclusive mutator borrow.
     pub(crate) fn release_write(&self) {
+        // While WRITING is set the word is exactly WRITING (it was taken by a
+        // CAS from 0, and `try_read` and `collector_try_read` leave a WRITING
+        // word alone), so a store clears it without a locked RMW.
+        debug_assert_eq!(self.0.load(Ordering::Relaxed), WRITING);
         // Release: publishes the writes made under the borrow.
-        self.0.fetch_and(!WRITING, Ordering::Release);
+        self.0.store(0, Ordering::Release);
     }
 
     /// The collector's read: false if a mutator holds the value exclusively.

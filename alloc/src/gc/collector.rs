@@ -24,7 +24,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
-use crate::gc::barrier::{BARRIER, OFF, PhaseWord, SWEEP};
+use crate::gc::barrier::{BARRIER, OFF, PhaseWord, SWEEP, inside_operation};
 use crate::gc::stats::{self, CycleReport};
 use crate::gc::{mark, pacer, roots, sweep};
 use crate::heap_api;
@@ -63,10 +63,11 @@ thread_local! {
 ///
 /// The cycle starts after this call, so every object unreachable at the call
 /// is freed by it (unless a destructor keeps a handle). Called from a
-/// destructor running on the collector thread, it returns at once instead of
-/// waiting for itself.
+/// destructor (on the collector thread, or run by the last drop of a handle,
+/// which a cycle's start waits for) it returns at once instead of waiting
+/// for itself.
 pub fn collect() {
-    if ON_COLLECTOR.with(Cell::get) {
+    if ON_COLLECTOR.with(Cell::get) || inside_operation() {
         return;
     }
     let control = &*CONTROL;

@@ -2,35 +2,45 @@
 //!
 //! # Validity
 //! Every handle counts itself in its object's `handles` word, wherever the
-//! handle lives (a stack, a global, another object). An object is freed only
-//! by a sweep, and only when the cycle found it unreachable and no handle to
-//! it remained after its destructors ran (sweep.rs). So a handle held by a
-//! mutator always points to allocated memory; its value is valid unless the
-//! handle was reached from a destructor of the same collection, in which case
-//! `Deref` panics (DESIGN.md, "Destructors").
+//! handle lives (a stack, a global, another object). An object is freed
+//! either by the drop that took its count to zero (no handle and no `Weak`
+//! left, none can appear; `free_at_zero`), or by a sweep, when the cycle
+//! found it unreachable and no handle to it remained after its destructors
+//! ran (sweep.rs). So a handle held by a mutator always points to allocated
+//! memory; its value is valid unless the handle was reached from a
+//! destructor of the same collection, in which case `Deref` panics
+//! (DESIGN.md, "Destructors").
 //!
 //! # Barriers
-//! `clone` is the one operation on a handle that takes part in the
-//! collector's protocol: it counts the new handle and, while a cycle marks,
-//! shades the target (barrier.rs). `drop` only decrements; `deref` reads.
+//! `clone` takes part in the collector's protocol: it counts the new handle
+//! and, while a cycle marks, shades the target (barrier.rs). `drop`
+//! decrements; the last drop frees at once only inside a barrier operation
+//! that saw no cycle (barrier.rs, "Last drop"). `deref` reads.
 
+use std::alloc::Layout;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{SWEEP, with_barrier};
-use crate::gc::object::{CONDEMNED, COUNT_LIMIT, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE};
+use crate::gc::barrier::{BARRIER, Barrier, OFF, PhaseWord, SWEEP, with_barrier};
+use crate::gc::object::{
+    CONDEMNED, COUNT_LIMIT, DEAD_VTABLE, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE,
+};
 use crate::gc::pacer;
 use crate::gc::trace::{Trace, Tracer};
-use crate::heap_api::gc_alloc;
-use crate::loom::sync::atomic::{Ordering, fence};
+use crate::heap_api::{gc_alloc, gc_alloc_dead_batch, gc_free, gc_keep_dead, gc_reuse_dead};
+use crate::loom::sync::atomic::{AtomicU64, Ordering, fence};
 
 /// A handle to a garbage-collected `T`, shared by cloning.
 ///
-/// Cycles of `Gc`s are freed by the collector (`collect()`, or a background
-/// cycle started by the pacer). Values are immutable through a `Gc`; put a
+/// When the last handle to an object is dropped, the object is dropped and
+/// freed right there, on the dropping thread, as with `Arc`, unless a
+/// collection is running: then the collector frees it. Cycles of `Gc`s are
+/// freed by the collector (`collect()`, or a background cycle started by the
+/// pacer), which runs their destructors on its own thread. Values are
+/// immutable through a `Gc`; put a
 /// [`GcCell`](crate::GcCell) or [`GcMutex`](crate::GcMutex) inside to mutate.
 ///
 /// `Gc<T>` is `Send` and `Sync` exactly when `T` is `Send + Sync`.
@@ -50,16 +60,29 @@ unsafe impl<T: Trace + Send + Sync + 'static> Sync for Gc<T> {}
 impl<T: Trace + 'static> Gc<T> {
     /// Moves `value` into a new collected object.
     ///
-    /// The collector drops unreachable values on its own thread, which Trace
-    /// obligation 5 makes sound for every `Trace` type.
+    /// The value is dropped by the last handle's drop, on that thread, or by
+    /// the collector on its own thread (cycles, and objects whose last
+    /// handle went during a collection), which Trace obligation 5 makes
+    /// sound for every `Trace` type.
     pub fn new(value: T) -> Gc<T> {
         let layout = std::alloc::Layout::new::<GcBox<T>>();
         // A barrier operation: a cycle that starts meanwhile waits until the
         // object is initialised, or the arena allocates it black (barrier.rs,
         // Orderings, "Allocation").
         let ptr = with_barrier(|barrier| {
-            barrier.phase_after_store();
-            let Some(memory) = gc_alloc(layout) else {
+            let phase = barrier.phase_after_store();
+            // A dead slot this thread kept under the same OFF word: no cycle
+            // has looked at it since, and the next one waits for this
+            // operation (barrier.rs, "Dead slots").
+            // When there is none, take a batch of fresh slots under one span
+            // lock and keep the rest as dead slots under this word.
+            let reused = if phase.phase == OFF {
+                gc_reuse_dead(layout, phase.tag())
+                    .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header))
+            } else {
+                None
+            };
+            let Some(memory) = reused.or_else(|| gc_alloc(layout)) else {
                 std::alloc::handle_alloc_error(layout)
             };
             let ptr = memory.cast::<GcBox<T>>();
@@ -147,10 +170,72 @@ impl<T: Trace + 'static> Clone for Gc<T> {
 impl<T: Trace + 'static> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
+        let barrier: &Barrier = &BARRIER;
+        // Read before the decrement: the first half of the last-drop check
+        // (barrier.rs, "Last drop").
+        let before = barrier.phase_before_drop();
         // Release: whatever this thread wrote through the value happens
-        // before the collector's SeqCst count load and the destructor.
-        self.header().handles.fetch_sub(1, Ordering::Release);
+        // before the collector's count load and the destructor, wherever it
+        // runs.
+        let old = self.header().handles.fetch_sub(1, Ordering::Release);
+        // Exactly one strong handle, no `Weak`, not condemned: this was the
+        // last handle anywhere (Validity), and none can appear again.
+        if old == 1 {
+            // Acquire: pairs with the other handles' Release decrements, so
+            // their writes through the value happen before its destructor.
+            fence(Ordering::Acquire);
+            // SAFETY: the count went from 1 to 0 here: no handle to the
+            // object exists or can be made, and no `Weak` either.
+            unsafe { free_at_zero(self.ptr, before) };
+        }
     }
+}
+
+/// Drops and frees an object whose last handle is gone, on this thread,
+/// unless a cycle ran or started since `before`: then it is left to the
+/// sweep (it has no handle, so the next cycle finds it unreachable).
+///
+/// # Safety
+/// The caller took the object's count from 1 to 0 (no `Weak`, not
+/// condemned) and read `before` with `phase_before_drop` before that.
+#[inline(never)]
+unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: PhaseWord) {
+    /// Frees the slot when the value's drop ends, normally or by a panic
+    /// (the drop glue drops the remaining fields while unwinding): keeps it
+    /// as a dead slot for this thread's next `Gc::new` of its class, or
+    /// gives it back to the arena.
+    struct FreeSlot(NonNull<Header>, Layout, PhaseWord);
+    impl Drop for FreeSlot {
+        fn drop(&mut self) {
+            let header = self.0.as_ptr();
+            // A dead slot's header: condemned with no handle and an empty
+            // vtable, which the snapshot passes over and releases if the
+            // thread never reuses the slot (barrier.rs, "Dead slots").
+            // SAFETY: no handle exists (the caller's count went to 0) and no
+            // collector pass reads the heap until this barrier operation
+            // exits (`may_free`), so these writes race with no one.
+            unsafe {
+                (*header).handles.store(CONDEMNED, Ordering::Relaxed);
+                (&raw mut (*header).vtable).write(&DEAD_VTABLE);
+            }
+            if !gc_keep_dead(self.0.cast(), self.1, self.2.tag()) {
+                // SAFETY: as above; the value is dropped.
+                unsafe { gc_free(self.0.cast()) };
+            }
+            pacer::note_free(self.1.size());
+        }
+    }
+    with_barrier(|barrier| {
+        if !barrier.may_free(before) {
+            return;
+        }
+        let _free = FreeSlot(ptr.cast(), Layout::new::<GcBox<T>>(), before);
+        // SAFETY: no handle exists (caller), so no one else reads the value;
+        // no collector pass reads it (`may_free`); this is the only drop.
+        // The destructor may clone, allocate and drop: barrier operations
+        // nest, so the collector keeps waiting for this one.
+        unsafe { std::ptr::drop_in_place(&raw mut (*ptr.as_ptr()).value) };
+    });
 }
 
 impl<T: Trace + 'static> Deref for Gc<T> {
@@ -166,6 +251,23 @@ impl<T: Trace + 'static> Deref for Gc<T> {
         // dropped only after their object is condemned (sweep.rs).
         unsafe { &(*self.ptr.as_ptr()).value }
     }
+}
+
+/// Writes a dead slot's header into a fresh slot (heap_api.rs,
+/// `gc_alloc_dead_batch`): condemned, no handle, the empty vtable. A
+/// snapshot that finds the slot before this thread reuses it releases it.
+fn write_dead_header(slot: NonNull<u8>) {
+    // SAFETY: `slot` is a fresh slot of a class at least as large and
+    // aligned as a header (it serves a `GcBox`), ours alone: the caller runs
+    // inside a barrier operation that saw OFF, so no snapshot reads the heap
+    // until it exits.
+    unsafe {
+        slot.cast::<Header>().as_ptr().write(Header {
+            handles: AtomicU64::new(CONDEMNED),
+            internal: AtomicU64::new(0),
+            vtable: &DEAD_VTABLE,
+        })
+    };
 }
 
 #[cold]

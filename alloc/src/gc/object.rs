@@ -79,6 +79,25 @@ impl<T: Trace> GcBox<T> {
     }
 }
 
+/// The vtable of a dead slot a thread keeps for reuse (heap_api.rs,
+/// `gc_keep_dead`): its header says `CONDEMNED` with no handle, so the
+/// snapshot neither traces nor drops it, and its size is 0 because its bytes
+/// already left the pacer's count when the object died.
+pub(crate) static DEAD_VTABLE: VTable = VTable {
+    trace: trace_nothing,
+    drop_value: drop_nothing,
+    needs_drop: false,
+    layout: Layout::new::<()>(),
+};
+
+/// # Safety
+/// None needed: reads nothing (a dead slot has no value).
+unsafe fn trace_nothing(_header: NonNull<Header>, _tracer: &mut Tracer) {}
+
+/// # Safety
+/// None needed: drops nothing (a dead slot's value was dropped).
+unsafe fn drop_nothing(_header: NonNull<Header>) {}
+
 /// # Safety
 /// `header` must point to a live `GcBox<T>` whose value has not been dropped.
 unsafe fn trace_value<T: Trace>(header: NonNull<Header>, tracer: &mut Tracer) {
@@ -150,7 +169,18 @@ impl Header {
 
     /// Marks the object unreachable (sweep only).
     pub(crate) fn condemn(&self) {
-        self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+        let word = self.handles.load(Ordering::Relaxed);
+        if word & WEAK_MASK == 0 {
+            // No mutator reaches the object (DESIGN.md, "Soundness") and no
+            // `Weak` exists, and none can appear (downgrading needs a strong
+            // handle, and those are inside unreachable objects whose
+            // destructors run later, on this thread): nothing else writes
+            // the word now, so a store spares the locked RMW.
+            self.handles.store(word | CONDEMNED, Ordering::Relaxed);
+        } else {
+            // A `Weak` may be upgraded or dropped concurrently.
+            self.handles.fetch_or(CONDEMNED, Ordering::Relaxed);
+        }
     }
 
     /// How many `Gc` handles point here.

@@ -1,7 +1,8 @@
 //! The pacer: when the next cycle starts (Go's GOGC and GOMEMLIMIT).
 //!
 //! - `heap_alloc` counts the bytes of every `Gc` object not yet freed (live
-//!   and unswept garbage alike): `Gc::new` adds, the sweep subtracts.
+//!   and unswept garbage alike): `Gc::new` adds, the sweep and a last drop
+//!   that frees at once (handle.rs) subtract.
 //! - After a cycle found `live` bytes reachable, the goal is
 //!   `max(live * (1 + GOGC/100), 4 MiB * GOGC/100)`: Go's heap goal and its
 //!   minimum heap. An allocation that brings `heap_alloc` to the goal starts a
@@ -132,16 +133,19 @@ fn trigger() {
 const BATCH: usize = 64 << 10;
 
 thread_local! {
-    static UNCOUNTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Bytes allocated minus bytes freed at count zero by this thread, not
+    /// yet added to `HEAP_ALLOC`.
+    static UNCOUNTED: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
 }
 
-/// Accounts a new object of `size` bytes; may start a background cycle.
+/// Adds `delta` bytes to this thread's batch; returns the batch when it
+/// reached `BATCH` bytes either way (then it is published), else 0.
 #[inline]
-pub(crate) fn note_alloc(size: usize) {
-    let batch = UNCOUNTED
+fn batch(delta: isize) -> isize {
+    UNCOUNTED
         .try_with(|uncounted| {
-            let total = uncounted.get() + size;
-            if total < BATCH {
+            let total = uncounted.get() + delta;
+            if total.unsigned_abs() < BATCH {
                 uncounted.set(total);
                 0
             } else {
@@ -149,14 +153,39 @@ pub(crate) fn note_alloc(size: usize) {
                 total
             }
         })
-        .unwrap_or(size);
+        .unwrap_or(delta)
+}
+
+/// Accounts a new object of `size` bytes; may start a background cycle.
+#[inline]
+pub(crate) fn note_alloc(size: usize) {
+    let batch = batch(size as isize);
     if batch != 0 {
-        add_alloc(batch);
+        publish(batch);
+    }
+}
+
+/// Accounts an object of `size` bytes freed at once by its last drop
+/// (handle.rs): it no longer counts toward the next trigger.
+#[inline]
+pub(crate) fn note_free(size: usize) {
+    let batch = batch(-(size as isize));
+    if batch != 0 {
+        publish(batch);
     }
 }
 
 #[cold]
-fn add_alloc(size: usize) {
+fn publish(delta: isize) {
+    if delta < 0 {
+        // Frees of objects still in another thread's batch may briefly
+        // exceed the published total.
+        let _ = HEAP_ALLOC.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |heap| {
+            Some(heap.saturating_sub(delta.unsigned_abs()))
+        });
+        return;
+    }
+    let size = delta as usize;
     let heap = HEAP_ALLOC.fetch_add(size, Ordering::Relaxed) + size;
     if heap >= NEXT_GC.load(Ordering::Relaxed) && !TRIGGERED.load(Ordering::Relaxed) {
         read_env();

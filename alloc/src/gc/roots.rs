@@ -15,8 +15,8 @@ use std::ptr::NonNull;
 use crate::gc::object::Header;
 pub(crate) use crate::gc::object::Slot;
 use crate::gc::trace::{TraceMode, Tracer};
-use crate::heap_api::for_each_gc_span;
-use crate::loom::sync::atomic::{Ordering, fence};
+use crate::heap_api::{SpanRef, for_each_gc_span};
+use crate::loom::sync::atomic::Ordering;
 
 /// Fills `objects` with the cycle's snapshot (H0 in DESIGN.md): every
 /// allocated, unmarked object in the arena's GC spans, and counts, for every
@@ -34,46 +34,62 @@ pub(crate) fn snapshot_and_count(objects: &mut Vec<Slot>, epoch: u32) -> Snapsho
     let mut released = Snapshot::default();
     let mut tracer = Tracer::new(TraceMode::Count { epoch });
     for_each_gc_span(|span| {
-        for idx in 0..span.nelems() {
-            if !span.is_allocated(idx) {
-                continue;
-            }
-            // The arena marks a black allocation before setting its alloc
-            // bit; read them in the opposite order (DESIGN.md, "Known
-            // limits", for weakly ordered CPUs).
-            fence(Ordering::Acquire);
-            if span.is_marked(idx) {
-                continue;
-            }
-            let Some(header) = NonNull::new(span.base_of(idx).cast::<Header>()) else {
-                continue;
-            };
-            // SAFETY: an allocated slot of a GC span holds an initialised
-            // `GcBox` (allocation handshake: barrier.rs, Orderings).
-            let object = unsafe { header.as_ref() };
-            if object.is_condemned() {
-                // Kept by a destructor's handle or a `Weak` (sweep.rs): keep
-                // the memory while one exists. With none left no new one can
-                // appear (cloning needs a handle; upgrading refuses condemned
-                // objects), so the arena's sweep may free it now: it reports
-                // a condemned object, as expected.
-                if object.is_referenced(Ordering::Acquire) {
-                    span.mark(idx);
-                } else {
-                    released.released_objects += 1;
-                    released.released_bytes += object.vtable.layout.size();
+        let nelems = span.nelems();
+        for w in 0..nelems.div_ceil(64) {
+            // Allocated and unmarked slots, a word at a time (empty and
+            // black slots cost nothing). The arena marks a black allocation
+            // before setting its alloc bit (Release), and the alloc word is
+            // read first with Acquire, so such a slot shows its mark
+            // (span.rs, Orderings).
+            let mut bits = span.allocated_unmarked(w);
+            while bits != 0 {
+                let idx = 64 * w + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if idx < nelems {
+                    snapshot_slot(span, idx, objects, &mut released, &mut tracer);
                 }
-                continue;
             }
-            objects.push(Slot { header, span, idx });
-            // SAFETY: `header` is a live `GcBox` of the type its vtable was
-            // built for (object.rs), and its value is not dropped (not
-            // condemned).
-            unsafe { (object.vtable.trace)(header, &mut tracer) };
         }
     });
     released.opaque = tracer.opaque;
     released
+}
+
+/// Adds the allocated, unmarked slot `idx` of `span` to the snapshot and
+/// counts the handles its object holds (`snapshot_and_count`'s body).
+#[inline]
+fn snapshot_slot(
+    span: SpanRef,
+    idx: usize,
+    objects: &mut Vec<Slot>,
+    released: &mut Snapshot,
+    tracer: &mut Tracer,
+) {
+    let Some(header) = NonNull::new(span.base_of(idx).cast::<Header>()) else {
+        return;
+    };
+    // SAFETY: an allocated slot of a GC span holds an initialised
+    // `GcBox` (allocation handshake: barrier.rs, Orderings).
+    let object = unsafe { header.as_ref() };
+    if object.is_condemned() {
+        // Kept by a destructor's handle or a `Weak` (sweep.rs): keep
+        // the memory while one exists. With none left no new one can
+        // appear (cloning needs a handle; upgrading refuses condemned
+        // objects), so the arena's sweep may free it now: it reports
+        // a condemned object, as expected.
+        if object.is_referenced(Ordering::Acquire) {
+            span.mark(idx);
+        } else {
+            released.released_objects += 1;
+            released.released_bytes += object.vtable.layout.size();
+        }
+        return;
+    }
+    objects.push(Slot { header, span, idx });
+    // SAFETY: `header` is a live `GcBox` of the type its vtable was
+    // built for (object.rs), and its value is not dropped (not
+    // condemned).
+    unsafe { (object.vtable.trace)(header, tracer) };
 }
 
 /// What `snapshot_and_count` found besides the snapshot.

@@ -50,8 +50,9 @@ use crate::gc::object::Header;
 ///    `alloc/DESIGN.md`, "Destructors"). Moving such a handle out and keeping
 ///    it leaks that object instead of freeing it.
 /// 5. **Dropping and tracing may happen on the collector thread.** The value of
-///    an unreachable object is dropped on the collector thread, and `trace`
-///    runs there: every part of the type that is not itself `Trace` must be
+///    an object is dropped by its last handle's drop on that thread, or, when
+///    a collection finds it unreachable (cycles), on the collector thread,
+///    and `trace` runs there: every part of the type that is not itself `Trace` must be
 ///    `Send` (an `Rc` or a `MutexGuard` must not be inside). The derive checks
 ///    this for `#[trace(skip)]` fields at compile time.
 ///
