@@ -379,10 +379,13 @@ impl Barrier {
     /// Reads the phase word after a SeqCst fence: the load half of the
     /// mutator's StoreLoad pattern (see Orderings). The caller has already
     /// made its store (the odd `seq`, the handle count, the borrow flag).
+    /// Acquire: a caller that reads OFF sees everything the last cycle did
+    /// before `set_phase(OFF)` (`BorrowFlag::acquire_write_unshared` relies
+    /// on it for the cell reads the collector released; a plain load on x86).
     #[inline]
     pub(crate) fn phase_after_store(&self) -> PhaseWord {
         self.mutator_fence();
-        PhaseWord::decode(self.phase.load(Ordering::Relaxed))
+        PhaseWord::decode(self.phase.load(Ordering::Acquire))
     }
 
     /// The phase word read before a `Gc` handle's decrement: the first half
