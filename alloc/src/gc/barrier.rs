@@ -581,6 +581,7 @@ mod heavy_fence {
 #[cfg(not(loom))]
 mod global {
     use super::{Barrier, MutatorRecord};
+    use std::cell::Cell;
     use std::sync::{Arc, LazyLock};
 
     /// The process's barrier.
@@ -591,21 +592,70 @@ mod global {
 
     impl Drop for Local {
         fn drop(&mut self) {
+            // From here on this thread's operations borrow a record each
+            // (`with_barrier`): another thread may take this one.
+            RECORD.set(std::ptr::null());
             BARRIER.unregister(&self.0);
         }
     }
 
     thread_local! {
         static LOCAL: Local = Local(BARRIER.register());
+        /// `LOCAL`'s record while the thread owns it, else null: a
+        /// thread-local with no destructor and a constant initialiser, so
+        /// reading it is one load (`LOCAL` needs a state check per access).
+        static RECORD: Cell<*const MutatorRecord> = const { Cell::new(std::ptr::null()) };
+    }
+
+    /// The calling thread's record, registering the thread on first use;
+    /// `None` once its thread-locals are being destroyed.
+    #[inline]
+    fn record() -> Option<&'static MutatorRecord> {
+        let mut ptr = RECORD.get();
+        if ptr.is_null() {
+            ptr = register_thread()?;
+        }
+        // SAFETY: `ptr` came from `Arc::as_ptr` of a record that
+        // `Barrier::records` (inside the static `BARRIER`) keeps for the life
+        // of the process (records are reused, never freed), and RECORD holds
+        // it only while this thread owns the record (`Local::drop` clears it
+        // before giving the record back).
+        Some(unsafe { &*ptr })
+    }
+
+    #[cold]
+    fn register_thread() -> Option<*const MutatorRecord> {
+        LOCAL
+            .try_with(|local| {
+                let ptr = Arc::as_ptr(&local.0);
+                RECORD.set(ptr);
+                ptr
+            })
+            .ok()
     }
 
     /// Whether the calling thread is inside a barrier operation (a
     /// destructor run by a last drop is): a cycle cannot start until it
     /// leaves, so it must not wait for one.
     pub(crate) fn inside_operation() -> bool {
-        LOCAL
-            .try_with(|local| local.0.depth.load(super::Ordering::Relaxed) != 0)
-            .unwrap_or(false)
+        record().is_some_and(|record| record.depth.load(super::Ordering::Relaxed) != 0)
+    }
+
+    /// Leaves the operation when dropped, also when `f` unwinds.
+    struct Exit<'a>(&'a MutatorRecord);
+
+    impl Drop for Exit<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            self.0.exit();
+        }
+    }
+
+    #[inline(always)]
+    fn run<R>(record: &MutatorRecord, barrier: &Barrier, f: impl FnOnce(&Barrier) -> R) -> R {
+        record.enter();
+        let _exit = Exit(record);
+        f(barrier)
     }
 
     /// Runs `f` inside a barrier operation of the calling thread: between
@@ -613,27 +663,14 @@ mod global {
     #[inline]
     pub(crate) fn with_barrier<R>(f: impl FnOnce(&Barrier) -> R) -> R {
         let barrier: &Barrier = &BARRIER;
-        let mut f = Some(f);
-        let mut run = |record: &MutatorRecord| {
-            struct Exit<'a>(&'a MutatorRecord);
-            impl Drop for Exit<'_> {
-                fn drop(&mut self) {
-                    self.0.exit();
-                }
-            }
-            record.enter();
-            let _exit = Exit(record);
-            let f = f.take().expect("with_barrier runs its closure once");
-            f(barrier)
-        };
-        match LOCAL.try_with(|local| run(&local.0)) {
-            Ok(value) => value,
+        match record() {
+            Some(record) => run(record, barrier, f),
             // The thread's record is gone (this runs from another
             // thread-local's destructor): borrow a record for this one
             // operation.
-            Err(_) => {
+            None => {
                 let record = barrier.register();
-                let value = run(&record);
+                let value = run(&record, barrier, f);
                 barrier.unregister(&record);
                 value
             }

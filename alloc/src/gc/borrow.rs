@@ -117,7 +117,10 @@ impl Parking {
 
 /// How many times `park` re-reads the flag before it sleeps (none under
 /// loom, whose `yield_now` would let the holder finish first every time).
-const SPINS_BEFORE_PARK: u32 = if crate::loom::IS_LOOM { 0 } else { 100 };
+#[inline]
+fn spins_before_park() -> u32 {
+    if crate::loom::IS_LOOM { 0 } else { 100 }
+}
 
 /// Why a borrow was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,7 +249,7 @@ impl BorrowFlag {
     /// holder may run a whole collection (`collect()`) before it lets go.
     pub(crate) fn park(&self, parking: &Parking) {
         let mut spins = 0;
-        while spins < SPINS_BEFORE_PARK {
+        while spins < spins_before_park() {
             if self.0.load(Ordering::Relaxed) & WRITING == 0 {
                 return;
             }
