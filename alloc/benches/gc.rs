@@ -13,7 +13,9 @@
 //!   then collect. gort, dumpster and Arc share one graph between the
 //!   threads; `gc` and `bacon_rajan_cc` are single-threaded, so each thread
 //!   runs its own graph (gort is also run that way, for a like-for-like
-//!   row);
+//!   row, once with the shared graph's `GcMutex` nodes and once with
+//!   `GcCell` nodes and `RefCell` slots, the types the single-threaded
+//!   crates use);
 //! - (d) the longest time (and the p99) any mutator operation waits while a
 //!   heap of 1,000,000 live objects is collected.
 
@@ -65,6 +67,13 @@ struct GortNode {
 #[derive(gort_alloc::Trace)]
 struct GortShared {
     edges: gort_alloc::GcMutex<Vec<gort_alloc::Gc<GortShared>>>,
+}
+
+/// A node of a graph that stays on one thread: `GcCell` edges, like the
+/// single-threaded crates' nodes.
+#[derive(gort_alloc::Trace)]
+struct GortLocal {
+    edges: gort_alloc::GcCell<Vec<gort_alloc::Gc<GortLocal>>>,
 }
 
 #[derive(dumpster::Trace)]
@@ -360,6 +369,28 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
             "gort (one graph per thread)",
             median(|| {
                 two_threads(|seed| gort_graph_ops(&gort_table(), seed));
+                gort_alloc::collect();
+            }),
+        ),
+        (
+            "gort (one graph per thread, GcCell)",
+            median(|| {
+                two_threads(|seed| {
+                    let mut rng = Rng(seed);
+                    let slots: Vec<RefCell<Option<gort_alloc::Gc<GortLocal>>>> =
+                        (0..SLOTS).map(|_| RefCell::new(None)).collect();
+                    for _ in 0..GRAPH_OPS {
+                        graph_op!(
+                            rng,
+                            slots,
+                            gort_alloc::Gc::new(GortLocal {
+                                edges: gort_alloc::GcCell::new(Vec::new()),
+                            }),
+                            borrow_cell,
+                            edges
+                        );
+                    }
+                });
                 gort_alloc::collect();
             }),
         ),
