@@ -141,6 +141,7 @@ impl BorrowFlag {
     }
 
     /// Takes a shared mutator borrow.
+    #[inline]
     pub(crate) fn try_read(&self) -> Result<(), Conflict> {
         let mut flag = self.0.load(Ordering::Acquire);
         loop {
@@ -162,6 +163,7 @@ impl BorrowFlag {
     }
 
     /// Ends a shared mutator borrow.
+    #[inline]
     pub(crate) fn release_read(&self) {
         self.0.fetch_sub(1, Ordering::Release);
     }
@@ -169,7 +171,21 @@ impl BorrowFlag {
     /// Takes the value exclusively for a mutator. Waits while the collector
     /// reads it; returns how long it waited (`None` on the fast path, which
     /// reads no clock).
+    #[inline]
     pub(crate) fn acquire_write(&self) -> Result<Option<std::time::Duration>, Conflict> {
+        match self
+            .0
+            .compare_exchange(0, WRITING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(None),
+            Err(_) => self.acquire_write_contended(),
+        }
+    }
+
+    /// `acquire_write` after its first CAS failed: reports the conflict, or
+    /// waits out the collector's read.
+    #[cold]
+    fn acquire_write_contended(&self) -> Result<Option<std::time::Duration>, Conflict> {
         let mut waiting_since = None;
         let mut spins = 0u32;
         loop {
@@ -289,6 +305,7 @@ impl BorrowFlag {
 
     /// Ends a `GcMutex`'s exclusive borrow and wakes the threads that sleep
     /// on `parking`, if any.
+    #[inline]
     pub(crate) fn release_write_shared(&self, parking: &Parking) {
         // Release: publishes the writes made under the lock to the next
         // holder's Acquire CAS and to the collector's read.
@@ -303,6 +320,7 @@ impl BorrowFlag {
     }
 
     /// Ends an exclusive mutator borrow.
+    #[inline]
     pub(crate) fn release_write(&self) {
         // While WRITING is set the word is exactly WRITING (it was taken by a
         // CAS from 0, and `try_read` and `collector_try_read` leave a WRITING
@@ -313,6 +331,7 @@ impl BorrowFlag {
     }
 
     /// The collector's read: false if a mutator holds the value exclusively.
+    #[inline]
     pub(crate) fn collector_try_read(&self) -> bool {
         let mut flag = self.0.load(Ordering::Acquire);
         loop {
@@ -333,6 +352,7 @@ impl BorrowFlag {
     }
 
     /// Ends the collector's read.
+    #[inline]
     pub(crate) fn collector_release(&self) {
         self.0.fetch_and(!COLLECTOR, Ordering::Release);
     }

@@ -136,6 +136,7 @@ impl<T> GcCell<T> {
 impl<T: Trace + ?Sized> GcCell<T> {
     /// Borrows the value; panics if it is mutably borrowed (see `try_borrow`).
     #[track_caller]
+    #[inline]
     pub fn borrow(&self) -> GcRef<'_, T> {
         match self.try_borrow() {
             Ok(guard) => guard,
@@ -144,6 +145,7 @@ impl<T: Trace + ?Sized> GcCell<T> {
     }
 
     /// Borrows the value, or says why not.
+    #[inline]
     pub fn try_borrow(&self) -> Result<GcRef<'_, T>, BorrowError> {
         self.flag.try_read()?;
         Ok(GcRef { cell: self })
@@ -152,6 +154,7 @@ impl<T: Trace + ?Sized> GcCell<T> {
     /// Borrows the value mutably; panics if it is borrowed (see
     /// `try_borrow_mut`).
     #[track_caller]
+    #[inline]
     pub fn borrow_mut(&self) -> GcRefMut<'_, T> {
         match self.try_borrow_mut() {
             Ok(guard) => guard,
@@ -161,6 +164,7 @@ impl<T: Trace + ?Sized> GcCell<T> {
 
     /// Borrows the value mutably, or says why not. While a cycle marks, the
     /// handles the value holds now are shaded first (deletion barrier).
+    #[inline]
     pub fn try_borrow_mut(&self) -> Result<GcRefMut<'_, T>, BorrowError> {
         acquire_with_barrier(&self.flag, &self.value, Access::Unshared)?;
         Ok(GcRefMut {
@@ -181,6 +185,7 @@ impl<T: ?Sized> Deref for GcRef<'_, T> {
 }
 
 impl<T: ?Sized> Drop for GcRef<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.cell.flag.release_read();
     }
@@ -204,6 +209,7 @@ impl<T: ?Sized> DerefMut for GcRefMut<'_, T> {
 }
 
 impl<T: ?Sized> Drop for GcRefMut<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.cell.flag.release_write();
     }
@@ -275,6 +281,7 @@ impl<T> GcMutex<T> {
 impl<T: Trace + ?Sized> GcMutex<T> {
     /// Locks, blocking while another thread holds the lock. While a cycle
     /// marks, the handles the value holds now are shaded first.
+    #[inline]
     pub fn lock(&self) -> GcMutexGuard<'_, T> {
         loop {
             match self.try_lock_flag() {
@@ -328,6 +335,7 @@ impl<T: ?Sized> DerefMut for GcMutexGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for GcMutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.mutex.flag.release_write_shared(&self.mutex.parking);
     }
