@@ -34,7 +34,36 @@ pub use gort_executor::{
 pub use gort_macros::{main, test};
 pub use gort_netpoll::net;
 
-/// The runtime types under one path, as `tokio::runtime` has them.
+/// The runtime types under one path, as `tokio::runtime` has them, and the
+/// diagnostics of the current runtime (see `docs/DIAGNOSTICS.md`).
 pub mod runtime {
-    pub use gort_executor::{Builder, Handle, Runtime, TryCurrentError};
+    pub use gort_executor::{
+        Builder, Handle, HistogramSnapshot, Runtime, RuntimeMetrics, TryCurrentError,
+    };
+
+    /// Metrics of the current runtime ([`Handle::metrics`]), with Go's
+    /// `runtime/metrics` meanings.
+    ///
+    /// # Panics
+    /// Outside a runtime (not in a task, not inside `block_on`).
+    #[track_caller]
+    pub fn metrics() -> RuntimeMetrics {
+        Handle::current().metrics()
+    }
+
+    /// The goroutine-style dump of the current runtime's live tasks
+    /// ([`Handle::dump`]). `GORT_DEBUG=sigquit=1` prints it on `SIGQUIT`.
+    ///
+    /// # Panics
+    /// Outside a runtime (not in a task, not inside `block_on`).
+    #[track_caller]
+    pub fn dump() -> String {
+        Handle::current().dump()
+    }
+}
+
+/// The execution trace (Chrome trace-event JSON, for ui.perfetto.dev):
+/// `GORT_TRACE=path.json` or [`trace::start`]/[`trace::stop`].
+pub mod trace {
+    pub use gort_executor::trace::{start, stop};
 }

@@ -64,7 +64,8 @@ const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 const DEFAULT_BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Environment variable with Go's `GODEBUG`-style runtime diagnostics:
-/// `schedtrace=<ms>[,scheddetail=1]`.
+/// `schedtrace=<ms>[,scheddetail=1][,sigquit=1]` (`sigquit=1`: SIGQUIT prints
+/// the task dump to stderr and the program goes on).
 pub const DEBUG_ENV: &str = "GORT_DEBUG";
 
 impl Builder {

@@ -22,10 +22,13 @@ pub use gort_netpoll::budget;
 mod blocking;
 mod builder;
 mod context;
+mod dump;
 mod idle;
 #[allow(dead_code)] // `is_closed` is for diagnostics
 mod inject;
 mod m;
+mod membarrier;
+mod metrics;
 mod netpoller;
 mod p;
 #[allow(dead_code)] // `park_timeout`: used by the time tests only
@@ -38,9 +41,11 @@ mod syscall;
 mod sysmon;
 pub mod task;
 pub mod time;
+pub mod trace;
 
 pub use blocking::spawn_blocking;
 pub use builder::{Builder, DEBUG_ENV};
+pub use metrics::{HistogramSnapshot, RuntimeMetrics};
 pub use runtime::{Handle, Runtime, TryCurrentError};
 pub use task::{JoinError, JoinHandle};
 

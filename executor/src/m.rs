@@ -7,8 +7,8 @@
 //! 3. If the M was spinning it stops, and wakes another spinner if it was the
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
-//!    park the P in its status slot (`PSlot::enter`, pstatus.rs) and poll
-//!    the task. Wakes from inside the poll reach the P through
+//!    park the P in this M's status slot (`PSlot::enter`, pstatus.rs) and
+//!    poll the task. Wakes from inside the poll reach the P through
 //!    `PSlot::borrow`. If the poll blocks past the threshold while work
 //!    waits, sysmon takes the P from the slot and hands it to another M.
 //! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
@@ -73,9 +73,10 @@ use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxe
 
 use crate::context;
 use crate::idle::{MNote, NextP};
+use crate::metrics::probe::MProbe;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
-use crate::pstatus::PollToken;
+use crate::pstatus::{PSlot, PollToken};
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
 use crate::task::{Hint, Notified};
@@ -102,6 +103,9 @@ pub(crate) struct MInfo {
     pub(crate) curp: AtomicUsize,
     /// Whether it is spinning, for scheddetail (Relaxed hint).
     pub(crate) spinning: AtomicBool,
+    /// Where the M parks its P during a poll, and sysmon takes it from
+    /// (pstatus.rs). Per M, not per P: see pstatus.rs' Ownership.
+    pub(crate) slot: PSlot<Box<P>>,
 }
 
 impl MInfo {
@@ -112,6 +116,7 @@ impl MInfo {
             preempt: AtomicBool::new(false),
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
+            slot: PSlot::new(),
         })
     }
 }
@@ -133,12 +138,13 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The slot and token of the poll in progress (P id), if any.
-    polling: Cell<Option<(usize, PollToken)>>,
     /// The task that woke itself during its own poll (a yield), kept until
     /// the poll ends and pushed then with the P in hand: saves the slot
-    /// `borrow` (two atomic RMWs) on every yield.
+    /// `borrow` on every yield (even lock-free, pushing through `borrow`
+    /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
     yielded: Cell<Option<Notified>>,
+    /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
+    probe: MProbe,
 }
 
 /// The body of an M thread.
@@ -147,13 +153,13 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         handle: handle.clone(),
         p: RefCell::new(None),
         spinning: Cell::new(false),
+        probe: MProbe::new(info.id),
         info,
         parker: RefCell::new(parker),
         timers: RefCell::new(None),
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
-        polling: Cell::new(None),
         yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
@@ -179,10 +185,12 @@ impl MCore {
         };
         self.acquire(got);
         while let Some((task, inherit)) = self.find_runnable() {
-            if self.spinning.replace(false) && idle.stop_spinning() {
-                idle.wakep();
+            if self.spinning.replace(false) {
+                self.info.spinning.store(false, Relaxed);
+                if idle.stop_spinning() {
+                    idle.wakep();
+                }
             }
-            self.info.spinning.store(false, Relaxed);
             let mut p = self
                 .p
                 .borrow_mut()
@@ -194,13 +202,15 @@ impl MCore {
             }
             p.on_execute(inherit);
             let id = p.id;
-            let token = shared.allp[id].enter(p, task.id().as_u64(), self.info.id as u64);
-            self.polling.set(Some((id, token)));
-            task.run();
+            // The token is read back from the slot after the poll
+            // (`current`): `block_in_place` may have replaced it.
+            let _ = self.info.slot.enter(p, task.id().as_u64());
+            self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
             let back = self
-                .polling
-                .take()
-                .and_then(|(id, token)| shared.allp[id].exit(token));
+                .info
+                .slot
+                .current()
+                .and_then(|token| self.info.slot.exit(token));
             let yielded = self.yielded.take();
             match back {
                 Some(mut p) => {
@@ -244,23 +254,20 @@ impl MCore {
         self.handle.shared.sysmon.wake();
     }
 
-    /// `block_in_place` on this M (syscall.rs): the slot and token of the
-    /// poll in progress, if the M is inside one and still holds its P.
-    pub(crate) fn polling(&self) -> Option<(usize, PollToken)> {
-        self.polling.get()
+    /// `block_in_place` on this M (syscall.rs): the poll in progress, if the
+    /// M is inside one and still holds its P.
+    pub(crate) fn polling(&self) -> Option<PollToken> {
+        self.info.slot.current()
     }
 
     /// `block_in_place`'s slow path took a different P (or none).
-    pub(crate) fn set_polling(&self, polling: Option<(usize, PollToken)>) {
-        self.info
-            .curp
-            .store(polling.map_or(NO_P, |(id, _)| id), Relaxed);
-        self.polling.set(polling);
+    pub(crate) fn set_curp(&self, p: Option<usize>) {
+        self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
     }
 
-    /// This M's id (Go's `m.id`).
-    pub(crate) fn id(&self) -> usize {
-        self.info.id
+    /// This M's status slot (pstatus.rs).
+    pub(crate) fn slot(&self) -> &PSlot<Box<P>> {
+        &self.info.slot
     }
 
     fn exit(&self) {
@@ -276,6 +283,8 @@ impl MCore {
 
     /// Holds `p` (or none), making its timers the current ones.
     fn set_p(&self, p: Option<Box<P>>) {
+        self.probe
+            .p_changed(&self.handle.shared.diag, p.as_ref().map(|p| p.id)); // DIAG
         let timers = p
             .as_ref()
             .map(|p| time::enter(self.handle.shared.timers[p.id].clone()));
@@ -286,6 +295,7 @@ impl MCore {
     }
 
     fn take_p(&self) -> Option<Box<P>> {
+        self.probe.p_changed(&self.handle.shared.diag, None); // DIAG
         *self.timers.borrow_mut() = None;
         self.p.borrow_mut().take()
     }
@@ -350,6 +360,7 @@ impl MCore {
             let p = self.take_p().expect("gort: find_runnable without a P");
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
+            self.probe.park(false); // DIAG
             let got = shared.idle.park_m(
                 p,
                 &self.info.note,
@@ -357,6 +368,7 @@ impl MCore {
                 || shared.has_work(),
                 || self.stopm(),
             )?;
+            self.probe.park(true); // DIAG
             self.acquire(got);
         }
     }
@@ -407,9 +419,11 @@ impl MCore {
     fn netpoll_into_runq(&self, p: &mut P) -> usize {
         let shared = &self.handle.shared;
         let mut ready = self.ready.borrow_mut();
+        let t0 = self.probe.netpoll_start(); // DIAG
         if let Err(e) = shared.netpoller.poll_now(&mut ready) {
             tracing::warn!(error = %e, "gort: non-blocking netpoll failed");
         }
+        self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
         if ready.is_empty() {
             return 0;
         }
@@ -441,6 +455,7 @@ impl MCore {
                     // The poller watches every P's timers; ours may have
                     // become earlier than its deadline since it computed it.
                     np.break_if_later(shared.earliest_timer());
+                    self.probe.flush(); // DIAG: nothing buffered while asleep
                     self.parker.borrow_mut().park();
                 }
                 continue;
@@ -458,6 +473,8 @@ impl MCore {
                 NextP::Empty => {}
             }
             let mut ready = self.ready.borrow_mut();
+            self.probe.flush(); // DIAG: nothing buffered while asleep
+            let t0 = self.probe.netpoll_start(); // DIAG
             let polled = np.block(
                 || match skip_due {
                     false => shared.earliest_timer(),
@@ -465,6 +482,7 @@ impl MCore {
                 },
                 &mut ready,
             );
+            self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
             idle.end_netpoll(&self.info.note);
             np.release();
             if let Err(e) = polled {
@@ -550,7 +568,10 @@ impl MCore {
                 {
                     return Some(task);
                 }
+                let before = p.runq.len(); // DIAG
                 if let Some(task) = shared.stealers[victim].steal_into(&mut p.runq, steal_runnext) {
+                    let n = p.runq.len().saturating_sub(before) + 1;
+                    self.probe.steal(&shared.diag, p.id, victim, n); // DIAG
                     return Some(task);
                 }
             }
@@ -566,6 +587,7 @@ impl MCore {
     /// caller to send to the global queue.
     pub(crate) fn schedule_local(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
+        self.probe.woken(task.header()); // DIAG: sampled schedule latency
         if self.collecting.get() {
             self.batch.borrow_mut().push(task);
             return None;
@@ -581,7 +603,7 @@ impl MCore {
             push(p, task)
         } else {
             drop(guard);
-            let Some((id, token)) = self.polling.get() else {
+            let Some(token) = self.info.slot.current() else {
                 return Some(task);
             };
             // The polled task re-scheduling itself: the M pushes it once the
@@ -598,7 +620,7 @@ impl MCore {
             // Inside a poll the P is parked in its slot: borrow it there,
             // unless sysmon took it (then the global queue).
             let mut task = Some(task);
-            let pushed = shared.allp[id].borrow(token, |p| {
+            let pushed = self.info.slot.borrow(token, |p| {
                 push(p, task.take().expect("gort: borrow runs its closure once"))
             });
             match pushed {

@@ -35,10 +35,10 @@ use crate::context;
 use crate::idle::{Idle, MNote};
 use crate::inject::Inject;
 use crate::m::{self, MInfo};
+use crate::metrics::Diag;
 use crate::netpoller::Netpoller;
 use crate::p::{self, P};
 use crate::park::{Parker, Unparker};
-use crate::pstatus::PSlot;
 use crate::scheduler::Shared;
 use crate::sysmon::{self, SysmonShared};
 use crate::task::JoinHandle;
@@ -56,6 +56,8 @@ pub struct Runtime {
     sysmon: Option<thread::JoinHandle<()>>,
     /// Set by the first shutdown; `Drop` after `shutdown_timeout` does nothing.
     shut_down: bool,
+    /// DIAG: this runtime started the `GORT_TRACE` trace; its shutdown stops it.
+    env_trace: bool,
 }
 
 /// A cloneable reference to a runtime, to spawn onto it or block on it from
@@ -122,11 +124,11 @@ impl Runtime {
             timers: timers.into_boxed_slice(),
             netpoller,
             owned: OwnedTasks::new(n),
-            allp: (0..n).map(|_| PSlot::new()).collect(),
             ms: Mutex::new(infos.clone()),
             sysmon: SysmonShared::new(sysmon_unparker),
             blocking: BlockingPool::new(&config),
             config,
+            diag: Diag::new(n),
             live_ms: Mutex::new(n),
             ms_exited: Condvar::new(),
         });
@@ -136,7 +138,10 @@ impl Runtime {
             threads: Vec::with_capacity(n),
             sysmon: None,
             shut_down: false,
+            // DIAG: the clock's origin, GORT_TRACE and GORT_DEBUG=sigquit=1.
+            env_trace: crate::metrics::start_clock() && crate::trace::start_from_env(),
         };
+        crate::dump::on_runtime_start(&handle);
         for (parker, info) in parkers.into_iter().zip(infos) {
             match handle.spawn_m_thread(info, parker) {
                 Ok(t) => rt.threads.push(t),
@@ -249,6 +254,11 @@ impl Runtime {
             drop(task);
         }
         shared.owned.close_and_shutdown_all();
+        if std::mem::take(&mut self.env_trace)
+            && let Err(e) = crate::trace::stop()
+        {
+            eprintln!("gort: GORT_TRACE: {e}");
+        }
     }
 }
 

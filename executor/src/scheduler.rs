@@ -27,9 +27,9 @@ use crate::context;
 use crate::idle::Idle;
 use crate::inject::Inject;
 use crate::m::MInfo;
+use crate::metrics::{self, Diag};
 use crate::netpoller::Netpoller;
 use crate::p::P;
-use crate::pstatus::PSlot;
 use crate::queue::{QueueItem, Steal};
 use crate::runtime::Handle;
 use crate::sysmon::SysmonShared;
@@ -58,8 +58,6 @@ pub(crate) struct Shared {
     pub(crate) netpoller: Netpoller,
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
-    /// Every P's status word and parking cell (pstatus.rs), by P id.
-    pub(crate) allp: Box<[PSlot<Box<P>>]>,
     /// Every M ever started, by M id (Go's `allm`): to unpark them at
     /// shutdown, for sysmon's preempt flags and for scheddetail.
     pub(crate) ms: Mutex<Vec<Arc<MInfo>>>,
@@ -69,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) blocking: BlockingPool,
     /// The validated configuration.
     pub(crate) config: Config,
+    /// Per-P counters and histograms (metrics/).
+    pub(crate) diag: Diag,
     /// Ms still running, with the condvar shutdown waits on.
     pub(crate) live_ms: Mutex<usize>,
     pub(crate) ms_exited: Condvar,
@@ -140,10 +140,41 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self
-            .shared
-            .owned
-            .bind(future, self.clone(), Id::next(), spawned_at);
+        self.spawn_with_id(future, Id::next(), spawned_at)
+    }
+
+    /// As `spawn_inner`, for a task named `name` (`task::Builder`): names
+    /// live in a side table (metrics/mod.rs), so unnamed spawns skip it.
+    pub(crate) fn spawn_named<F>(
+        &self,
+        future: F,
+        name: &str,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let id = Id::next();
+        metrics::set_name(id, name);
+        self.spawn_with_id(future, id, spawned_at)
+    }
+
+    fn spawn_with_id<F>(
+        &self,
+        future: F,
+        id: Id,
+        spawned_at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // DIAG: the `tracing` event; spawns are counted by `bind`.
+        if tracing::level_enabled!(tracing::Level::TRACE) {
+            metrics::trace_spawn(id, spawned_at);
+        }
+        let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);
         }
@@ -173,6 +204,7 @@ impl Schedule for Handle {
     }
 
     fn release(&self, task: &Header) -> bool {
+        metrics::forget_name(task.id); // DIAG
         self.shared.owned.remove(task)
     }
 }

@@ -45,14 +45,14 @@ use crate::pstatus::PollToken;
 pub fn block_in_place<R>(f: impl FnOnce() -> R) -> R {
     context::with_current_m(|m| {
         let Some(m) = m else { return f() };
-        let Some((id, token)) = m.polling() else {
+        let Some(token) = m.polling() else {
             return f();
         };
-        if !m.handle.shared.allp[id].enter_syscall(token) {
+        if !m.slot().enter_syscall(token) {
             // Sysmon already took the P during this poll: nothing to offer.
             return f();
         }
-        let _exit = ExitSyscall { m, id, token };
+        let _exit = ExitSyscall { m, token };
         f()
     })
 }
@@ -61,24 +61,24 @@ pub fn block_in_place<R>(f: impl FnOnce() -> R) -> R {
 /// never keeps a stale claim on a P.
 struct ExitSyscall<'a> {
     m: &'a MCore,
-    id: usize,
     token: PollToken,
 }
 
 impl Drop for ExitSyscall<'_> {
     fn drop(&mut self) {
         let shared = &self.m.handle.shared;
-        if shared.allp[self.id].exit_syscall(self.token) {
+        if self.m.slot().exit_syscall(self.token) {
             return;
         }
         // Slow path: our P went to another M. Take any idle P for the rest
         // of the poll, else finish the poll without one.
-        let polling = shared.idle.try_take_p().map(|p| {
+        let curp = shared.idle.try_take_p().map(|p| {
             let id = p.id;
             let task = context::current_task_id().map_or(0, |t| t.as_u64());
-            let token = shared.allp[id].enter(p, task, self.m.id() as u64);
-            (id, token)
+            // The M's loop finds the new poll with `PSlot::current`.
+            let _ = self.m.slot().enter(p, task);
+            id
         });
-        self.m.set_polling(polling);
+        self.m.set_curp(curp);
     }
 }

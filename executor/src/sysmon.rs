@@ -3,7 +3,7 @@
 //!
 //! # Purpose
 //! A future that blocks its thread inside `poll` cannot be interrupted. One
-//! thread per runtime, holding no P, watches every P's status word
+//! thread per runtime, holding no P, watches every M's status slot
 //! (pstatus.rs): a P whose M stays inside *one* poll past
 //! `Builder::blocking_threshold` (10 ms) while work waits for it is taken
 //! from that M and handed to an idle or a new M, so the queued tasks run.
@@ -12,9 +12,11 @@
 //! prints `GORT_DEBUG=schedtrace` lines.
 //!
 //! # States
-//! - Per P, sysmon's own record (`PRecord`, sysmon-private): the slot word
+//! - Per M, sysmon's own record (`PRecord`, sysmon-private): the slot word
 //!   it saw and when it first saw it. Equal words on two ticks mean the same
 //!   poll is still running (the word carries a poll sequence number).
+//!   Sysmon keeps its own copy of `Shared::ms` (append-only), refreshed
+//!   when its length changes.
 //! - `SysmonShared::sleeping`: false -> true when sysmon parks with every P
 //!   idle and no schedtrace due (Go's `sysmonwait`); true -> false by the
 //!   first M to acquire a P (`wake`).
@@ -23,7 +25,7 @@
 //!   is busy so that a blocked poll is seen within threshold + 2 ms. Woken
 //!   from the deep sleep, it starts at 2 ms (not Go's 20 us: see `run`).
 //!
-//! # Transitions (per tick, for each P)
+//! # Transitions (per tick, for each M)
 //! 1. Load the slot word. Not `POLLING`/`SYSCALL`: forget the record.
 //! 2. A new word: record it with the time now.
 //! 3. The same word for >= 10 ms while `POLLING`: set the M's preempt flag
@@ -31,18 +33,19 @@
 //! 4. The same word past the threshold (`blocking_threshold` for a poll,
 //!    20 us for `block_in_place`) and work waits (the P's runq/runnext, or
 //!    the global queue with no idle P; for `SYSCALL` also "syscall longer
-//!    than 10 ms", Go's rule): `PSlot::retake` (CAS on the exact word seen),
-//!    warn, and `handoff`: an idle M (`Idle::startm_with`), else a new M if
-//!    under `max_threads`, else the idle list.
+//!    than 10 ms", Go's rule): `PSlot::retake` (claim, membarrier, and the
+//!    P only if the word is still the one seen), warn, and `handoff`: an
+//!    idle M (`Idle::startm_with`), else a new M if under `max_threads`,
+//!    else the idle list.
 //!
 //! # Ownership
 //! `PRecord`s, the delay and the trace clock are locals of the sysmon
 //! thread. A retaken P is sysmon's until `handoff` gives it away.
 //!
 //! # Orderings
-//! - The P's hand-over is pstatus.rs' CAS (`retake` Acquire pairs with
-//!   `PSlot::enter`'s Release), then idle.rs' lock (`startm_with` ->
-//!   `wait_for_p`), or the spawn of the new M's thread.
+//! - The P's hand-over is pstatus.rs' handshake (`retake`'s Acquire load
+//!   pairs with `PSlot::enter`'s Release store), then idle.rs' lock
+//!   (`startm_with` -> `wait_for_p`), or the spawn of the new M's thread.
 //! - `sleeping`: sysmon stores true (SeqCst) then re-reads `npidle` (SeqCst);
 //!   `wake` runs after an M took a P (idle.rs stores `npidle` SeqCst under
 //!   the lock) and swaps `sleeping` (SeqCst): either sysmon sees the busy P
@@ -52,7 +55,7 @@
 //!
 //! # Rejected alternatives
 //! - Timing every poll on the M: two clock reads per poll; sysmon's
-//!   sequence comparison costs the M one store (pstatus.rs).
+//!   sequence comparison costs the M two plain stores (pstatus.rs).
 //! - Handing off every long poll, work or not: a lone CPU-bound task would
 //!   make sysmon start Ms that find nothing to do.
 //! - Sleeping a fixed 10 ms: a blocked poll would then stall its P's queue
@@ -68,7 +71,10 @@ use std::time::{Duration, Instant};
 
 use gort_netpoll::loom::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst};
 
-use crate::m::NO_P;
+use gort_netpoll::loom::sync::Arc;
+
+use crate::m::{MInfo, NO_P};
+use crate::membarrier;
 use crate::p::P;
 use crate::park::{Parker, Unparker};
 use crate::pstatus::{self, POLLING, RUNNING, SYSCALL};
@@ -100,6 +106,8 @@ pub(crate) struct DebugConfig {
     pub(crate) schedtrace: Option<Duration>,
     /// Add a line per P and per M.
     pub(crate) scheddetail: bool,
+    /// Print the task dump on SIGQUIT (dump.rs).
+    pub(crate) sigquit: bool,
 }
 
 impl DebugConfig {
@@ -118,9 +126,10 @@ impl DebugConfig {
             match key.trim() {
                 "schedtrace" => cfg.schedtrace = (n > 0).then(|| Duration::from_millis(n)),
                 "scheddetail" => cfg.scheddetail = n != 0,
+                "sigquit" => cfg.sigquit = n != 0,
                 other => {
                     return Err(format!(
-                        "unknown setting {other:?} (known: schedtrace, scheddetail)"
+                        "unknown setting {other:?} (known: schedtrace, scheddetail, sigquit)"
                     ));
                 }
             }
@@ -172,13 +181,17 @@ struct PRecord {
 /// The body of the sysmon thread.
 pub(crate) fn run(handle: Handle, mut parker: Parker) {
     let shared = &handle.shared;
-    let mut records: Vec<Option<PRecord>> = vec![None; shared.allp.len()];
+    let mut ms: Vec<Arc<MInfo>> = Vec::new();
+    let mut records: Vec<Option<PRecord>> = Vec::new();
     let mut idle_ticks = 0u32;
     let mut delay = MIN_DELAY;
     let trace = shared.config.debug.schedtrace;
     let mut next_trace = trace.map(|t| shared.sysmon.start + t);
     let mut next_netpoll = Instant::now() + NETPOLL_PERIOD;
     let mut ready: Vec<std::task::Waker> = Vec::new();
+    if trace.is_some() {
+        eprintln!("{}", handshake_line());
+    }
     loop {
         let nap = next_trace.map_or(delay, |t| {
             delay.min(t.saturating_duration_since(Instant::now()))
@@ -203,7 +216,14 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
             return;
         }
         let now = Instant::now();
-        let acted = retake(&handle, &mut records, now);
+        {
+            let all = shared.ms.lock().unwrap();
+            if all.len() != ms.len() {
+                ms.clone_from(&all);
+                records.resize(ms.len(), None);
+            }
+        }
+        let acted = retake(&handle, &ms, &mut records, now);
         if acted {
             idle_ticks = 0;
             delay = MIN_DELAY;
@@ -251,11 +271,18 @@ fn netpoll(handle: &Handle, ready: &mut Vec<std::task::Waker>) {
     ready.drain(..).for_each(std::task::Waker::wake);
 }
 
-/// Go's `retake`, over every P. True when it preempted or handed off.
-fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> bool {
+/// Go's `retake`, over every M inside a poll. True when it preempted or
+/// handed off.
+fn retake(
+    handle: &Handle,
+    ms: &[Arc<MInfo>],
+    records: &mut [Option<PRecord>],
+    now: Instant,
+) -> bool {
     let shared = &handle.shared;
     let mut acted = false;
-    for (i, slot) in shared.allp.iter().enumerate() {
+    for (i, m) in ms.iter().enumerate() {
+        let slot = &m.slot;
         let word = slot.load();
         let status = pstatus::status(word);
         if status != POLLING && status != SYSCALL {
@@ -274,12 +301,16 @@ fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> boo
                     since: now,
                     preempted: false,
                 });
+                // DIAG: the dump's "running for" (metrics/mod.rs).
+                let since = now.saturating_duration_since(shared.sysmon.start);
+                shared.diag.saw_poll(i, word, since);
                 continue;
             }
         };
         let blocked = now.saturating_duration_since(rec.since);
         if status == POLLING && blocked >= TIME_SLICE && !rec.preempted {
-            preempt(handle, slot.last_poll().1 as usize);
+            // Budget.rs reads it; Relaxed: it carries no data.
+            m.preempt.store(true, Relaxed);
             records[i] = Some(PRecord {
                 preempted: true,
                 ..rec
@@ -291,13 +322,22 @@ fn retake(handle: &Handle, records: &mut [Option<PRecord>], now: Instant) -> boo
         } else {
             (shared.config.blocking_threshold, false)
         };
-        if blocked < threshold || !(must || work_waits(handle, i, now)) {
+        // A hint: the P the M polls with (`MInfo::curp`, set when it takes
+        // one); `NO_P` only in a moment of `block_in_place`'s slow path.
+        let p_id = m.curp.load(Relaxed);
+        if p_id == NO_P {
+            continue;
+        }
+        if blocked < threshold || !(must || work_waits(handle, p_id, now)) {
             continue;
         }
         if let Some(p) = slot.retake(word) {
             records[i] = None;
             acted = true;
-            let (task_id, m) = slot.last_poll();
+            shared.diag.handoffs.add_shared(1); // DIAG
+            crate::trace::handoff(p.id); // DIAG
+            let task_id = slot.last_task();
+            let m = m.id;
             if status == POLLING {
                 let spawned_at = shared
                     .owned
@@ -328,13 +368,6 @@ fn work_waits(handle: &Handle, i: usize, now: Instant) -> bool {
         || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
 }
 
-/// Sets the preempt flag of M `m` (budget.rs reads it).
-fn preempt(handle: &Handle, m: usize) {
-    if let Some(info) = handle.shared.ms.lock().unwrap().get(m) {
-        info.preempt.store(true, Relaxed);
-    }
-}
-
 /// Go's `handoffp` for a P taken from a blocked M: an idle M, else a new M,
 /// else (every M busy and `max_threads` reached) the idle list.
 fn handoff(handle: &Handle, p: Box<P>) {
@@ -351,6 +384,15 @@ fn handoff(handle: &Handle, p: Box<P>) {
         );
         shared.idle.put_idle_p(p);
     }
+}
+
+/// The line schedtrace prints once at start: which P status handshake this
+/// process uses (pstatus.rs).
+pub(crate) fn handshake_line() -> String {
+    format!(
+        "gort schedtrace: P status handshake: {}",
+        membarrier::describe()
+    )
 }
 
 /// One schedtrace report in Go's format (with `scheddetail`, a line per P
@@ -381,9 +423,10 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
         return out;
     }
     out.push('\n');
-    for (i, slot) in shared.allp.iter().enumerate() {
-        let word = slot.load();
-        let owner = ms.iter().find(|m| m.curp.load(Relaxed) == i).map(|m| m.id);
+    for i in 0..shared.stealers.len() {
+        let owner = ms.iter().find(|m| m.curp.load(Relaxed) == i);
+        // The owner's slot word: the status of its poll with this P.
+        let word = owner.map_or(pstatus::IDLE, |m| m.slot.load());
         // Go's numbering: 0 idle, 1 running, 2 syscall.
         let status = match pstatus::status(word) {
             SYSCALL => 2,
@@ -394,18 +437,16 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
             out,
             "  P{i}: status={status} pollseq={} m={} runqsize={}",
             word >> 3,
-            owner.map_or("nil".into(), |m| m.to_string()),
+            owner.map_or("nil".into(), |m| m.id.to_string()),
             shared.stealers[i].len(),
         );
     }
     for m in &ms {
         let p = m.curp.load(Relaxed);
         let curg = (p != NO_P)
-            .then(|| shared.allp[p].load())
+            .then(|| m.slot.load())
             .filter(|w| matches!(pstatus::status(*w), POLLING | SYSCALL | RUNNING))
-            .map(|_| shared.allp[p].last_poll())
-            .filter(|&(_, mid)| mid as usize == m.id)
-            .map(|(task, _)| task);
+            .map(|_| m.slot.last_task());
         let _ = writeln!(
             out,
             "  M{}: p={} curg={} spinning={} preempt={}",

@@ -31,6 +31,15 @@ fn schedtrace_prints_periodic_lines_on_stderr() {
         .expect("re-run the test binary");
     assert!(out.status.success(), "child failed: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let handshake = stderr
+        .lines()
+        .find(|l| l.contains("P status handshake: "))
+        .unwrap_or_else(|| panic!("no line naming the P status handshake:\n{stderr}"));
+    assert!(
+        handshake.ends_with(")")
+            && (handshake.contains("membarrier") || handshake.contains("fence")),
+        "names membarrier or the fence fallback: {handshake:?}"
+    );
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("SCHED ")).collect();
     assert!(
         lines.len() >= 2,

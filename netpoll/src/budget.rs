@@ -92,6 +92,9 @@ impl Budget {
 thread_local! {
     static CURRENT: Cell<Budget> = const { Cell::new(Budget::unconstrained()) };
     static PREEMPT: Cell<*const AtomicBool> = const { Cell::new(ptr::null()) };
+    /// Leaf futures told to yield because the budget was spent (the
+    /// executor's `budget_forced_yields` metric drains it).
+    static FORCED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Uninstalls the preempt flag of this thread when dropped.
@@ -199,6 +202,17 @@ impl Drop for RestoreOnPending {
     }
 }
 
+fn note_forced() {
+    let _ = FORCED.try_with(|f| f.set(f.get() + 1));
+}
+
+/// Returns and resets this thread's count of leaf futures that returned
+/// `Pending` because the budget was spent (for the executor's metrics; the
+/// counting sits on that already-slow branch, not on the poll path).
+pub fn take_forced_yields() -> u64 {
+    FORCED.try_with(|f| f.replace(0)).unwrap_or(0)
+}
+
 /// Takes one unit of budget before a leaf future does its work.
 ///
 /// Returns `Pending`, after waking the task, when the budget is spent: the
@@ -211,11 +225,13 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
         match before.0 {
             None => Poll::Ready(RestoreOnPending(Cell::new(Budget::unconstrained()))),
             Some(0) => {
+                note_forced();
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
             Some(_) if preempted() => {
                 cell.set(Budget(Some(0)));
+                note_forced();
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
@@ -272,6 +288,7 @@ mod tests {
     #[test]
     fn yields_after_initial_units() {
         let mut cx = Context::from_waker(noop_waker_ref());
+        let _ = take_forced_yields();
         budget(|| {
             for i in 0..INITIAL {
                 match poll_proceed(&mut cx) {
@@ -285,6 +302,8 @@ mod tests {
                 INITIAL + 1
             );
         });
+        assert_eq!(take_forced_yields(), 1, "the yield is counted once");
+        assert_eq!(take_forced_yields(), 0, "taking resets the count");
         assert_eq!(
             current(),
             Budget::unconstrained(),

@@ -22,7 +22,9 @@
 //! `pop_for_shutdown` hands it to the shutdown loop.
 //!
 //! # Orderings
-//! The shard lock orders everything, including each shard's `len`.
+//! The shard lock orders everything, including each shard's `len` and the
+//! `spawned` / `completed` counters the metrics read (`counts`): they cost
+//! an add under a lock already held, nothing on the poll path.
 //!
 //! # Rejected alternatives
 //! - One global lock: every spawn and completion of every M would meet on it.
@@ -50,6 +52,10 @@ struct Shard {
     head: Option<NonNull<Header>>,
     /// Linked tasks (a statistic for `len`).
     len: usize,
+    /// Tasks ever linked here, and unlinked (completed or cancelled at
+    /// shutdown): the metrics' `tasks_spawned` / `tasks_completed`.
+    spawned: u64,
+    completed: u64,
     closed: bool,
 }
 
@@ -84,6 +90,8 @@ impl OwnedTasks {
                 Padded(Mutex::new(Shard {
                     head: None,
                     len: 0,
+                    spawned: 0,
+                    completed: 0,
                     closed: false,
                 }))
             })
@@ -132,6 +140,7 @@ impl OwnedTasks {
                 // every task in this shard and of the unpublished new one.
                 unsafe { push_front(&mut shard, ptr) };
                 shard.len += 1;
+                shard.spawned += 1;
                 true
             }
         };
@@ -155,6 +164,7 @@ impl OwnedTasks {
         // SAFETY: shard lock held; the links of tasks of this shard are ours.
         let linked = unsafe { unlink(&mut shard, ptr) };
         shard.len -= usize::from(linked);
+        shard.completed += u64::from(linked);
         linked
     }
 
@@ -174,6 +184,7 @@ impl OwnedTasks {
                 let linked = unsafe { unlink(&mut shard, head) };
                 debug_assert!(linked);
                 shard.len -= 1;
+                shard.completed += 1;
                 drop(shard);
                 // SAFETY: a linked task is alive: the list's reference.
                 return Some(unsafe { RawTask::from_raw(head) });
@@ -215,7 +226,32 @@ impl OwnedTasks {
     /// Number of linked tasks: a sum over the shards, each read under its
     /// lock (a statistic; not a hot path).
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().unwrap().len).sum()
+        self.counts().0
+    }
+
+    /// `(linked, spawned, completed)` summed over the shards, each read
+    /// under its lock (the metrics).
+    pub(crate) fn counts(&self) -> (usize, u64, u64) {
+        self.shards.iter().fold((0, 0, 0), |(l, s, c), shard| {
+            let shard = shard.0.lock().unwrap();
+            (l + shard.len, s + shard.spawned, c + shard.completed)
+        })
+    }
+
+    /// Calls `f` with every linked task (the task dump), one shard at a
+    /// time under its lock: `f` must not spawn, complete or drop tasks.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(RawTask)) {
+        for shard in self.shards.iter() {
+            let shard = shard.0.lock().unwrap();
+            let mut cur = shard.head;
+            while let Some(ptr) = cur {
+                // SAFETY: a linked task is alive (the list's reference) and
+                // its links are guarded by the shard lock we hold.
+                f(unsafe { RawTask::from_raw(ptr) });
+                // SAFETY: as above: the links are read under the shard lock.
+                cur = unsafe { ptr.as_ref().owned_next.with(|n| *n) };
+            }
+        }
     }
 }
 

@@ -58,6 +58,7 @@
 //!
 //! Loom models: `src/tests/loom_task.rs`.
 
+mod builder;
 mod harness;
 mod id;
 mod join;
@@ -70,6 +71,7 @@ mod yield_now;
 use std::future::Future;
 use std::ptr::NonNull;
 
+pub use builder::Builder;
 pub use id::{Id, id, try_id};
 pub use join::{JoinError, JoinHandle};
 pub use yield_now::{Unconstrained, YieldNow, unconstrained, yield_now};
@@ -131,6 +133,17 @@ impl Notified {
         let raw = self.raw;
         std::mem::forget(self);
         raw.poll();
+    }
+
+    /// The task's header (its address identifies the task for the
+    /// diagnostics' sampled schedule latency).
+    pub(crate) fn header(&self) -> &Header {
+        self.raw.header()
+    }
+
+    /// Where the task was spawned (diagnostics).
+    pub(crate) fn spawned_at(&self) -> &'static std::panic::Location<'static> {
+        self.raw.spawned_at()
     }
 
     /// The reference as a pointer (for run queues).

@@ -5,13 +5,23 @@
 //! Properties, in every interleaving:
 //! - the P is held by at most one party at a time (`holders` goes 0 -> 1 on
 //!   every acquire and the acquire asserts it was 0), whether the owner M
-//!   borrows it, takes it back, or sysmon takes it;
+//!   borrows it, takes it back, or sysmon takes it and the new M polls with
+//!   it from its own slot;
 //! - exactly one of the owner M and sysmon ends up with the P;
 //! - every woken task is run exactly once: pushed on the P (and run by
 //!   whoever holds it next) or, once the P is gone, on the global queue.
 //!
-//! Mutation-checked: making `retake`'s CAS a plain store, or letting `borrow`
-//! skip its CAS, fails the holder assertion or loom's cell race detector.
+//! Loom cannot model membarrier (a barrier run by other threads): the slots
+//! here use the symmetric handshake, a `fence(SeqCst)` on each side, which
+//! is what the compiler fence plus sysmon's membarrier provide (pstatus.rs,
+//! Orderings).
+//!
+//! Mutation-checked (2026-11-27, `bash scripts/loom`): deleting the owner's
+//! fence in `PSlot::handshake`, or sysmon's `fence` in `PSlot::retake`, makes
+//! both models fail (loom finds the store-buffering interleaving: each side
+//! misses the other's store, and loom reports concurrent writes to the
+//! slot's cell: sysmon takes the P while the owner borrows it or takes it
+//! back); so does letting `borrow` skip its handshake.
 
 use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use gort_netpoll::loom::sync::{Arc, Mutex};
@@ -59,7 +69,7 @@ fn model(in_syscall: bool) {
     loom::model(move || {
         let log = drop_log();
         let holders = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(PSlot::<Box<TestP>>::new());
+        let slot = Arc::new(PSlot::<Box<TestP>>::with_handshake(false));
         let global = Arc::new(Mutex::new(Vec::<Item>::new()));
         let winner = Arc::new(Mutex::new(Vec::<Winner>::new()));
 
@@ -68,16 +78,22 @@ fn model(in_syscall: bool) {
             holders: holders.clone(),
         });
         // The owner M parks its P in the slot for the poll.
-        let token = slot.enter(p, 1, 0);
+        let token = slot.enter(p, 1);
 
         let sysmon = {
             let (slot, winner) = (slot.clone(), winner.clone());
             thread::spawn(move || {
                 let seen = slot.load();
                 // (a tick later, the same word: the same poll)
-                if let Some(mut p) = slot.retake(seen) {
+                if let Some(p) = slot.retake(seen) {
                     winner.lock().unwrap().push(Winner::Sysmon);
-                    // handoffp: the new M runs the P's queue.
+                    // handoffp: the new M parks the P in its own slot for a
+                    // poll of its own (while the blocked M may still store
+                    // into the old slot) and runs the P's queue.
+                    let slot2 = PSlot::<Box<TestP>>::with_handshake(false);
+                    let token2 = slot2.enter(p, 2);
+                    slot2.borrow(token2, |p| p.run_all());
+                    let mut p = slot2.exit(token2).expect("nobody retakes the new M's P");
                     p.run_all();
                 }
             })

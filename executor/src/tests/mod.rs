@@ -12,6 +12,8 @@ use crate::queue::{Local, QueueItem};
 pub(crate) mod test_sched;
 
 #[cfg(not(loom))]
+mod histogram;
+#[cfg(not(loom))]
 mod inject;
 #[cfg(not(loom))]
 mod park;
