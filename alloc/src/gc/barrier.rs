@@ -60,7 +60,9 @@
 //! # Ownership
 //! - `phase`: written by the collector thread only; read by everyone.
 //! - `MutatorRecord::seq`: written by its thread only; read by the collector
-//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only.
+//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only. A
+//!   thread reaches its record through a const thread-local pointer
+//!   (`RECORD`), cleared before the record is given back at thread exit.
 //! - The header of an object whose count reached zero, and a dead slot:
 //!   written by the thread of the last drop inside its barrier operation
 //!   (after `may_free`), read by the next snapshot after the handshake.
@@ -84,7 +86,12 @@
 //!   (`BorrowFlag::collector_try_read`). Of the two fences one comes first in
 //!   the SC order: either the mutator sees MARK and shades, or the collector
 //!   sees the mutator's store (the count includes the clone; the flag shows
-//!   the borrow).
+//!   the borrow). `GcCell::borrow_mut` while OFF
+//!   (`BorrowFlag::acquire_write_unshared`) uses the odd `seq` itself as the
+//!   store: it loads the phase after the fence and only then writes its flag
+//!   with a plain store, which the handshake (`wait_for_mutators` before any
+//!   collector read of a cell) orders before the collector's CAS (borrow.rs,
+//!   Orderings). The phase load is Acquire for it.
 //! - Termination, `wait_for_mutators`: fence, then load each `seq`. A
 //!   mutator whose fence came earlier is seen inside (odd) and waited for;
 //!   one whose fence came later sees every mark made before the wait.
@@ -149,7 +156,10 @@
 //! `MutatorRecord` and `BorrowFlag`:
 //! - `clone_then_drop_holder_races_counting_and_termination` and
 //!   `cell_move_races_counting_and_marking`: the object a mutator keeps is
-//!   marked when the collector decides (nothing reachable is freed);
+//!   marked when the collector decides (nothing reachable is freed); the
+//!   second borrows as `GcCell` does, without a CAS while OFF, and fails
+//!   without the allocation handshake or the OFF check;
+//! - `mutex_lock_parks_and_wakes`: `GcMutex`'s flag and parking (borrow.rs);
 //! - `allocation_races_the_cycle_start`: the snapshot never reads an object
 //!   header before its `Gc::new` wrote it (loom's cell race checker);
 //! - `weak_upgrade_races_condemn`: a `Weak::upgrade` racing the SWEEP
