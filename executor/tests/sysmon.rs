@@ -234,7 +234,7 @@ fn time_slice_overrun_yields_at_the_next_leaf() {
     rt.block_on(hog).unwrap();
     let per_poll = per_poll.lock().unwrap().clone();
     // The last poll ended on `stop`, not on the budget: leave it out.
-    let polls = &per_poll[..per_poll.len() - 1];
+    let polls = &per_poll[..per_poll.len().saturating_sub(1)];
     let most = polls.iter().copied().max().unwrap_or(0);
     assert!(
         most < usize::from(INITIAL),
