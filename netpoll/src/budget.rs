@@ -188,6 +188,7 @@ impl PreemptHandle {
     /// The guard must be dropped on this thread, before the thread exits
     /// (not leaked): the handle then holds the address of this thread's
     /// thread-local word, which dies with the thread.
+    #[must_use = "dropping the guard unpublishes the word at once"]
     pub unsafe fn install(&self) -> PreemptGuard<'_> {
         let word = CURRENT.with(|w| w as *const AtomicU16);
         *self.word.lock().unwrap() = word;
