@@ -13,7 +13,9 @@
 //!   then collect. gort, dumpster and Arc share one graph between the
 //!   threads; `gc` and `bacon_rajan_cc` are single-threaded, so each thread
 //!   runs its own graph (gort is also run that way, for a like-for-like
-//!   row);
+//!   row, once with the shared graph's `GcMutex` nodes and once with
+//!   `GcCell` nodes and `RefCell` slots, the types the single-threaded
+//!   crates use);
 //! - (d) the longest time (and the p99) any mutator operation waits while a
 //!   heap of 1,000,000 live objects is collected.
 
@@ -65,6 +67,13 @@ struct GortNode {
 #[derive(gort_alloc::Trace)]
 struct GortShared {
     edges: gort_alloc::GcMutex<Vec<gort_alloc::Gc<GortShared>>>,
+}
+
+/// A node of a graph that stays on one thread: `GcCell` edges, like the
+/// single-threaded crates' nodes.
+#[derive(gort_alloc::Trace)]
+struct GortLocal {
+    edges: gort_alloc::GcCell<Vec<gort_alloc::Gc<GortLocal>>>,
 }
 
 #[derive(dumpster::Trace)]
@@ -309,6 +318,20 @@ macro_rules! borrow_cell {
     };
 }
 
+/// `GRAPH_OPS` random operations on a graph that stays on this thread, its
+/// slots in `RefCell`s (the single-threaded crates' setting); returns the
+/// slots for the caller to drop before it collects.
+macro_rules! local_graph {
+    ($seed:expr, $handle:ty, $new:expr, $edges:ident) => {{
+        let mut rng = Rng($seed);
+        let slots: Vec<RefCell<Option<$handle>>> = (0..SLOTS).map(|_| RefCell::new(None)).collect();
+        for _ in 0..GRAPH_OPS {
+            graph_op!(rng, slots, $new, borrow_cell, $edges);
+        }
+        slots
+    }};
+}
+
 #[derive(gort_alloc::Trace)]
 struct GortTable {
     slots: Vec<gort_alloc::GcMutex<Option<gort_alloc::Gc<GortShared>>>>,
@@ -364,6 +387,22 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
             }),
         ),
         (
+            "gort (one graph per thread, GcCell)",
+            median(|| {
+                two_threads(|seed| {
+                    drop(local_graph!(
+                        seed,
+                        gort_alloc::Gc<GortLocal>,
+                        gort_alloc::Gc::new(GortLocal {
+                            edges: gort_alloc::GcCell::new(Vec::new()),
+                        }),
+                        edges
+                    ));
+                });
+                gort_alloc::collect();
+            }),
+        ),
+        (
             "dumpster (shared graph)",
             median(|| {
                 let slots: Vec<Mutex<Option<dumpster::sync::Gc<DumpsterShared>>>> =
@@ -390,21 +429,14 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
             "gc (one graph per thread)",
             median(|| {
                 two_threads(|seed| {
-                    let mut rng = Rng(seed);
-                    let slots: Vec<RefCell<Option<gc::Gc<RustGcNode>>>> =
-                        (0..SLOTS).map(|_| RefCell::new(None)).collect();
-                    for _ in 0..GRAPH_OPS {
-                        graph_op!(
-                            rng,
-                            slots,
-                            gc::Gc::new(RustGcNode {
-                                next: gc::GcCell::new(Vec::new()),
-                            }),
-                            borrow_cell,
-                            next
-                        );
-                    }
-                    drop(slots);
+                    drop(local_graph!(
+                        seed,
+                        gc::Gc<RustGcNode>,
+                        gc::Gc::new(RustGcNode {
+                            next: gc::GcCell::new(Vec::new()),
+                        }),
+                        next
+                    ));
                     gc::force_collect();
                 });
             }),
@@ -413,21 +445,14 @@ fn random_graph() -> Vec<(&'static str, Duration)> {
             "bacon_rajan_cc (one graph per thread)",
             median(|| {
                 two_threads(|seed| {
-                    let mut rng = Rng(seed);
-                    let slots: Vec<RefCell<Option<bacon_rajan_cc::Cc<BaconNode>>>> =
-                        (0..SLOTS).map(|_| RefCell::new(None)).collect();
-                    for _ in 0..GRAPH_OPS {
-                        graph_op!(
-                            rng,
-                            slots,
-                            bacon_rajan_cc::Cc::new(BaconNode {
-                                next: RefCell::new(Vec::new()),
-                            }),
-                            borrow_cell,
-                            next
-                        );
-                    }
-                    drop(slots);
+                    drop(local_graph!(
+                        seed,
+                        bacon_rajan_cc::Cc<BaconNode>,
+                        bacon_rajan_cc::Cc::new(BaconNode {
+                            next: RefCell::new(Vec::new()),
+                        }),
+                        next
+                    ));
                     bacon_rajan_cc::collect_cycles();
                 });
             }),

@@ -95,10 +95,9 @@ pub(crate) struct MInfo {
     pub(crate) id: usize,
     /// How the M is woken with a P.
     pub(crate) note: Arc<MNote<Box<P>>>,
-    /// Set by sysmon when the M's current poll overran its time slice; read
-    /// by the budget (`budget::install_preempt_flag`), cleared by the M when
-    /// a new slice starts. Relaxed: it carries no data (budget.rs).
-    pub(crate) preempt: AtomicBool,
+    /// Where sysmon zeroes the budget of the M's current poll when it
+    /// overruns its time slice (budget.rs; installed by `run`).
+    pub(crate) preempt: budget::PreemptHandle,
     /// The P it holds or polls with (`NO_P`), for scheddetail (Relaxed hint).
     pub(crate) curp: AtomicUsize,
     /// Whether it is spinning, for scheddetail (Relaxed hint).
@@ -113,7 +112,7 @@ impl MInfo {
         Arc::new(MInfo {
             id,
             note,
-            preempt: AtomicBool::new(false),
+            preempt: budget::PreemptHandle::new(),
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
             slot: PSlot::new(),
@@ -169,7 +168,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
     let _m = unsafe { context::set_current_m(&core) };
     // SAFETY: `core.info` (an Arc held by `core`) outlives the guard, which
     // is dropped first, on this thread.
-    let _preempt = unsafe { budget::install_preempt_flag(&core.info.preempt) };
+    let _preempt = unsafe { core.info.preempt.install() };
     core.main_loop();
     drop(_preempt);
     drop(_m);
@@ -196,10 +195,6 @@ impl MCore {
                 .borrow_mut()
                 .take()
                 .expect("gort: M runs a task without a P");
-            if !inherit && self.info.preempt.load(Relaxed) {
-                // A new time slice: forget sysmon's request for the old one.
-                self.info.preempt.store(false, Relaxed);
-            }
             p.on_execute(inherit);
             let id = p.id;
             // The token is read back from the slot after the poll

@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     /// Every live task, for shutdown.
     pub(crate) owned: OwnedTasks,
     /// Every M ever started, by M id (Go's `allm`): to unpark them at
-    /// shutdown, for sysmon's preempt flags and for scheddetail.
+    /// shutdown, for sysmon (status slots, budgets) and for scheddetail.
     pub(crate) ms: Mutex<Vec<Arc<MInfo>>>,
     /// What the Ms share with the sysmon thread.
     pub(crate) sysmon: SysmonShared,

@@ -29,8 +29,10 @@
 //! # Transitions (per tick, for each M)
 //! 1. Load the slot word. Not `POLLING`/`SYSCALL`: forget the record.
 //! 2. A new word: record it with the time now.
-//! 3. The same word for >= 10 ms while `POLLING`: set the M's preempt flag
-//!    (its next gort leaf future yields; budget.rs).
+//! 3. The same word for >= 10 ms while `POLLING`: zero the M's budget
+//!    (`PreemptHandle::preempt`; its next gort leaf future yields, budget.rs),
+//!    again on every later tick of the same poll (the M's own budget stores
+//!    may overwrite a zero).
 //! 4. The same word past the threshold (`blocking_threshold` for a poll,
 //!    20 us for `block_in_place`) and work waits (the P's runq/runnext, or
 //!    the global queue with no idle P; for `SYSCALL` also "syscall longer
@@ -358,14 +360,18 @@ fn retake(
             }
         };
         let blocked = now.saturating_duration_since(rec.since);
-        if status == POLLING && blocked >= TIME_SLICE && !rec.preempted {
-            // Budget.rs reads it; Relaxed: it carries no data.
-            m.preempt.store(true, Relaxed);
-            records[i] = Some(PRecord {
-                preempted: true,
-                ..rec
-            });
-            acted = true;
+        if status == POLLING && blocked >= TIME_SLICE {
+            // Zero the poll's budget (budget.rs), again on every tick while
+            // the poll overruns: the M's own stores (a leaf's, a refund, the
+            // end of an `unconstrained` section) may overwrite a zero.
+            m.preempt.preempt();
+            if !rec.preempted {
+                records[i] = Some(PRecord {
+                    preempted: true,
+                    ..rec
+                });
+                acted = true;
+            }
         }
         let (threshold, must) = if status == SYSCALL {
             (SYSCALL_THRESHOLD, blocked >= SYSCALL_MAX)
@@ -508,7 +514,7 @@ pub(crate) fn schedtrace(handle: &Handle, now: Instant, detail: bool) -> String 
             },
             curg.map_or("nil".into(), |g| g.to_string()),
             m.spinning.load(Relaxed),
-            m.preempt.load(Relaxed),
+            m.preempt.is_spent(),
         );
     }
     out

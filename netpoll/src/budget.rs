@@ -11,7 +11,8 @@
 //! only place a future can be interrupted: its own `poll`.
 //!
 //! # States
-//! The budget is a per-thread value, [`Budget`]:
+//! The budget is a per-thread value, [`Budget`] (stored as one `u16` word:
+//! the units, or `u16::MAX` for unconstrained):
 //! - `Budget(None)`: unconstrained. Outside any task poll (a plain thread, a
 //!   `futures::executor::block_on`) and inside `unconstrained(..)` futures.
 //! - `Budget(Some(n))`: `n` units left in the current poll.
@@ -28,20 +29,44 @@
 //! - [`with_unconstrained`] installs `None` for the duration of a closure.
 //!
 //! # Ownership
-//! Only the thread itself reads or writes its budget (a `thread_local` cell),
-//! so there is no synchronisation and the hot path costs a load and a store.
+//! Each thread's budget is a `thread_local` word that only that thread
+//! counts on: the hot path is a load and a store, no read-modify-write.
+//! The one other writer is sysmon (below), through a [`PreemptHandle`].
 //!
 //! # Preemption from another thread (sysmon)
 //! A task polled for longer than the time slice must yield at its next leaf
-//! future, but sysmon runs on another thread and cannot touch this thread's
-//! cell. The executor therefore installs, once per M thread, a *preempt flag*
-//! ([`install_preempt_flag`]): an atomic owned by the M that sysmon sets
-//! (Relaxed) when the time slice is exceeded and the M clears when it starts a
-//! new slice. [`poll_proceed`] reads it with a Relaxed load only while the
-//! budget is constrained and treats a set flag as an exhausted budget. Relaxed
-//! suffices: the flag carries no data, and a late read only delays the yield
-//! by one leaf. Threads without a flag (plain threads, `block_on`) pay a null
-//! check.
+//! future. Sysmon runs on another thread, so each M publishes the address
+//! of its budget word in its [`PreemptHandle`] ([`PreemptHandle::install`])
+//! and sysmon zeroes that word ([`PreemptHandle::preempt`]): the next leaf
+//! finds no budget left and yields. The leaf checks nothing else, so the
+//! preemption costs the per-leaf path nothing (the words: sysmon
+//! zeroes the budget).
+//!
+//! Transitions of the word: the owner thread stores `INITIAL` at a poll's
+//! start, `n - 1` for a leaf, the saved value at a refund or a poll's end,
+//! `UNCONSTRAINED` around `unconstrained` sections (plain Relaxed stores);
+//! sysmon, under the handle's lock, `compare_exchange`s a constrained
+//! non-zero `n` to 0.
+//!
+//! Orderings: all Relaxed; the word carries no data. The owner's load-then-
+//! store is not atomic as a whole, so a store of the owner can overwrite
+//! sysmon's zero (a leaf's `n - 1`, a refund, the end of an `unconstrained`
+//! section, during which sysmon leaves the word alone). Sysmon therefore
+//! applies the zero again on every tick for as long as the same poll
+//! overruns, so a lost zero costs one sysmon tick. A zero that lands just
+//! after the poll ended spends the next poll's budget: that task yields at
+//! its first leaf, one early yield.
+//!
+//! Lifetime: the word lives in the M thread's TLS. The handle keeps its
+//! address behind a mutex; the M clears it (the guard of `install`) before
+//! its thread exits, and sysmon writes only while holding the lock and
+//! seeing a non-null address.
+//!
+//! The word is `std`'s `AtomicU16`, not the loom shim's: a `const`
+//! thread-local needs a `const` constructor, which loom's atomics lack (they
+//! belong to one model execution, a thread-local outlives it). Nothing is
+//! published through it, so there is nothing for loom to check; the models
+//! that poll tasks count on it as on a plain cell.
 //!
 //! # Why here
 //! Both layers need the counter: the executor sets it around polls, netpoll's
@@ -51,22 +76,36 @@
 //! # Rejected alternatives
 //! - Counting polls in the executor only: an always-ready leaf inside one poll
 //!   never returns to the executor, so nothing would be counted.
+//! - A separate preempt flag that sysmon sets and every leaf reads (until
+//!   branch `sysmon2`): a second thread-local (the flag's address), a null
+//!   check and a load per leaf, and a load (and store) per poll for the M to
+//!   clear it; ~23 instructions per `yield_many` poll (docs/BENCHMARKS.md).
+//! - Reading such a flag only every 16th unit: cheap, but a task whose
+//!   leaves are slow (milliseconds of work between them) would yield 16
+//!   leaves late.
 //! - An atomic per task: the task is only ever polled by one thread at a time,
 //!   so a thread-local is enough and costs no read-modify-write.
 
 use std::cell::Cell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr;
+// Not the loom shim's atomic: see "Lifetime" in the module doc.
+use std::sync::atomic::AtomicU16;
 use std::task::{Context, Poll};
 
-use crate::loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use crate::loom::sync::Mutex;
+use crate::loom::sync::atomic::Ordering::Relaxed;
 
 /// Units of work a task may do in one poll before gort's leaf futures make it
 /// yield. 128 is tokio's figure: large enough that a busy socket loop yields
 /// only every few dozen microseconds, small enough to bound how long one task
 /// delays the rest of its run queue.
 pub const INITIAL: u8 = 128;
+
+/// The budget word's value for "unconstrained" (units are at most `INITIAL`).
+const UNCONSTRAINED: u16 = u16::MAX;
 
 /// The budget left in the current poll; `None` means unconstrained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,59 +126,136 @@ impl Budget {
     pub fn remaining(self) -> Option<u8> {
         self.0
     }
+
+    const fn encode(self) -> u16 {
+        match self.0 {
+            Some(n) => n as u16,
+            None => UNCONSTRAINED,
+        }
+    }
+
+    const fn decode(word: u16) -> Budget {
+        match word {
+            UNCONSTRAINED => Budget(None),
+            // Stored values are `encode`d units, at most `INITIAL`.
+            n => Budget(Some(n as u8)),
+        }
+    }
 }
 
 thread_local! {
-    static CURRENT: Cell<Budget> = const { Cell::new(Budget::unconstrained()) };
-    static PREEMPT: Cell<*const AtomicBool> = const { Cell::new(ptr::null()) };
+    /// This thread's budget, `Budget::encode`d. Sysmon may zero it (module doc).
+    static CURRENT: AtomicU16 = const { AtomicU16::new(UNCONSTRAINED) };
     /// Leaf futures told to yield because the budget was spent (the
     /// executor's `budget_forced_yields` metric drains it).
     static FORCED: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Uninstalls the preempt flag of this thread when dropped.
+/// Where sysmon finds an M's budget word (see the module doc): the address
+/// of the M thread's word while [`PreemptHandle::install`]'s guard lives,
+/// else null.
 #[derive(Debug)]
-pub struct PreemptGuard {
-    prev: *const AtomicBool,
+pub struct PreemptHandle {
+    word: Mutex<*const AtomicU16>,
 }
 
-impl Drop for PreemptGuard {
-    fn drop(&mut self) {
-        let _ = PREEMPT.try_with(|c| c.set(self.prev));
+// SAFETY: the pointer is only dereferenced under the mutex while non-null,
+// and `install`'s contract keeps the thread-local it points to alive until
+// the guard nulls it (under the same mutex); `AtomicU16` may be accessed
+// from any thread.
+unsafe impl Send for PreemptHandle {}
+// SAFETY: as for `Send`: every access to the pointer goes through the mutex.
+unsafe impl Sync for PreemptHandle {}
+
+impl Default for PreemptHandle {
+    fn default() -> PreemptHandle {
+        PreemptHandle::new()
     }
 }
 
-/// Makes `flag` this thread's preempt flag until the guard drops: while it is
-/// set, every constrained budget counts as exhausted (see the module doc).
-///
-/// # Safety
-/// `flag` must stay alive, at the same address, until the returned guard is
-/// dropped, and the guard must be dropped on this thread.
-pub unsafe fn install_preempt_flag(flag: &AtomicBool) -> PreemptGuard {
-    let prev = PREEMPT.with(|c| c.replace(flag));
-    PreemptGuard { prev }
+impl PreemptHandle {
+    /// A handle with no thread installed.
+    pub fn new() -> PreemptHandle {
+        PreemptHandle {
+            word: Mutex::new(ptr::null()),
+        }
+    }
+
+    /// Publishes the calling thread's budget word in this handle until the
+    /// guard drops.
+    ///
+    /// # Safety
+    /// The guard must be dropped on this thread, before the thread exits
+    /// (not leaked): the handle then holds the address of this thread's
+    /// thread-local word, which dies with the thread.
+    #[must_use = "dropping the guard unpublishes the word at once"]
+    pub unsafe fn install(&self) -> PreemptGuard<'_> {
+        let word = CURRENT.with(|w| w as *const AtomicU16);
+        *self.word.lock().unwrap() = word;
+        PreemptGuard {
+            handle: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Sysmon: spends the installed thread's budget, so that its next leaf
+    /// future yields. Leaves an unconstrained word (no task poll, or an
+    /// `unconstrained` section) alone. Returns whether it zeroed a word.
+    pub fn preempt(&self) -> bool {
+        let guard = self.word.lock().unwrap();
+        if guard.is_null() {
+            return false;
+        }
+        // SAFETY: non-null under the lock: installed by `install`, whose
+        // guard nulls it under this lock before the thread (and its word)
+        // goes away.
+        let word = unsafe { &**guard };
+        let n = word.load(Relaxed);
+        n != 0 && n != UNCONSTRAINED && word.compare_exchange(n, 0, Relaxed, Relaxed).is_ok()
+    }
+
+    /// Whether the installed thread's poll has no budget left (spent by its
+    /// leaves or zeroed by [`PreemptHandle::preempt`]), for scheddetail.
+    pub fn is_spent(&self) -> bool {
+        let guard = self.word.lock().unwrap();
+        // SAFETY: as in `preempt`.
+        !guard.is_null() && unsafe { (**guard).load(Relaxed) } == 0
+    }
 }
 
-/// Whether sysmon asked this thread's current poll to yield.
-#[inline]
-fn preempted() -> bool {
-    let flag = PREEMPT.with(Cell::get);
-    // SAFETY: a non-null pointer was installed by `install_preempt_flag`,
-    // whose contract keeps the flag alive until its guard resets the slot.
-    !flag.is_null() && unsafe { (*flag).load(Relaxed) }
+/// Unpublishes the thread's budget word when dropped.
+#[derive(Debug)]
+pub struct PreemptGuard<'a> {
+    handle: &'a PreemptHandle,
+    /// The word is this thread's: the guard must drop here.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for PreemptGuard<'_> {
+    fn drop(&mut self) {
+        *self.handle.word.lock().unwrap() = ptr::null();
+    }
 }
 
 /// Restores the saved budget when a poll ends, even by unwinding.
-struct ResetGuard(Budget);
+struct ResetGuard(u16);
 
 impl Drop for ResetGuard {
     fn drop(&mut self) {
-        let _ = CURRENT.try_with(|cell| cell.set(self.0));
+        let _ = CURRENT.try_with(|w| w.store(self.0, Relaxed));
     }
 }
 
-fn with_installed<R>(budget: Budget, f: impl FnOnce() -> R) -> R {
-    let saved = CURRENT.with(|cell| cell.replace(budget));
+/// Runs `f` with the budget word set to `word` (already encoded: this
+/// function is not inlined, and a constant argument keeps the encoding off
+/// the per-poll path).
+fn with_installed<R>(word: u16, f: impl FnOnce() -> R) -> R {
+    // A load and a store, not a swap: no locked instruction (module doc).
+    let saved = CURRENT.with(|w| {
+        let saved = w.load(Relaxed);
+        w.store(word, Relaxed);
+        saved
+    });
     let _reset = ResetGuard(saved);
     f()
 }
@@ -147,19 +263,19 @@ fn with_installed<R>(budget: Budget, f: impl FnOnce() -> R) -> R {
 /// Runs `f` (one poll of a task) with a fresh budget of [`INITIAL`] units.
 #[inline]
 pub fn budget<R>(f: impl FnOnce() -> R) -> R {
-    with_installed(Budget::initial(), f)
+    with_installed(Budget::initial().encode(), f)
 }
 
 /// Runs `f` with no budget limit.
 #[inline]
 pub fn with_unconstrained<R>(f: impl FnOnce() -> R) -> R {
-    with_installed(Budget::unconstrained(), f)
+    with_installed(UNCONSTRAINED, f)
 }
 
 /// The calling thread's budget.
 #[inline]
 pub fn current() -> Budget {
-    CURRENT.with(Cell::get)
+    Budget::decode(CURRENT.with(|w| w.load(Relaxed)))
 }
 
 /// Whether the current poll may still do work without yielding.
@@ -172,9 +288,9 @@ pub fn has_remaining() -> bool {
 /// task must give way at its next opportunity (a time-slice overrun).
 #[inline]
 pub fn exhaust() {
-    let _ = CURRENT.try_with(|cell| {
-        if cell.get().0.is_some() {
-            cell.set(Budget(Some(0)));
+    let _ = CURRENT.try_with(|w| {
+        if w.load(Relaxed) != UNCONSTRAINED {
+            w.store(0, Relaxed);
         }
     });
 }
@@ -197,7 +313,7 @@ impl Drop for RestoreOnPending {
     fn drop(&mut self) {
         let saved = self.0.get();
         if saved.0.is_some() {
-            let _ = CURRENT.try_with(|cell| cell.set(saved));
+            let _ = CURRENT.try_with(|w| w.store(saved.encode(), Relaxed));
         }
     }
 }
@@ -220,25 +336,16 @@ pub fn take_forced_yields() -> u64 {
 /// calls [`RestoreOnPending::made_progress`] on it when it returns `Ready`.
 #[inline]
 pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
-    CURRENT.with(|cell| {
-        let before = cell.get();
-        match before.0 {
-            None => Poll::Ready(RestoreOnPending(Cell::new(Budget::unconstrained()))),
-            Some(0) => {
-                note_forced();
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Some(_) if preempted() => {
-                cell.set(Budget(Some(0)));
-                note_forced();
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-            Some(n) => {
-                cell.set(Budget(Some(n - 1)));
-                Poll::Ready(RestoreOnPending(Cell::new(before)))
-            }
+    CURRENT.with(|w| match w.load(Relaxed) {
+        UNCONSTRAINED => Poll::Ready(RestoreOnPending(Cell::new(Budget::unconstrained()))),
+        0 => {
+            note_forced();
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        n => {
+            w.store(n - 1, Relaxed);
+            Poll::Ready(RestoreOnPending(Cell::new(Budget::decode(n))))
         }
     })
 }
@@ -326,27 +433,40 @@ mod tests {
 
     #[cfg(not(loom))]
     #[test]
-    fn preempt_flag_exhausts_the_budget() {
+    fn preempt_zeroes_the_installed_threads_budget() {
         let mut cx = Context::from_waker(noop_waker_ref());
-        let flag = AtomicBool::new(false);
-        // SAFETY: `flag` outlives the guard, dropped at the end of this scope.
-        let _g = unsafe { install_preempt_flag(&flag) };
+        let handle = std::sync::Arc::new(PreemptHandle::new());
+        assert!(!handle.preempt(), "nothing installed: nothing to zero");
+        // SAFETY: the guard is dropped at the end of this test, on this thread.
+        let _g = unsafe { handle.install() };
+        assert!(
+            !handle.preempt(),
+            "unconstrained outside a poll: left alone"
+        );
+        let h = handle.clone();
         budget(|| {
-            assert!(poll_proceed(&mut cx).is_ready(), "flag clear: proceeds");
-            flag.store(true, Relaxed);
+            assert!(poll_proceed(&mut cx).is_ready(), "fresh budget: proceeds");
+            // Sysmon's side runs on another thread.
+            let zeroed = std::thread::spawn(move || h.preempt());
+            assert!(zeroed.join().unwrap(), "a constrained budget is zeroed");
+            assert!(handle.is_spent());
             assert!(
                 poll_proceed(&mut cx).is_pending(),
-                "flag set: the next leaf must yield"
+                "zeroed: the next leaf must yield"
             );
-            flag.store(false, Relaxed);
+            assert!(!handle.preempt(), "already zero: nothing to do");
+            with_unconstrained(|| {
+                assert!(!handle.preempt(), "unconstrained section: left alone");
+                assert!(poll_proceed(&mut cx).is_ready());
+            });
             assert!(
                 poll_proceed(&mut cx).is_pending(),
-                "once preempted, the rest of the poll stays exhausted"
+                "the zero is back after the unconstrained section"
             );
         });
-        // Unconstrained code is never preempted.
-        flag.store(true, Relaxed);
-        assert!(poll_proceed(&mut cx).is_ready());
+        assert_eq!(current(), Budget::unconstrained());
+        drop(_g);
+        assert!(!handle.preempt(), "uninstalled: nothing to zero");
     }
 
     #[test]

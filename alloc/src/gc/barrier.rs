@@ -60,7 +60,9 @@
 //! # Ownership
 //! - `phase`: written by the collector thread only; read by everyone.
 //! - `MutatorRecord::seq`: written by its thread only; read by the collector
-//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only.
+//!   in `wait_for_mutators`. `MutatorRecord::depth`: its thread only. A
+//!   thread reaches its record through a const thread-local pointer
+//!   (`RECORD`), cleared before the record is given back at thread exit.
 //! - The header of an object whose count reached zero, and a dead slot:
 //!   written by the thread of the last drop inside its barrier operation
 //!   (after `may_free`), read by the next snapshot after the handshake.
@@ -84,7 +86,12 @@
 //!   (`BorrowFlag::collector_try_read`). Of the two fences one comes first in
 //!   the SC order: either the mutator sees MARK and shades, or the collector
 //!   sees the mutator's store (the count includes the clone; the flag shows
-//!   the borrow).
+//!   the borrow). `GcCell::borrow_mut` while OFF
+//!   (`BorrowFlag::acquire_write_unshared`) uses the odd `seq` itself as the
+//!   store: it loads the phase after the fence and only then writes its flag
+//!   with a plain store, which the handshake (`wait_for_mutators` before any
+//!   collector read of a cell) orders before the collector's CAS (borrow.rs,
+//!   Orderings). The phase load is Acquire for it.
 //! - Termination, `wait_for_mutators`: fence, then load each `seq`. A
 //!   mutator whose fence came earlier is seen inside (odd) and waited for;
 //!   one whose fence came later sees every mark made before the wait.
@@ -149,7 +156,10 @@
 //! `MutatorRecord` and `BorrowFlag`:
 //! - `clone_then_drop_holder_races_counting_and_termination` and
 //!   `cell_move_races_counting_and_marking`: the object a mutator keeps is
-//!   marked when the collector decides (nothing reachable is freed);
+//!   marked when the collector decides (nothing reachable is freed); the
+//!   second borrows as `GcCell` does, without a CAS while OFF, and fails
+//!   without the allocation handshake or the OFF check;
+//! - `mutex_lock_parks_and_wakes`: `GcMutex`'s flag and parking (borrow.rs);
 //! - `allocation_races_the_cycle_start`: the snapshot never reads an object
 //!   header before its `Gc::new` wrote it (loom's cell race checker);
 //! - `weak_upgrade_races_condemn`: a `Weak::upgrade` racing the SWEEP
@@ -379,10 +389,13 @@ impl Barrier {
     /// Reads the phase word after a SeqCst fence: the load half of the
     /// mutator's StoreLoad pattern (see Orderings). The caller has already
     /// made its store (the odd `seq`, the handle count, the borrow flag).
+    /// Acquire: a caller that reads OFF sees everything the last cycle did
+    /// before `set_phase(OFF)` (`BorrowFlag::acquire_write_unshared` relies
+    /// on it for the cell reads the collector released; a plain load on x86).
     #[inline]
     pub(crate) fn phase_after_store(&self) -> PhaseWord {
         self.mutator_fence();
-        PhaseWord::decode(self.phase.load(Ordering::Relaxed))
+        PhaseWord::decode(self.phase.load(Ordering::Acquire))
     }
 
     /// The phase word read before a `Gc` handle's decrement: the first half
@@ -578,6 +591,7 @@ mod heavy_fence {
 #[cfg(not(loom))]
 mod global {
     use super::{Barrier, MutatorRecord};
+    use std::cell::Cell;
     use std::sync::{Arc, LazyLock};
 
     /// The process's barrier.
@@ -588,21 +602,70 @@ mod global {
 
     impl Drop for Local {
         fn drop(&mut self) {
+            // From here on this thread's operations borrow a record each
+            // (`with_barrier`): another thread may take this one.
+            RECORD.set(std::ptr::null());
             BARRIER.unregister(&self.0);
         }
     }
 
     thread_local! {
         static LOCAL: Local = Local(BARRIER.register());
+        /// `LOCAL`'s record while the thread owns it, else null: a
+        /// thread-local with no destructor and a constant initialiser, so
+        /// reading it is one load (`LOCAL` needs a state check per access).
+        static RECORD: Cell<*const MutatorRecord> = const { Cell::new(std::ptr::null()) };
+    }
+
+    /// The calling thread's record, registering the thread on first use;
+    /// `None` once its thread-locals are being destroyed.
+    #[inline]
+    fn record() -> Option<&'static MutatorRecord> {
+        let mut ptr = RECORD.get();
+        if ptr.is_null() {
+            ptr = register_thread()?;
+        }
+        // SAFETY: `ptr` came from `Arc::as_ptr` of a record that
+        // `Barrier::records` (inside the static `BARRIER`) keeps for the life
+        // of the process (records are reused, never freed), and RECORD holds
+        // it only while this thread owns the record (`Local::drop` clears it
+        // before giving the record back).
+        Some(unsafe { &*ptr })
+    }
+
+    #[cold]
+    fn register_thread() -> Option<*const MutatorRecord> {
+        LOCAL
+            .try_with(|local| {
+                let ptr = Arc::as_ptr(&local.0);
+                RECORD.set(ptr);
+                ptr
+            })
+            .ok()
     }
 
     /// Whether the calling thread is inside a barrier operation (a
     /// destructor run by a last drop is): a cycle cannot start until it
     /// leaves, so it must not wait for one.
     pub(crate) fn inside_operation() -> bool {
-        LOCAL
-            .try_with(|local| local.0.depth.load(super::Ordering::Relaxed) != 0)
-            .unwrap_or(false)
+        record().is_some_and(|record| record.depth.load(super::Ordering::Relaxed) != 0)
+    }
+
+    /// Leaves the operation when dropped, also when `f` unwinds.
+    struct Exit<'a>(&'a MutatorRecord);
+
+    impl Drop for Exit<'_> {
+        #[inline]
+        fn drop(&mut self) {
+            self.0.exit();
+        }
+    }
+
+    #[inline(always)]
+    fn run<R>(record: &MutatorRecord, barrier: &Barrier, f: impl FnOnce(&Barrier) -> R) -> R {
+        record.enter();
+        let _exit = Exit(record);
+        f(barrier)
     }
 
     /// Runs `f` inside a barrier operation of the calling thread: between
@@ -610,27 +673,14 @@ mod global {
     #[inline]
     pub(crate) fn with_barrier<R>(f: impl FnOnce(&Barrier) -> R) -> R {
         let barrier: &Barrier = &BARRIER;
-        let mut f = Some(f);
-        let mut run = |record: &MutatorRecord| {
-            struct Exit<'a>(&'a MutatorRecord);
-            impl Drop for Exit<'_> {
-                fn drop(&mut self) {
-                    self.0.exit();
-                }
-            }
-            record.enter();
-            let _exit = Exit(record);
-            let f = f.take().expect("with_barrier runs its closure once");
-            f(barrier)
-        };
-        match LOCAL.try_with(|local| run(&local.0)) {
-            Ok(value) => value,
+        match record() {
+            Some(record) => run(record, barrier, f),
             // The thread's record is gone (this runs from another
             // thread-local's destructor): borrow a record for this one
             // operation.
-            Err(_) => {
+            None => {
                 let record = barrier.register();
-                let value = run(&record);
+                let value = run(&record, barrier, f);
                 barrier.unregister(&record);
                 value
             }

@@ -16,11 +16,10 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use crate::gc::barrier::with_barrier;
-use crate::gc::borrow::{BorrowFlag, Conflict};
+use crate::gc::borrow::{BorrowFlag, Conflict, Parking};
 use crate::gc::stats;
 use crate::gc::trace::{Trace, TraceMode, Tracer};
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::{Mutex, MutexGuard};
 
 /// A borrow of a cell was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,18 +47,32 @@ impl From<Conflict> for BorrowError {
     }
 }
 
+/// How a cell's exclusive borrow takes its flag (borrow.rs).
+#[derive(Clone, Copy)]
+enum Access {
+    /// `GcCell`: one mutator thread at a time; no locked instruction while
+    /// no cycle runs (`acquire_write_unshared`).
+    Unshared,
+    /// `GcMutex`: any thread; one CAS (`acquire_write_shared`).
+    Shared,
+}
+
 /// Takes `flag` exclusively and runs the deletion barrier over `value`: the
 /// shared step of `GcCell::try_borrow_mut` and `GcMutex::lock`.
+#[inline]
 fn acquire_with_barrier<T: Trace + ?Sized>(
     flag: &BorrowFlag,
     value: &UnsafeCell<T>,
+    access: Access,
 ) -> Result<(), Conflict> {
     let waited = with_barrier(|barrier| {
-        let waited = flag.acquire_write()?;
-        let phase = barrier.phase_after_store();
+        let (phase, waited) = match access {
+            Access::Unshared => flag.acquire_write_unshared(barrier)?,
+            Access::Shared => flag.acquire_write_shared(barrier)?,
+        };
         if phase.marking() {
             let mut tracer = Tracer::new(TraceMode::Shade { barrier });
-            // SAFETY: we hold WRITING (acquire_write above), so no one else
+            // SAFETY: we hold WRITING (acquired above), so no one else
             // reads or writes the value; tracing only reads it.
             value.with(|ptr| unsafe { &*ptr }.trace(&mut tracer));
         }
@@ -123,6 +136,7 @@ impl<T> GcCell<T> {
 impl<T: Trace + ?Sized> GcCell<T> {
     /// Borrows the value; panics if it is mutably borrowed (see `try_borrow`).
     #[track_caller]
+    #[inline]
     pub fn borrow(&self) -> GcRef<'_, T> {
         match self.try_borrow() {
             Ok(guard) => guard,
@@ -131,6 +145,7 @@ impl<T: Trace + ?Sized> GcCell<T> {
     }
 
     /// Borrows the value, or says why not.
+    #[inline]
     pub fn try_borrow(&self) -> Result<GcRef<'_, T>, BorrowError> {
         self.flag.try_read()?;
         Ok(GcRef { cell: self })
@@ -139,6 +154,7 @@ impl<T: Trace + ?Sized> GcCell<T> {
     /// Borrows the value mutably; panics if it is borrowed (see
     /// `try_borrow_mut`).
     #[track_caller]
+    #[inline]
     pub fn borrow_mut(&self) -> GcRefMut<'_, T> {
         match self.try_borrow_mut() {
             Ok(guard) => guard,
@@ -148,8 +164,9 @@ impl<T: Trace + ?Sized> GcCell<T> {
 
     /// Borrows the value mutably, or says why not. While a cycle marks, the
     /// handles the value holds now are shaded first (deletion barrier).
+    #[inline]
     pub fn try_borrow_mut(&self) -> Result<GcRefMut<'_, T>, BorrowError> {
-        acquire_with_barrier(&self.flag, &self.value)?;
+        acquire_with_barrier(&self.flag, &self.value, Access::Unshared)?;
         Ok(GcRefMut {
             cell: self,
             _not_send: PhantomData,
@@ -168,6 +185,7 @@ impl<T: ?Sized> Deref for GcRef<'_, T> {
 }
 
 impl<T: ?Sized> Drop for GcRef<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.cell.flag.release_read();
     }
@@ -191,6 +209,7 @@ impl<T: ?Sized> DerefMut for GcRefMut<'_, T> {
 }
 
 impl<T: ?Sized> Drop for GcRefMut<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.cell.flag.release_write();
     }
@@ -222,17 +241,18 @@ impl<T: Default> Default for GcCell<T> {
 
 /// A mutual-exclusion lock for many threads whose `Gc` handles the collector
 /// can follow. `lock` returns the guard directly: a panic while locked does
-/// not poison it.
+/// not poison it. The borrow flag is the lock (one CAS to lock, one swap to
+/// unlock); a thread that finds it held sleeps on `parking` (borrow.rs).
 pub struct GcMutex<T: ?Sized> {
-    lock: Mutex<()>,
     flag: BorrowFlag,
+    parking: Parking,
     value: UnsafeCell<T>,
 }
 
 // SAFETY: like `std::sync::Mutex`: the value is reached only by the thread
-// that holds `lock` (and the collector, which only reads handles under the
-// flag), so sharing the mutex moves `T` between threads, which `T: Send`
-// allows.
+// that holds the flag's WRITING bit (and the collector, which only reads
+// handles under the flag), so sharing the mutex moves `T` between threads,
+// which `T: Send` allows.
 unsafe impl<T: ?Sized + Send> Sync for GcMutex<T> {}
 // SAFETY: the mutex owns its `T`; sending it sends the `T`.
 unsafe impl<T: ?Sized + Send> Send for GcMutex<T> {}
@@ -240,15 +260,19 @@ unsafe impl<T: ?Sized + Send> Send for GcMutex<T> {}
 /// The guard of a locked [`GcMutex`].
 pub struct GcMutexGuard<'a, T: ?Sized> {
     mutex: &'a GcMutex<T>,
-    _lock: MutexGuard<'a, ()>,
+    // Not Send, like `std::sync::MutexGuard`.
+    _not_send: PhantomData<*mut ()>,
 }
+
+// SAFETY: a shared guard only gives `&T`, like `std::sync::MutexGuard`.
+unsafe impl<T: ?Sized + Sync> Sync for GcMutexGuard<'_, T> {}
 
 impl<T> GcMutex<T> {
     /// Wraps `value`.
     pub fn new(value: T) -> GcMutex<T> {
         GcMutex {
-            lock: Mutex::new(()),
             flag: BorrowFlag::new(),
+            parking: Parking::new(),
             value: UnsafeCell::new(value),
         }
     }
@@ -257,31 +281,39 @@ impl<T> GcMutex<T> {
 impl<T: Trace + ?Sized> GcMutex<T> {
     /// Locks, blocking while another thread holds the lock. While a cycle
     /// marks, the handles the value holds now are shaded first.
+    #[inline]
     pub fn lock(&self) -> GcMutexGuard<'_, T> {
-        let lock = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.finish_lock(lock)
+        loop {
+            match self.try_lock_flag() {
+                Ok(guard) => return guard,
+                // Another thread holds it: sleep outside any barrier
+                // operation (the holder may run a collection before it
+                // lets go, and the collection waits for operations).
+                Err(Conflict::Writing) => self.flag.park(&self.parking),
+                // Only a barrier tracing this mutex nested in a value its
+                // thread holds exclusively reads it, for a moment.
+                Err(Conflict::Reading) => crate::loom::thread::yield_now(),
+            }
+        }
     }
 
     /// Locks if no other thread holds the lock.
     pub fn try_lock(&self) -> Option<GcMutexGuard<'_, T>> {
-        let lock = match self.lock.try_lock() {
-            Ok(lock) => lock,
-            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
-        Some(self.finish_lock(lock))
+        loop {
+            match self.try_lock_flag() {
+                Ok(guard) => return Some(guard),
+                Err(Conflict::Writing) => return None,
+                Err(Conflict::Reading) => crate::loom::thread::yield_now(),
+            }
+        }
     }
 
-    fn finish_lock<'a>(&'a self, lock: MutexGuard<'a, ()>) -> GcMutexGuard<'a, T> {
-        // Holding `lock`, no mutator holds the flag, so the only conflict is
-        // the collector's read, which `acquire_write` waits out.
-        if let Err(conflict) = acquire_with_barrier(&self.flag, &self.value) {
-            unreachable!("GcMutex flag held ({conflict:?}) while its lock was free");
-        }
-        GcMutexGuard {
+    fn try_lock_flag(&self) -> Result<GcMutexGuard<'_, T>, Conflict> {
+        acquire_with_barrier(&self.flag, &self.value, Access::Shared)?;
+        Ok(GcMutexGuard {
             mutex: self,
-            _lock: lock,
-        }
+            _not_send: PhantomData,
+        })
     }
 }
 
@@ -289,24 +321,23 @@ impl<T: ?Sized> Deref for GcMutexGuard<'_, T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        // SAFETY: we hold the lock and WRITING (finish_lock).
+        // SAFETY: we hold WRITING (try_lock_flag).
         self.mutex.value.with(|ptr| unsafe { &*ptr })
     }
 }
 
 impl<T: ?Sized> DerefMut for GcMutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: we hold the lock and WRITING; `&mut self` makes this the
-        // only live reference derived from the guard.
+        // SAFETY: we hold WRITING; `&mut self` makes this the only live
+        // reference derived from the guard.
         self.mutex.value.with_mut(|ptr| unsafe { &mut *ptr })
     }
 }
 
 impl<T: ?Sized> Drop for GcMutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        // The flag first, then the lock (field drop order releases `_lock`
-        // after this body).
-        self.mutex.flag.release_write();
+        self.mutex.flag.release_write_shared(&self.mutex.parking);
     }
 }
 

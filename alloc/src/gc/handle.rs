@@ -69,8 +69,10 @@ impl<T: Trace + 'static> Gc<T> {
         // A barrier operation: a cycle that starts meanwhile waits until the
         // object is initialised, or the arena allocates it black (barrier.rs,
         // Orderings, "Allocation").
-        let ptr = with_barrier(|barrier| {
+        let (ptr, counted) = with_barrier(|barrier| {
             let phase = barrier.phase_after_store();
+            // Bytes the pacer still counts for the slot we take (pacer.rs).
+            let mut counted = 0;
             // A dead slot this thread kept under the same OFF word: no cycle
             // has looked at it since, and the next one waits for this
             // operation (barrier.rs, "Dead slots").
@@ -78,6 +80,13 @@ impl<T: Trace + 'static> Gc<T> {
             // lock and keep the rest as dead slots under this word.
             let reused = if phase.phase == OFF {
                 gc_reuse_dead(layout, phase.tag())
+                    .inspect(|slot| {
+                        // SAFETY: a slot from this thread's dead-slot cache
+                        // holds a dead header this thread wrote (FreeSlot,
+                        // `write_dead_header`); no one else writes it, and no
+                        // snapshot reads it before this operation exits.
+                        counted = unsafe { slot.cast::<Header>().as_ref() }.dead_bytes();
+                    })
                     .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header))
             } else {
                 None
@@ -90,9 +99,9 @@ impl<T: Trace + 'static> Gc<T> {
             // SAFETY: `memory` is a fresh slot, sized and aligned for
             // `GcBox<T>` (gc_alloc honours the layout).
             unsafe { ptr.as_ptr().write(GcBox { header, value }) };
-            ptr
+            (ptr, counted)
         });
-        pacer::note_alloc(layout.size());
+        pacer::note_reuse(layout.size(), counted);
         Gc {
             ptr,
             _marker: PhantomData,
@@ -211,18 +220,22 @@ unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: Phase
             // A dead slot's header: condemned with no handle and an empty
             // vtable, which the snapshot passes over and releases if the
             // thread never reuses the slot (barrier.rs, "Dead slots").
+            // Its bytes stay counted by the pacer while it is kept (pacer.rs).
             // SAFETY: no handle exists (the caller's count went to 0) and no
             // collector pass reads the heap until this barrier operation
             // exits (`may_free`), so these writes race with no one.
             unsafe {
                 (*header).handles.store(CONDEMNED, Ordering::Relaxed);
+                (*header)
+                    .internal
+                    .store(self.1.size() as u64, Ordering::Relaxed);
                 (&raw mut (*header).vtable).write(&DEAD_VTABLE);
             }
             if !gc_keep_dead(self.0.cast(), self.1, self.2.tag()) {
                 // SAFETY: as above; the value is dropped.
                 unsafe { gc_free(self.0.cast()) };
+                pacer::note_free(self.1.size());
             }
-            pacer::note_free(self.1.size());
         }
     }
     with_barrier(|barrier| {

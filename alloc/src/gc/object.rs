@@ -53,7 +53,10 @@ pub(crate) struct Header {
     pub(crate) handles: AtomicU64,
     /// Handles found inside scanned objects in cycle `internal >> 32`, in
     /// the low 32 bits (collector only). A count from another cycle reads as
-    /// zero, so no pass has to reset it.
+    /// zero, so no pass has to reset it. In a dead slot (`DEAD_VTABLE`): the
+    /// bytes the pacer still counts for it (`dead_bytes`), written and read
+    /// by the thread that keeps the slot, read by the snapshot that releases
+    /// it; the collector counts handles only into objects that have them.
     pub(crate) internal: AtomicU64,
     pub(crate) vtable: &'static VTable,
 }
@@ -81,8 +84,8 @@ impl<T: Trace> GcBox<T> {
 
 /// The vtable of a dead slot a thread keeps for reuse (heap_api.rs,
 /// `gc_keep_dead`): its header says `CONDEMNED` with no handle, so the
-/// snapshot neither traces nor drops it, and its size is 0 because its bytes
-/// already left the pacer's count when the object died.
+/// snapshot neither traces nor drops it. Its size is 0: the bytes the pacer
+/// still counts for the slot are in the header (`Header::dead_bytes`).
 pub(crate) static DEAD_VTABLE: VTable = VTable {
     trace: trace_nothing,
     drop_value: drop_nothing,
@@ -193,6 +196,24 @@ impl Header {
     #[inline]
     pub(crate) fn is_referenced(&self, order: Ordering) -> bool {
         self.handles.load(order) & (STRONG_MASK | WEAK_MASK) != 0
+    }
+
+    /// The bytes the pacer counts for this condemned object with no handle
+    /// when the snapshot releases it: a dead slot's `dead_bytes`, else its
+    /// layout's size.
+    #[inline]
+    pub(crate) fn released_bytes(&self) -> usize {
+        if std::ptr::eq(self.vtable, &DEAD_VTABLE) {
+            self.dead_bytes()
+        } else {
+            self.vtable.layout.size()
+        }
+    }
+
+    /// A dead slot's bytes still counted by the pacer (pacer.rs).
+    #[inline]
+    pub(crate) fn dead_bytes(&self) -> usize {
+        self.internal.load(Ordering::Relaxed) as usize
     }
 
     /// The handles found inside scanned objects in cycle `epoch`.

@@ -2,7 +2,12 @@
 //!
 //! - `heap_alloc` counts the bytes of every `Gc` object not yet freed (live
 //!   and unswept garbage alike): `Gc::new` adds, the sweep and a last drop
-//!   that frees at once (handle.rs) subtract.
+//!   that frees at once (handle.rs) subtract. A slot a last drop keeps as a
+//!   dead slot (heap_api.rs, `gc_keep_dead`) stays counted, with its bytes
+//!   in its header (`Header::dead_bytes`): the `Gc::new` that reuses it adds
+//!   only the difference (`note_reuse`), and a snapshot that releases it
+//!   unused subtracts them at the cycle's end. A pair of `Gc::new` and last
+//!   drop that reuses one slot thus changes no counter at all.
 //! - After a cycle found `live` bytes reachable, the goal is
 //!   `max(live * (1 + GOGC/100), 4 MiB * GOGC/100)`: Go's heap goal and its
 //!   minimum heap. An allocation that brings `heap_alloc` to the goal starts a
@@ -156,10 +161,15 @@ fn batch(delta: isize) -> isize {
         .unwrap_or(delta)
 }
 
-/// Accounts a new object of `size` bytes; may start a background cycle.
+/// Accounts a new object of `size` bytes in a slot that already counts
+/// `counted` bytes (a dead slot's, or 0 for a fresh slot); may start a
+/// background cycle.
 #[inline]
-pub(crate) fn note_alloc(size: usize) {
-    let batch = batch(size as isize);
+pub(crate) fn note_reuse(size: usize, counted: usize) {
+    if size == counted {
+        return;
+    }
+    let batch = batch(size as isize - counted as isize);
     if batch != 0 {
         publish(batch);
     }

@@ -81,7 +81,7 @@ fn snapshot_slot(
             span.mark(idx);
         } else {
             released.released_objects += 1;
-            released.released_bytes += object.vtable.layout.size();
+            released.released_bytes += object.released_bytes();
         }
         return;
     }

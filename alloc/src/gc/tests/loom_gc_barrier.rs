@@ -10,7 +10,7 @@
 //! the real `Barrier`, `MutatorRecord`, `BorrowFlag` and `try_mark`.
 
 use crate::gc::barrier::{Barrier, MutatorRecord};
-use crate::gc::borrow::BorrowFlag;
+use crate::gc::borrow::{BorrowFlag, Conflict, Parking};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
@@ -120,9 +120,18 @@ fn clone_then_drop_holder_races_counting_and_termination() {
 
 /// Heap: a cell `c` (a root, its handle on the mutator's stack) holds the only
 /// handle to `x`. The mutator takes `x` out of the cell
-/// (`borrow_mut().take()`), keeping it on its stack. The collector reads the
-/// cell while counting and again while marking. `x` must be marked, and the
-/// cell's contents are never read and written at once (loom's race checker).
+/// (`borrow_mut().take()`), keeping it on its stack. The collector starts the
+/// cycle as `run_cycle` does (`start_cycle`, the allocation handshake) and
+/// reads the cell while counting and again while marking. `x` must be
+/// marked, and the cell's contents are never read and written at once
+/// (loom's race checker).
+///
+/// The borrow is `GcCell::borrow_mut`'s: `acquire_write_unshared`, a load
+/// and a plain store while the phase is OFF. Checked by hand: without the
+/// collector's `wait_for_mutators` before counting, or with the fast path
+/// taken whatever the phase, loom finds the collector's CAS landing between
+/// the mutator's load and store and reports the cell read and written at
+/// once.
 #[test]
 fn cell_move_races_counting_and_marking() {
     loom::model(|| {
@@ -139,8 +148,10 @@ fn cell_move_races_counting_and_marking() {
             thread::spawn(move || {
                 // `GcCell::borrow_mut`: acquire, deletion barrier.
                 record.enter();
-                flag.acquire_write().expect("no other mutator borrows");
-                let marking = barrier.phase_after_store().marking();
+                let (phase, _) = flag
+                    .acquire_write_unshared(&barrier)
+                    .expect("no other mutator borrows");
+                let marking = phase.marking();
                 // SAFETY: we hold WRITING (acquire_write above).
                 if marking && holds_x.with(|held| unsafe { *held }) && try_mark(&x.mark, EPOCH) {
                     barrier.shaded(2);
@@ -153,6 +164,8 @@ fn cell_move_races_counting_and_marking() {
         };
 
         barrier.start_cycle(EPOCH);
+        // The allocation handshake, which the unshared borrow relies on.
+        barrier.wait_for_mutators();
         // Counting: read the cell if no mutator holds it.
         let mut internal_x = 0;
         if flag.collector_try_read() {
@@ -348,4 +361,40 @@ fn weak_upgrade_races_condemn() {
 /// `mark` with no edges to follow.
 fn mark_and_terminate(barrier: &Barrier, stack: Vec<usize>) {
     mark(barrier, stack, |_, _| {});
+}
+
+/// `GcMutex::lock` and its guard's drop, on the real flag and `Parking`: two
+/// threads each lock once and do a non-atomic increment of the value (loom's
+/// cell checker fails if both hold it at once); a waiter that finds the flag
+/// held parks. Both increments land and neither thread sleeps forever (loom
+/// reports a deadlock on a lost wake-up). Checked by hand: without the
+/// parking lock around the wake-up's `notify_all`, loom finds the lost
+/// wake-up.
+#[test]
+fn mutex_lock_parks_and_wakes() {
+    loom::model(|| {
+        let flag = Arc::new(BorrowFlag::new());
+        let parking = Arc::new(Parking::new());
+        let value = Arc::new(UnsafeCell::new(0usize));
+        let lock_and_add = {
+            let (flag, parking, value) = (flag.clone(), parking.clone(), value.clone());
+            move || {
+                loop {
+                    match flag.acquire_write() {
+                        Ok(_) => break,
+                        Err(Conflict::Writing) => flag.park(&parking),
+                        Err(Conflict::Reading) => unreachable!("no readers in this model"),
+                    }
+                }
+                // SAFETY: we hold WRITING (acquire_write above).
+                value.with_mut(|v| unsafe { *v += 1 });
+                flag.release_write_shared(&parking);
+            }
+        };
+        let other = thread::spawn(lock_and_add.clone());
+        lock_and_add();
+        other.join().unwrap();
+        // SAFETY: both threads have released the flag and been joined.
+        assert_eq!(value.with(|v| unsafe { *v }), 2, "an increment was lost");
+    });
 }
