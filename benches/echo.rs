@@ -6,8 +6,14 @@
 //! waits for the 64-byte echo, and repeats; the client counts round trips
 //! for a fixed time and records each round trip's latency.
 //!
-//! Run: `cargo bench --bench echo` (about a minute). Modes used internally:
-//! `--server gort|tokio` (prints its address, serves until stdin closes) and
+//! Go's echo server (`benches/go/echo`, goroutine per connection) is loaded
+//! by the same client when `go` is installed (`scripts/bench_go.sh` shows
+//! how); otherwise its columns print `-` with a note. It runs with
+//! `GOMAXPROCS` = the Rust runtimes' worker count.
+//!
+//! Run: `cargo bench --bench echo` (about two minutes). Modes used
+//! internally: `--server gort|tokio|go` (prints its address, serves until
+//! stdin closes; `go` builds and execs the Go server) and
 //! `--client ADDR CONNS SECS` (prints `msgs_per_sec p50_us p99_us`).
 
 mod common;
@@ -15,6 +21,7 @@ mod common;
 use common::workers;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,6 +105,38 @@ fn serve_tokio() {
             });
         }
     });
+}
+
+/// Builds Go's echo server (`go build` is a no-op when it is up to date)
+/// and returns the binary's path, or why it cannot.
+fn build_go_server() -> Result<PathBuf, String> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/go");
+    let bin = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("echo-go-server");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg("./echo")
+        .current_dir(&src)
+        .output()
+        .map_err(|e| format!("`go` not runnable ({e}); install it as scripts/bench_go.sh does"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`go build` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(bin)
+}
+
+/// `--server go`: replaces this process with Go's server, so the parent's
+/// stdin/stdout protocol (and a profiler attached to this pid) reach it.
+fn serve_go() {
+    use std::os::unix::process::CommandExt;
+    let bin = build_go_server().unwrap_or_else(|e| panic!("Go echo server: {e}"));
+    let err = Command::new(&bin)
+        .env("GOMAXPROCS", workers().to_string())
+        .exec();
+    panic!("exec {}: {err}", bin.display());
 }
 
 /// One client connection's round-trip state.
@@ -239,7 +278,8 @@ fn main() {
         match args[i + 1].as_str() {
             "gort" => serve_gort(),
             "tokio" => serve_tokio(),
-            other => panic!("unknown runtime {other}"),
+            "go" => serve_go(),
+            other => panic!("unknown server {other:?} (expected gort, tokio or go)"),
         }
         return;
     }
@@ -256,30 +296,51 @@ fn main() {
         return;
     }
     let (secs, runs) = plan();
+    let mut servers = vec!["gort", "tokio"];
+    match build_go_server() {
+        Ok(_) => servers.push("go"),
+        Err(e) => println!("note: Go's server is skipped: {e}"),
+    }
     println!(
-        "echo: {MSG}-byte round trips, {secs} s per run after {WARMUP:?} warm-up, {runs} runs alternating, medians; server workers = {}",
+        "echo: {MSG}-byte round trips, {secs} s per run after {WARMUP:?} warm-up, {runs} runs alternating, medians; server workers (GOMAXPROCS for Go) = {}",
         workers()
     );
     println!(
-        "| conns | gort msgs/s | tokio msgs/s | gort/tokio | gort p50 µs | tokio p50 µs | gort p99 µs | tokio p99 µs |"
+        "| conns | gort msgs/s | tokio msgs/s | Go msgs/s | gort/tokio | gort/Go | p50 µs gort / tokio / Go | p99 µs gort / tokio / Go |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for conns in CONNS {
-        let mut g = (Vec::new(), Vec::new(), Vec::new());
-        let mut t = (Vec::new(), Vec::new(), Vec::new());
+        // Per server: (rates, p50s, p99s).
+        let mut acc = vec![(Vec::new(), Vec::new(), Vec::new()); servers.len()];
         for _ in 0..runs {
-            for (name, acc) in [("gort", &mut g), ("tokio", &mut t)] {
+            for (name, acc) in servers.iter().zip(acc.iter_mut()) {
                 let (rate, p50, p99) = run_once(name, conns, secs);
                 acc.0.push(rate);
                 acc.1.push(p50);
                 acc.2.push(p99);
             }
         }
-        let (gr, gp50, gp99) = (median(g.0), median(g.1), median(g.2));
-        let (tr, tp50, tp99) = (median(t.0), median(t.1), median(t.2));
+        let meds: Vec<(f64, f64, f64)> = acc
+            .into_iter()
+            .map(|(r, a, b)| (median(r), median(a), median(b)))
+            .collect();
+        let go = meds.get(2).copied();
+        let fmt =
+            |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
+        let (g, t) = (meds[0], meds[1]);
         println!(
-            "| {conns} | {gr:.0} | {tr:.0} | {:.2} | {gp50:.1} | {tp50:.1} | {gp99:.1} | {tp99:.1} |",
-            gr / tr
+            "| {conns} | {:.0} | {:.0} | {} | {:.2} | {} | {:.1} / {:.1} / {} | {:.1} / {:.1} / {} |",
+            g.0,
+            t.0,
+            fmt(go.map(|x| x.0), 0),
+            g.0 / t.0,
+            fmt(go.map(|x| g.0 / x.0), 2),
+            g.1,
+            t.1,
+            fmt(go.map(|x| x.1), 1),
+            g.2,
+            t.2,
+            fmt(go.map(|x| x.2), 1),
         );
     }
 }

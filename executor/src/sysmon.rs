@@ -19,7 +19,8 @@
 //!   when its length changes.
 //! - `SysmonShared::sleeping`: false -> true when sysmon parks with every P
 //!   idle and no schedtrace due (Go's `sysmonwait`); true -> false by the
-//!   first M to acquire a P (`wake`).
+//!   first M to acquire a P (`wake`). Sysmon parks so only once every P has
+//!   looked idle at each of its ticks for `IDLE_BEFORE_SLEEP` (`Quiet`).
 //! - Delay: 20 us after a tick that did something; after 50 idle ticks it
 //!   doubles each tick up to 10 ms (Go's numbers), capped at 2 ms while any P
 //!   is busy so that a blocked poll is seen within threshold + 2 ms. Woken
@@ -62,6 +63,13 @@
 //!   make sysmon start Ms that find nothing to do.
 //! - Sleeping a fixed 10 ms: a blocked poll would then stall its P's queue
 //!   for up to 30 ms; 20 us while busy is Go's compromise.
+//! - Parking at the first tick that sees every P idle (as Go's sysmon
+//!   does; Go wakes it on `entersyscall`, gort on every P acquisition): a
+//!   loaded server's Ps all go idle for a moment between netpoll batches,
+//!   so sysmon parked and was unparked (a futex wake on the M's path to its
+//!   tasks, and a context switch) hundreds of times a second. Echo
+//!   benchmark, 500 connections: 0.059 futex calls per message before,
+//!   0.011 after (docs/BENCHMARKS.md).
 //!
 //! # Checked by
 //! `src/tests/loom_handoff.rs` (the P moves between Ms without ever being
@@ -100,6 +108,10 @@ const NETPOLL_PERIOD: Duration = Duration::from_millis(10);
 /// Cap on the delay while some P is busy: bounds how late a blocked poll is
 /// noticed (threshold + this) without sysmon waking 50,000 times a second.
 const BUSY_MAX_DELAY: Duration = Duration::from_millis(2);
+/// Sysmon parks until an M takes a P only after every P has looked idle at
+/// each of its ticks for this long (see `Quiet`). An idle runtime pays about
+/// ten 2 ms ticks for it, once.
+pub(crate) const IDLE_BEFORE_SLEEP: Duration = Duration::from_millis(20);
 
 /// `GORT_DEBUG` settings, Go's `GODEBUG=schedtrace=X,scheddetail=1`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,10 +177,42 @@ impl SysmonShared {
         }
     }
 
+    /// Whether sysmon is in its deep sleep (tests).
+    #[cfg(test)]
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(SeqCst)
+    }
+
     /// Shutdown: ends sysmon's sleep so it sees the runtime closed.
     pub(crate) fn wake_for_shutdown(&self) {
         self.sleeping.store(false, SeqCst);
         self.unparker.unpark();
+    }
+}
+
+/// Since when every P has looked idle at sysmon's ticks: the hysteresis
+/// before sysmon's deep sleep (`IDLE_BEFORE_SLEEP`, and "Rejected
+/// alternatives" in the module doc). Sampled, not exact: a P busy only
+/// between two ticks goes unseen, which costs at most one early sleep.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Quiet {
+    since: Option<Instant>,
+}
+
+impl Quiet {
+    /// Records one tick's view: whether every P was idle at `now`.
+    pub(crate) fn observe(&mut self, all_idle: bool, now: Instant) {
+        if !all_idle {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(now);
+        }
+    }
+
+    /// Whether every P has looked idle for `IDLE_BEFORE_SLEEP` at `now`.
+    pub(crate) fn long_enough(&self, now: Instant) -> bool {
+        self.since
+            .is_some_and(|s| now.saturating_duration_since(s) >= IDLE_BEFORE_SLEEP)
     }
 }
 
@@ -191,6 +235,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
     let mut next_trace = trace.map(|t| shared.sysmon.start + t);
     let mut next_netpoll = Instant::now() + NETPOLL_PERIOD;
     let mut ready: Vec<std::task::Waker> = Vec::new();
+    let mut quiet = Quiet::default();
     if trace.is_some() {
         eprintln!("{}", handshake_line());
     }
@@ -198,7 +243,10 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
         let nap = next_trace.map_or(delay, |t| {
             delay.min(t.saturating_duration_since(Instant::now()))
         });
-        if trace.is_none() && shared.idle.npidle() == shared.idle.nprocs() {
+        if trace.is_none()
+            && shared.idle.npidle() == shared.idle.nprocs()
+            && quiet.long_enough(Instant::now())
+        {
             // Nothing runs: sleep until an M takes a P (Go's sysmonwait).
             shared.sysmon.sleeping.store(true, SeqCst);
             if shared.idle.npidle_seqcst() == shared.idle.nprocs() && !shared.idle.is_closed() {
@@ -206,6 +254,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
             }
             shared.sysmon.sleeping.store(false, SeqCst);
             records.iter_mut().for_each(|r| *r = None);
+            quiet = Quiet::default();
             // Work appearing is not a sign of trouble: resume at the busy
             // cadence, not Go's 20 us, which on a 2-core machine stole
             // enough CPU from the Ms to double `yield_many` (measured).
@@ -218,6 +267,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
             return;
         }
         let now = Instant::now();
+        quiet.observe(shared.idle.npidle() == shared.idle.nprocs(), now);
         {
             let all = shared.ms.lock().unwrap();
             if all.len() != ms.len() {
