@@ -167,6 +167,16 @@ mod tests {
 
     use crate::global::{free, malloc};
 
+    /// The tests below share the one heap and its memory limit: while
+    /// `memory_limit_and_free_os_memory_release_at_once` has the limit at
+    /// 1 byte, any allocation releases every free page, which would
+    /// release another test's fresh run under its feet. They take turns.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A freed 512 KiB object: its 64 pages are free and not yet idle.
     fn freed_run() -> usize {
         let p = malloc(512 << 10, 8);
@@ -179,6 +189,7 @@ mod tests {
 
     #[test]
     fn pages_are_released_only_after_a_whole_pass_free() {
+        let _serial = serial();
         let p = freed_run();
         let (free_now, released, _) = HEAP.page_state(p);
         assert!(free_now && !released);
@@ -199,6 +210,7 @@ mod tests {
 
     #[test]
     fn memory_limit_and_free_os_memory_release_at_once() {
+        let _serial = serial();
         let p = freed_run();
         let old = set_memory_limit(1);
         let (free_now, released, _) = HEAP.page_state(p);
@@ -216,6 +228,7 @@ mod tests {
 
     #[test]
     fn background_scavenger_releases_idle_pages() {
+        let _serial = serial();
         let p = freed_run();
         // Two ticks of the background thread (1 s each); allow 20 s on a
         // loaded machine.
