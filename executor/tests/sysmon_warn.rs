@@ -5,27 +5,21 @@
 
 #![cfg(not(loom))]
 
-use std::fmt::Write as _;
+mod diag_common;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
 use gort_executor::{Builder, spawn};
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
+
+use diag_common::Fields;
 
 /// Every event of target `gort`, as `name=value` pairs.
 static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 struct Capture;
-
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
 
 impl Subscriber for Capture {
     fn enabled(&self, _: &Metadata<'_>) -> bool {

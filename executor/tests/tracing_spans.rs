@@ -5,14 +5,16 @@
 
 #![cfg(not(loom))]
 
-use std::fmt::Write as _;
+mod diag_common;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use gort_executor::{Builder, task};
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
+
+use diag_common::Fields;
 
 /// `poll` spans (their fields) and `spawn` events of target `gort`.
 static SPANS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -20,14 +22,6 @@ static SPAWNS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 struct Capture;
-
-struct Fields(String);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, "{}={:?} ", field.name(), value);
-    }
-}
 
 impl Subscriber for Capture {
     fn enabled(&self, _: &Metadata<'_>) -> bool {

@@ -1,6 +1,6 @@
 //! Helpers of the diagnostics tests: a small JSON parser (no serde_json
 //! dependency; enough of RFC 8259 to check that the trace is JSON and read
-//! its events) and busy work that holds an M.
+//! its events), busy work that holds an M, and a `tracing` field visitor.
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
@@ -287,4 +287,15 @@ pub fn validate_trace_events(events: &[Json]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A `tracing` visitor that renders a span's or event's fields as
+/// `name=value ` pairs, for the tests that install a capturing subscriber.
+pub struct Fields(pub String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
 }
