@@ -137,11 +137,6 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The task that woke itself during its own poll (a yield), kept until
-    /// the poll ends and pushed then with the P in hand: saves the slot
-    /// `borrow` on every yield (even lock-free, pushing through `borrow`
-    /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
-    yielded: Cell<Option<Notified>>,
     /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
     probe: MProbe,
 }
@@ -159,7 +154,6 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
-        yielded: Cell::new(None),
     };
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
@@ -200,19 +194,18 @@ impl MCore {
             // The token is read back from the slot after the poll
             // (`current`): `block_in_place` may have replaced it.
             let _ = self.info.slot.enter(p, task.id().as_u64());
-            self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
-            let back = self
-                .info
-                .slot
-                .current()
-                .and_then(|token| self.info.slot.exit(token));
-            let yielded = self.yielded.take();
+            // The task comes back if it woke itself during the poll (a
+            // yield): it is queued below with the P in hand, not through
+            // `schedule_local` and the slot's `borrow`.
+            let yielded = self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
+            let back = self.info.slot.exit_current();
             match back {
                 Some(mut p) => {
-                    if let Some(task) = yielded
-                        && p.push_yielded(task, &shared.inject)
-                    {
-                        idle.wakep_local();
+                    if let Some(task) = yielded {
+                        self.probe.woken(task.header()); // DIAG
+                        if p.push_yielded(task, &shared.inject) {
+                            idle.wakep_local();
+                        }
                     }
                     *self.p.borrow_mut() = Some(p);
                 }
@@ -601,17 +594,6 @@ impl MCore {
             let Some(token) = self.info.slot.current() else {
                 return Some(task);
             };
-            // The polled task re-scheduling itself: the M pushes it once the
-            // poll is over (main_loop), with its P back in hand.
-            if hint == Hint::Yield {
-                match self.yielded.take() {
-                    None => {
-                        self.yielded.set(Some(task));
-                        return None;
-                    }
-                    Some(other) => self.yielded.set(Some(other)),
-                }
-            }
             // Inside a poll the P is parked in its slot: borrow it there,
             // unless sysmon took it (then the global queue).
             let mut task = Some(task);

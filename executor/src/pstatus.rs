@@ -304,6 +304,14 @@ impl<P> PSlot<P> {
         Some(p.expect("gort: PSlot::exit found no P in the cell"))
     }
 
+    /// Owner M, after the poll: `exit` of the poll in progress (`current`),
+    /// or `None` when the P is gone (taken by sysmon during the poll or
+    /// during a `block_in_place` that replaced the token).
+    #[inline]
+    pub(crate) fn exit_current(&self) -> Option<P> {
+        self.current().and_then(|token| self.exit(token))
+    }
+
     /// Owner M, inside the poll: run `f` on the parked P. `None` when sysmon
     /// took it (the caller then uses the global queue).
     #[inline]

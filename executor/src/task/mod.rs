@@ -128,11 +128,29 @@ impl Notified {
         self.raw.id()
     }
 
-    /// Polls the task on this thread, consuming the reference.
+    /// Polls the task on this thread, consuming the reference. A task that
+    /// woke itself during the poll (a yield) goes to its scheduler with
+    /// `Hint::Yield`.
     pub(crate) fn run(self) {
+        if let Some(task) = self.run_yielding() {
+            let raw = task.raw;
+            std::mem::forget(task);
+            // The Notified reference moves to the scheduler.
+            raw.schedule(Hint::Yield);
+        }
+    }
+
+    /// Polls the task on this thread, consuming the reference, and returns
+    /// it if it woke itself during the poll (`yield_now`, a spent budget, a
+    /// waker called from inside `poll`): the M queues it at the tail of its
+    /// P's runq once the poll is over (m.rs), without a trip through the
+    /// scheduler's `schedule`.
+    #[must_use = "a task returned here is scheduled and must be queued"]
+    #[inline]
+    pub(crate) fn run_yielding(self) -> Option<Notified> {
         let raw = self.raw;
         std::mem::forget(self);
-        raw.poll();
+        raw.poll()
     }
 
     /// The task's header (its address identifies the task for the
