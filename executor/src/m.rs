@@ -79,6 +79,7 @@ use crate::park::Parker;
 use crate::pstatus::{PSlot, PollToken};
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
+use crate::scheduler::Shared;
 use crate::task::{Hint, Notified};
 use crate::time::{self, Timers, TimersGuard};
 
@@ -123,9 +124,14 @@ impl MInfo {
 /// The running M's own state; lives on its thread's stack.
 pub(crate) struct MCore {
     pub(crate) handle: Handle,
-    /// The P this M holds between polls. Borrowed briefly: never across a
-    /// poll (during one, the P is parked in its `PSlot`).
-    p: RefCell<Option<Box<P>>>,
+    /// The P this M holds, while nothing uses it. `find_runnable` takes it
+    /// out and hands it to `main_loop`, which parks it in the `PSlot` for
+    /// the poll and puts it back here after: a `Cell`, so that taking and
+    /// returning it costs two moves per poll and no borrow flag, and a
+    /// wake on this thread that finds it empty (inside `find_runnable`,
+    /// where they are `collecting`, or after a retake) uses the slot or
+    /// the global queue instead (`schedule_local`).
+    p: Cell<Option<Box<P>>>,
     spinning: Cell<bool>,
     info: Arc<MInfo>,
     parker: RefCell<Parker>,
@@ -137,6 +143,9 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
+    /// The `block_on` heap (`Shared::block_on_timers`), checked before
+    /// every poll: kept here so that the check is one load.
+    block_on_timers: Arc<Timers>,
     /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
     probe: MProbe,
 }
@@ -145,7 +154,7 @@ pub(crate) struct MCore {
 pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
     let core = MCore {
         handle: handle.clone(),
-        p: RefCell::new(None),
+        p: Cell::new(None),
         spinning: Cell::new(false),
         probe: MProbe::new(info.id),
         info,
@@ -154,6 +163,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
+        block_on_timers: handle.shared.block_on_timers().clone(),
     };
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
@@ -177,18 +187,13 @@ impl MCore {
             return;
         };
         self.acquire(got);
-        while let Some((task, inherit)) = self.find_runnable() {
+        while let Some((mut p, task, inherit)) = self.find_runnable() {
             if self.spinning.replace(false) {
                 self.info.spinning.store(false, Relaxed);
                 if idle.stop_spinning() {
                     idle.wakep();
                 }
             }
-            let mut p = self
-                .p
-                .borrow_mut()
-                .take()
-                .expect("gort: M runs a task without a P");
             p.on_execute(inherit);
             let id = p.id;
             // The token is read back from the slot after the poll
@@ -207,7 +212,7 @@ impl MCore {
                             idle.wakep_local();
                         }
                     }
-                    *self.p.borrow_mut() = Some(p);
+                    self.p.set(Some(p));
                 }
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
@@ -279,73 +284,37 @@ impl MCore {
         // Drop the old guard first: guards restore what they replaced.
         *self.timers.borrow_mut() = None;
         *self.timers.borrow_mut() = timers;
-        *self.p.borrow_mut() = p;
+        self.p.set(p);
     }
 
+    /// Releases the held P (if any): the inverse of `set_p`.
     fn take_p(&self) -> Option<Box<P>> {
+        self.release_p();
+        self.p.take()
+    }
+
+    /// What `take_p` does besides taking the P out of `self.p`.
+    fn release_p(&self) {
         self.probe.p_changed(&self.handle.shared.diag, None); // DIAG
         *self.timers.borrow_mut() = None;
-        self.p.borrow_mut().take()
     }
 
-    /// Go's `findRunnable`. `None` at shutdown.
-    fn find_runnable(&self) -> Option<(Notified, bool)> {
-        let shared = &self.handle.shared;
+    /// Go's `findRunnable`: the held P and a task to run on it (`true`: it
+    /// inherits the time slice). The P is out of `self.p` until the caller
+    /// puts it back. `None` at shutdown (the P, if any, left in `self.p`).
+    fn find_runnable(&self) -> Option<(Box<P>, Notified, bool)> {
+        let mut p = self.p.take().expect("gort: find_runnable without a P");
         loop {
-            if shared.idle.is_closed() {
+            if self.handle.shared.idle.is_closed() {
+                self.p.set(Some(p));
                 return None;
             }
-            {
-                let mut guard = self.p.borrow_mut();
-                let p = guard.as_mut().expect("gort: find_runnable without a P");
-                // This P's heap and the block_on heap (which no P owns).
-                self.run_timers(p, &shared.timers[p.id]);
-                self.run_timers(p, shared.block_on_timers());
-                if p.polls % GLOBAL_QUEUE_INTERVAL == 0 {
-                    if !shared.inject.is_empty()
-                        && let Some(task) = self.global_batch(p)
-                    {
-                        return Some((task, false));
-                    }
-                    // The same fairness for I/O: a P whose runq never
-                    // drains would otherwise leave ready sockets unpolled
-                    // until another M goes idle (or sysmon polls).
-                    if shared.netpoller.should_poll_now() {
-                        self.netpoll_into_runq(p);
-                    }
-                }
-                if let Some(found) = p.runq.pop() {
-                    return Some(found);
-                }
-                if !shared.inject.is_empty()
-                    && let Some(task) = self.global_batch(p)
-                {
-                    return Some((task, false));
-                }
-                if shared.netpoller.should_poll_now()
-                    && self.netpoll_into_runq(p) > 0
-                    && let Some((task, _)) = p.runq.pop()
-                {
-                    return Some((task, false));
-                }
-                if self.spinning.get() || shared.idle.spinning_allowed() {
-                    if !self.spinning.replace(true) {
-                        shared.idle.start_spinning();
-                        self.info.spinning.store(true, Relaxed);
-                    }
-                    if let Some(task) = self.steal_work(p) {
-                        return Some((task, false));
-                    }
-                }
-                for timers in shared.timers.iter() {
-                    self.run_timers(p, timers);
-                }
-                if let Some(found) = p.runq.pop() {
-                    return Some(found);
-                }
+            if let Some((task, inherit)) = self.find_with(&mut p) {
+                return Some((p, task, inherit));
             }
             // Nothing anywhere: release the P and park (the delicate dance).
-            let p = self.take_p().expect("gort: find_runnable without a P");
+            let shared = &self.handle.shared;
+            self.release_p();
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
             self.probe.park(false); // DIAG
@@ -358,7 +327,81 @@ impl MCore {
             )?;
             self.probe.park(true); // DIAG
             self.acquire(got);
+            p = self.p.take().expect("gort: acquire holds a P");
         }
+    }
+
+    /// Steps 1-7 of the search order (module doc) on the held P `p`. Steps
+    /// 1 and 3 (and the test of step 2) are the per-poll path, inlined into
+    /// the M's loop; the rest is `find_elsewhere`.
+    #[inline]
+    fn find_with(&self, p: &mut P) -> Option<(Notified, bool)> {
+        let shared = &self.handle.shared;
+        // This P's heap and the block_on heap (which no P owns): a load
+        // each while no timer is pending.
+        if p.timers.next_deadline().is_some() {
+            self.run_timers(p, &shared.timers[p.id]);
+        }
+        if self.block_on_timers.next_deadline().is_some() {
+            self.run_timers(p, &self.block_on_timers);
+        }
+        if p.polls % GLOBAL_QUEUE_INTERVAL == 0
+            && let Some(task) = self.fairness_check(p)
+        {
+            return Some((task, false));
+        }
+        if let Some(found) = p.runq.pop() {
+            return Some(found);
+        }
+        self.find_elsewhere(p)
+    }
+
+    /// Step 2: every 61st poll, the global queue and netpoll first.
+    #[inline(never)]
+    fn fairness_check(&self, p: &mut P) -> Option<Notified> {
+        let shared = &self.handle.shared;
+        if !shared.inject.is_empty()
+            && let Some(task) = self.global_batch(p)
+        {
+            return Some(task);
+        }
+        // The same fairness for I/O: a P whose runq never drains would
+        // otherwise leave ready sockets unpolled until another M goes idle
+        // (or sysmon polls).
+        if shared.netpoller.should_poll_now() {
+            self.netpoll_into_runq(p);
+        }
+        None
+    }
+
+    /// Steps 4-7: the local runq is empty.
+    #[inline(never)]
+    fn find_elsewhere(&self, p: &mut P) -> Option<(Notified, bool)> {
+        let shared = &self.handle.shared;
+        if !shared.inject.is_empty()
+            && let Some(task) = self.global_batch(p)
+        {
+            return Some((task, false));
+        }
+        if shared.netpoller.should_poll_now()
+            && self.netpoll_into_runq(p) > 0
+            && let Some((task, _)) = p.runq.pop()
+        {
+            return Some((task, false));
+        }
+        if self.spinning.get() || shared.idle.spinning_allowed() {
+            if !self.spinning.replace(true) {
+                shared.idle.start_spinning();
+                self.info.spinning.store(true, Relaxed);
+            }
+            if let Some(task) = self.steal_work(p) {
+                return Some((task, false));
+            }
+        }
+        for timers in shared.timers.iter() {
+            self.run_timers(p, timers);
+        }
+        p.runq.pop()
     }
 
     /// Runs `f` with wakes of this runtime's tasks on this thread collected
@@ -573,6 +616,7 @@ impl MCore {
     /// `Schedule::schedule` on this M's own runtime. Returns the task when
     /// the P is unavailable (no P, or borrowed by `find_runnable`), for the
     /// caller to send to the global queue.
+    #[inline]
     pub(crate) fn schedule_local(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
         self.probe.woken(task.header()); // DIAG: sampled schedule latency
@@ -580,34 +624,47 @@ impl MCore {
             self.batch.borrow_mut().push(task);
             return None;
         }
-        let Ok(mut guard) = self.p.try_borrow_mut() else {
-            return Some(task);
-        };
-        let push = |p: &mut P, task: Notified| match hint {
-            Hint::Wake => p.push_woken(task, &shared.inject),
-            Hint::Yield => p.push_yielded(task, &shared.inject),
-        };
-        let more = if let Some(p) = guard.as_mut() {
-            push(p, task)
-        } else {
-            drop(guard);
-            let Some(token) = self.info.slot.current() else {
-                return Some(task);
-            };
-            // Inside a poll the P is parked in its slot: borrow it there,
-            // unless sysmon took it (then the global queue).
-            let mut task = Some(task);
-            let pushed = self.info.slot.borrow(token, |p| {
-                push(p, task.take().expect("gort: borrow runs its closure once"))
-            });
-            match pushed {
-                Some(more) => more,
-                None => return task,
-            }
+        // The common case: the running task wakes or spawns one. Inside a
+        // poll the P is parked in the slot: borrow it there.
+        let more = match self
+            .info
+            .slot
+            .borrow(task, |p, task| push(p, task, hint, shared))
+        {
+            Ok(more) => more,
+            Err(task) => return self.schedule_held(task, hint),
         };
         if more {
             shared.idle.wakep_local();
         }
         None
+    }
+
+    /// `schedule_local` outside a poll, or after sysmon took the P: the P
+    /// in `self.p`, if it is there (not inside `find_runnable`, which holds
+    /// it out, nor after a retake). Otherwise the task is returned for the
+    /// global queue.
+    #[cold]
+    #[inline(never)]
+    fn schedule_held(&self, task: Notified, hint: Hint) -> Option<Notified> {
+        let shared = &self.handle.shared;
+        let Some(mut p) = self.p.take() else {
+            return Some(task);
+        };
+        let more = push(&mut p, task, hint, shared);
+        self.p.set(Some(p));
+        if more {
+            shared.idle.wakep_local();
+        }
+        None
+    }
+}
+
+/// Queues `task` on `p` as `hint` says; true when another M could take work.
+#[inline]
+fn push(p: &mut P, task: Notified, hint: Hint, shared: &Shared) -> bool {
+    match hint {
+        Hint::Wake => p.push_woken(task, &shared.inject),
+        Hint::Yield => p.push_yielded(task, &shared.inject),
     }
 }
