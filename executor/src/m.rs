@@ -124,13 +124,13 @@ impl MInfo {
 /// The running M's own state; lives on its thread's stack.
 pub(crate) struct MCore {
     pub(crate) handle: Handle,
-    /// The P this M holds, while nothing uses it. `find_runnable` takes it
-    /// out and hands it to `main_loop`, which parks it in the `PSlot` for
-    /// the poll and puts it back here after: a `Cell`, so that taking and
-    /// returning it costs two moves per poll and no borrow flag, and a
-    /// wake on this thread that finds it empty (inside `find_runnable`,
-    /// where they are `collecting`, or after a retake) uses the slot or
-    /// the global queue instead (`schedule_local`).
+    /// The P this M holds, between `acquire` and the loop of `main_loop`
+    /// (and at `exit`). The loop itself passes the P by value, from
+    /// `find_runnable` to the `PSlot` for the poll and back, with no
+    /// borrow flag and no store here per poll; a wake on this thread that
+    /// finds the P neither here nor in the slot (inside `find_runnable`,
+    /// where wakes are `collecting` anyway, or after a retake) goes to the
+    /// global queue (`schedule_local`).
     p: Cell<Option<Box<P>>>,
     spinning: Cell<bool>,
     info: Arc<MInfo>,
@@ -187,7 +187,13 @@ impl MCore {
             return;
         };
         self.acquire(got);
-        while let Some((mut p, task, inherit)) = self.find_runnable() {
+        // The P goes from find_runnable to the slot and back by value; it is
+        // in `self.p` only at the edges (acquire, exit).
+        let mut held = self.p.take().expect("gort: acquire holds a P");
+        loop {
+            let Some((mut p, task, inherit)) = self.find_runnable(held) else {
+                break;
+            };
             if self.spinning.replace(false) {
                 self.info.spinning.store(false, Relaxed);
                 if idle.stop_spinning() {
@@ -212,7 +218,7 @@ impl MCore {
                             idle.wakep_local();
                         }
                     }
-                    self.p.set(Some(p));
+                    held = p;
                 }
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
@@ -228,10 +234,11 @@ impl MCore {
                         NextP::Shutdown => None,
                         NextP::Empty => self.stopm(),
                     };
-                    match got {
-                        Some(got) => self.acquire(got),
-                        None => break,
-                    }
+                    let Some(got) = got else {
+                        break;
+                    };
+                    self.acquire(got);
+                    held = self.p.take().expect("gort: acquire holds a P");
                 }
             }
         }
@@ -299,11 +306,11 @@ impl MCore {
         *self.timers.borrow_mut() = None;
     }
 
-    /// Go's `findRunnable`: the held P and a task to run on it (`true`: it
-    /// inherits the time slice). The P is out of `self.p` until the caller
-    /// puts it back. `None` at shutdown (the P, if any, left in `self.p`).
-    fn find_runnable(&self) -> Option<(Box<P>, Notified, bool)> {
-        let mut p = self.p.take().expect("gort: find_runnable without a P");
+    /// Go's `findRunnable` on the held P `p`: the P to run with (another
+    /// one if the M parked meanwhile) and a task (`true`: it inherits the
+    /// time slice). `None` at shutdown, the P (if any) left in `self.p`
+    /// for `exit`.
+    fn find_runnable(&self, mut p: Box<P>) -> Option<(Box<P>, Notified, bool)> {
         loop {
             if self.handle.shared.idle.is_closed() {
                 self.p.set(Some(p));
@@ -624,15 +631,20 @@ impl MCore {
             self.batch.borrow_mut().push(task);
             return None;
         }
+        if hint != Hint::Wake {
+            // A yield reaches `schedule` only from `Notified::run` (the M
+            // queues its own tasks' yields itself: main_loop).
+            return self.schedule_other(task, hint);
+        }
         // The common case: the running task wakes or spawns one. Inside a
         // poll the P is parked in the slot: borrow it there.
         let more = match self
             .info
             .slot
-            .borrow(task, |p, task| push(p, task, hint, shared))
+            .borrow(task, |p, task| p.push_woken(task, &shared.inject))
         {
             Ok(more) => more,
-            Err(task) => return self.schedule_held(task, hint),
+            Err(task) => return self.schedule_other(task, hint),
         };
         if more {
             shared.idle.wakep_local();
@@ -640,14 +652,27 @@ impl MCore {
         None
     }
 
-    /// `schedule_local` outside a poll, or after sysmon took the P: the P
-    /// in `self.p`, if it is there (not inside `find_runnable`, which holds
-    /// it out, nor after a retake). Otherwise the task is returned for the
-    /// global queue.
+    /// `schedule_local` for a yield, outside a poll, or after sysmon took
+    /// the P: the P parked in the slot, else the P in `self.p` if it is
+    /// there (not inside `find_runnable`, which holds it out, nor after a
+    /// retake). Otherwise the task is returned for the global queue.
     #[cold]
     #[inline(never)]
-    fn schedule_held(&self, task: Notified, hint: Hint) -> Option<Notified> {
+    fn schedule_other(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
+        let task = match self
+            .info
+            .slot
+            .borrow(task, |p, task| push(p, task, hint, shared))
+        {
+            Ok(more) => {
+                if more {
+                    shared.idle.wakep_local();
+                }
+                return None;
+            }
+            Err(task) => task,
+        };
         let Some(mut p) = self.p.take() else {
             return Some(task);
         };
