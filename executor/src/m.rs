@@ -8,17 +8,27 @@
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
 //!    park the P in this M's status slot (`PSlot::enter`, pstatus.rs) and
-//!    poll the task. Wakes from inside the poll reach the P through
-//!    `PSlot::borrow`. If the poll blocks past the threshold while work
-//!    waits, sysmon takes the P from the slot and hands it to another M.
-//! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
-//!    task's bookkeeping is already done (wakes went to the global queue), so
+//!    poll the task. Wakes and spawns from inside the poll reach the P
+//!    through `PSlot::borrow`. If the poll blocks past the threshold while
+//!    work waits, sysmon takes the P from the slot and hands it to another M.
+//! 5. After the poll, `PSlot::exit` returns the P, or reports it gone. A
+//!    task that woke itself during its poll (a yield, a spent budget) comes
+//!    back from the poll (`Notified::run_yielding`) and goes to the tail of
+//!    the runq now, with the P in hand (Go's `goyield`): no `schedule`, no
+//!    `borrow`. If the P is gone, the task's bookkeeping is already done
+//!    (wakes went to the global queue, and so does the yielded task), so
 //!    the M takes an idle P if any, else parks as a spare M
-//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path and `stopm`).
+//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path
+//!    and `stopm`).
+//!
+//! The P moves by value through this loop (`find_runnable` to the slot and
+//! back), never through a `RefCell`: per poll the M's own work is the
+//! slot's handshake and a few moves (docs/BENCHMARKS.md, "Round sched3").
 //!
 //! # Search order (`find_runnable`)
 //! 1. This P's expired timers (Go's `checkTimers`) and those of the
-//!    `block_on` heap: two atomic loads when none is pending; the tasks they
+//!    `block_on` heap: two atomic loads when none is pending, through the
+//!    P (`P::timers`) and the M (`MCore::block_on_timers`); the tasks they
 //!    wake go to the local runq.
 //! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue
 //!    and a non-blocking netpoll as in step 5 (fairness: a runq that never

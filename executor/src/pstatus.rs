@@ -128,7 +128,8 @@
 //!   claim, so one side must publish a verdict; sysmon does, as it is never
 //!   on a hot path.
 //! - Deferring the pushes of a poll to an M-local buffer flushed at `exit`
-//!   (as self-yields are, m.rs): `borrow` would need no handshake, but a
+//!   (as a self-yield is: the poll returns the task, m.rs): `borrow` would
+//!   need no handshake, but a
 //!   task spawned by a long poll would be invisible to the other Ms (no
 //!   steal, no handoff by sysmon since `work_waits` sees no work) until the
 //!   poll returns; the handshake costs two stores and a load.

@@ -6,7 +6,7 @@
 //! | caller | queue | then |
 //! |---|---|---|
 //! | a task on an M of this runtime, woken or spawned | that P's `runnext` (Go's `ready` / `newproc`), or the tail after `MAX_INHERITED_RUNS` | `wakep` if the ring holds stealable work |
-//! | the task itself, during its own poll (yield, budget) | tail of that P's runq (Go's `goyield`) | `wakep` if other work is queued |
+//! | the task itself, during its own poll (yield, budget) | not `schedule`: the poll returns it (`Notified::run_yielding`) and the M puts it at the tail of its P's runq (Go's `goyield`) | `wakep` if other work is queued |
 //! | any other thread (outside, `block_on`, another runtime) | global queue | `wakep` |
 //!
 //! Waking an M only when there is work besides what the current M runs next

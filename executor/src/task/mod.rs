@@ -46,7 +46,9 @@
 //! - *Woken during its own poll*: the wake sets `NOTIFIED` without a new
 //!   `Notified` (state.rs `transition_to_notified_by_*` while `RUNNING`);
 //!   `transition_to_idle` sees it and turns the runner's reference into the
-//!   `Notified`, which goes to the tail of the local runq (`Hint::Yield`).
+//!   `Notified`, which the poll returns to the runner
+//!   (`Notified::run_yielding`; an M puts it at the tail of its runq) or
+//!   hands to the scheduler with `Hint::Yield` (`Notified::run`).
 //! - *Aborted during its poll*: `abort` sets `CANCELLED` only; the runner's
 //!   `transition_to_idle` returns `Cancelled` while keeping `RUNNING`, and the
 //!   runner drops the future. Had the poll returned `Ready`, the abort is moot.
@@ -97,7 +99,9 @@ where
 pub(crate) enum Hint {
     /// A waker fired (or `abort`): runnext when on an M of the runtime.
     Wake,
-    /// The task woke itself during its poll (yield): tail of the local runq.
+    /// The task woke itself during its poll (yield) and its runner gave it
+    /// to the scheduler (`Notified::run`): tail of the local runq. (The Ms
+    /// queue their own tasks' yields without `schedule`: m.rs.)
     Yield,
 }
 
