@@ -367,13 +367,12 @@ impl<P> PSlot<P> {
     /// (and the word set to `IDLE`) when sysmon took the P of this poll.
     #[inline(always)]
     fn handshake(&self, token: PollToken) -> bool {
-        if self.asymmetric {
-            // Sysmon's membarrier supplies the hardware barrier; this only
-            // keeps the compiler from moving the load above the store.
-            compiler_fence(SeqCst);
-        } else {
+        if !self.asymmetric {
             fence(SeqCst);
         }
+        // With membarrier, sysmon's call supplies the hardware barrier and
+        // this only keeps the compiler from moving the load above the store.
+        compiler_fence(SeqCst);
         if !self.gone(token) {
             return false;
         }
