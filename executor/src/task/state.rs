@@ -170,6 +170,7 @@ pub(crate) enum TransitionToNotified {
 
 impl State {
     /// The state of a task about to be spawned.
+    #[inline(always)]
     pub(crate) fn new() -> State {
         State {
             val: AtomicUsize::new(INITIAL_STATE | since::stamp()),
@@ -296,19 +297,29 @@ impl State {
     }
 
     /// A waker woken by reference: on `Submit` a new reference was added.
+    ///
+    /// An explicit CAS loop, not `fetch_update_action`: with the stamp in
+    /// the closure, LLVM kept the closure's `Option` on the stack (+7
+    /// instructions on `yield_now`'s wake; callgrind, sched_cost
+    /// yield_many); this form is two shorter than before the stamp.
     pub(crate) fn transition_to_notified_by_ref(&self) -> TransitionToNotified {
-        self.fetch_update_action(|mut s| {
-            if s.is_complete() || s.is_notified() {
-                (TransitionToNotified::DoNothing, None)
+        let now = since::stamp();
+        let mut curr = self.val.load(Acquire);
+        loop {
+            let s = Snapshot(curr);
+            let next = if s.is_complete() || s.is_notified() {
+                return TransitionToNotified::DoNothing;
             } else if s.is_running() {
-                s.0 |= NOTIFIED;
-                (TransitionToNotified::DoNothing, Some(s))
+                curr | NOTIFIED
             } else {
-                s.0 = (s.0 & LOW) | NOTIFIED | since::stamp();
-                s.ref_inc();
-                (TransitionToNotified::Submit, Some(s))
+                ((curr & LOW) | now) + (NOTIFIED + REF_ONE)
+            };
+            match self.val.compare_exchange_weak(curr, next, AcqRel, Acquire) {
+                Ok(_) if s.is_running() => return TransitionToNotified::DoNothing,
+                Ok(_) => return TransitionToNotified::Submit,
+                Err(actual) => curr = actual,
             }
-        })
+        }
     }
 
     /// `abort()`: set `CANCELLED`; an idle task is also notified (a new
