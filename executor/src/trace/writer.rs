@@ -10,8 +10,10 @@
 //! Tracks: process 1 ("gort Ms") has one thread per M (`tid` = the M's
 //! process-wide trace id): P ownership as B/E slices `P<n>`, polls as X
 //! slices nested in them, parks as B/E slices `park` between them (netpoll
-//! waits, X slices, nest in them), and sysmon's handoffs as instants on a
-//! `sysmon` thread. Process 2 ("gort Ps") has one thread per P, holding the
+//! waits, X slices, nest in them), sysmon's handoffs as instants on a
+//! `sysmon` thread, and the garbage collector's phases (B/E slices "GC
+//! cycle" > "count", "mark", "sweep") and handshakes (instants) on a `GC`
+//! thread, when the `gort` facade connected gort-alloc's hook. Process 2 ("gort Ps") has one thread per P, holding the
 //! zero-length "stolen" slices where steal flow arrows start (`ph` `s`); the
 //! arrow ends (`ph` `f`, `bp` `e`) on the thief M's "steal" slice.
 //!
@@ -33,7 +35,7 @@ use gort_netpoll::loom::sync::atomic::Ordering::{Acquire, Relaxed};
 use gort_netpoll::loom::sync::{Arc, Mutex};
 use gort_netpoll::loom::thread;
 
-use super::{Chunk, EPOCH, PENDING, QUEUE, QUEUED, Rec, SESSION};
+use super::{Chunk, EPOCH, GcEdge, PENDING, QUEUE, QUEUED, Rec, SESSION};
 use crate::metrics::Calibration;
 
 /// How often the writer asks the Ms for their partial buffers and writes.
@@ -47,6 +49,8 @@ const PID_MS: u32 = 1;
 const PID_PS: u32 = 2;
 /// The `tid` of sysmon's track in the Ms' process (above any M id).
 pub(super) const SYSMON_TID: u64 = 1 << 20;
+/// The `tid` of the garbage collector's track (`gc_event`), next to sysmon's.
+pub(super) const GC_TID: u64 = SYSMON_TID + 1;
 
 /// A running trace: its writer thread and the stop signal.
 pub(super) struct Session {
@@ -68,6 +72,7 @@ impl Session {
             places: HashMap::default(),
             tasks: HashMap::default(),
             cal: Calibration::now(),
+            gc_open: 0,
             session: SESSION.load(Relaxed) + 1,
             written: 0,
         };
@@ -75,6 +80,7 @@ impl Session {
         out.meta(PID_MS, 0, "process_name", "gort Ms")?;
         out.meta(PID_PS, 0, "process_name", "gort Ps")?;
         out.meta(PID_MS, SYSMON_TID, "thread_name", "sysmon")?;
+        out.meta(PID_MS, GC_TID, "thread_name", "GC")?;
         out.spill(true)?;
         out.file.flush()?;
         let stop = Arc::new(Mutex::new(false));
@@ -111,6 +117,8 @@ struct Out {
     /// Per task, the fixed text of its poll slices (`poll_text`).
     tasks: HashMap<u64, (Vec<u8>, usize), Fast>,
     cal: Calibration,
+    /// GC phases open on the GC track (an `End` with none open is skipped).
+    gc_open: u32,
     session: u64,
     written: u64,
 }
@@ -338,6 +346,36 @@ impl Out {
                 let ts = self.ts(ts);
                 let ph = b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t";
                 plain(&mut self.line, &self.tail, b"handoff P", Some(p), ph, ts);
+            }
+            Rec::Gc {
+                ts,
+                name,
+                edge,
+                cycle,
+            } => {
+                let ph: &[u8] = match edge {
+                    GcEdge::Begin => {
+                        self.gc_open += 1;
+                        b"\",\"cat\":\"gc\",\"ph\":\"B"
+                    }
+                    GcEdge::End if self.gc_open == 0 => return Ok(()),
+                    GcEdge::End => {
+                        self.gc_open -= 1;
+                        b"\",\"cat\":\"gc\",\"ph\":\"E"
+                    }
+                    GcEdge::Instant => b"\",\"cat\":\"gc\",\"ph\":\"i\",\"s\":\"t",
+                };
+                let ts = self.ts(ts);
+                let l = &mut self.line;
+                l.extend_from_slice(b"{\"name\":\"");
+                json_body(l, name);
+                l.extend_from_slice(ph);
+                l.extend_from_slice(b"\",\"ts\":");
+                micros(l, ts);
+                l.extend_from_slice(&self.tail);
+                l.extend_from_slice(b",\"args\":{\"cycle\":");
+                num(l, cycle);
+                l.extend_from_slice(b"}},\n");
             }
         }
         self.spill(false)?;
