@@ -66,6 +66,7 @@ use std::time::Duration;
 #[cfg(not(loom))]
 use gort_netpoll::loom::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+#[cfg(not(loom))]
 use crate::task::state::STAMP_SHIFT;
 
 /// Nanoseconds per unit of the stamp, as a shift: 2^16 ns = 65.5 us, so 32
@@ -129,6 +130,7 @@ pub(crate) fn elapsed_since(stamp: u32) -> Duration {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::task::state::STAMP_SHIFT;
 
     #[test]
     fn a_stamp_reads_back_at_least_the_time_since() {

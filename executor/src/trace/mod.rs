@@ -405,20 +405,7 @@ impl Drop for MTrace {
 /// Sysmon took P `p` from an M blocked in a poll and handed it off:
 /// recorded on sysmon's own track (sysmon is not an M and has no buffer).
 pub(crate) fn handoff(p: usize) {
-    #[cfg(not(loom))]
-    if enabled() {
-        let ts = ticks();
-        let mut q = QUEUE.lock().unwrap();
-        q.records += 1;
-        q.chunks.push(Chunk {
-            m: writer::SYSMON_TID,
-            session: SESSION.load(Relaxed),
-            recs: vec![Rec::Handoff { ts, p: p as u32 }],
-            dropped: 0,
-        });
-    }
-    #[cfg(loom)]
-    let _ = p;
+    off_m(SYSMON_TID, |ts| Rec::Handoff { ts, p: p as u32 });
 }
 
 /// Records an event of the garbage collector on the trace's "GC" track:
@@ -429,25 +416,38 @@ pub(crate) fn handoff(p: usize) {
 ///
 /// An `End` whose `Begin` came before the trace started is not written.
 pub fn gc_event(name: &'static str, edge: GcEdge, cycle: u64) {
+    off_m(GC_TID, |ts| Rec::Gc {
+        ts,
+        name,
+        edge,
+        cycle,
+    });
+}
+
+/// The `tid` of sysmon's track in the Ms' process (above any M id).
+const SYSMON_TID: u64 = 1 << 20;
+/// The `tid` of the garbage collector's track (`gc_event`), next to sysmon's.
+const GC_TID: u64 = SYSMON_TID + 1;
+
+/// An event of a thread with no buffer of its own (sysmon, the collector):
+/// a chunk of one record, straight onto the queue. These are rare (a
+/// handoff, a GC phase), so a lock each is cheap. One Relaxed load when
+/// no trace runs.
+fn off_m(track: u64, rec: impl FnOnce(u64) -> Rec) {
     #[cfg(not(loom))]
     if enabled() {
-        let ts = ticks();
+        let rec = rec(ticks());
         let mut q = QUEUE.lock().unwrap();
         q.records += 1;
         q.chunks.push(Chunk {
-            m: writer::GC_TID,
+            m: track,
             session: SESSION.load(Relaxed),
-            recs: vec![Rec::Gc {
-                ts,
-                name,
-                edge,
-                cycle,
-            }],
+            recs: vec![rec],
             dropped: 0,
         });
     }
     #[cfg(loom)]
-    let _ = (name, edge, cycle);
+    let _ = (track, rec);
 }
 
 /// A named task was spawned: its name goes to the trace (when on).

@@ -35,7 +35,7 @@ use gort_netpoll::loom::sync::atomic::Ordering::{Acquire, Relaxed};
 use gort_netpoll::loom::sync::{Arc, Mutex};
 use gort_netpoll::loom::thread;
 
-use super::{Chunk, EPOCH, GcEdge, PENDING, QUEUE, QUEUED, Rec, SESSION};
+use super::{Chunk, EPOCH, GC_TID, GcEdge, PENDING, QUEUE, QUEUED, Rec, SESSION, SYSMON_TID};
 use crate::metrics::Calibration;
 
 /// How often the writer asks the Ms for their partial buffers and writes.
@@ -47,10 +47,6 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 const PID_MS: u32 = 1;
 const PID_PS: u32 = 2;
-/// The `tid` of sysmon's track in the Ms' process (above any M id).
-pub(super) const SYSMON_TID: u64 = 1 << 20;
-/// The `tid` of the garbage collector's track (`gc_event`), next to sysmon's.
-pub(super) const GC_TID: u64 = SYSMON_TID + 1;
 
 /// A running trace: its writer thread and the stop signal.
 pub(super) struct Session {
