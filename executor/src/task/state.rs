@@ -406,7 +406,12 @@ impl State {
 /// clones of one task's waker); continuing would free a live task.
 #[cold]
 fn ref_overflow() -> ! {
-    eprintln!("gort: a task's reference count overflowed (over 2^25 wakers alive); aborting");
+    use std::io::Write as _;
+    // Not eprintln!: it panics on a closed stderr, and this must not unwind.
+    let _ = writeln!(
+        std::io::stderr(),
+        "gort: a task's reference count overflowed (over 2^25 wakers alive); aborting"
+    );
     std::process::abort();
 }
 
