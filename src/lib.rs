@@ -64,6 +64,52 @@ pub mod runtime {
 
 /// The execution trace (Chrome trace-event JSON, for ui.perfetto.dev):
 /// `GORT_TRACE=path.json` or [`trace::start`]/[`trace::stop`].
+///
+/// The garbage collector's phases appear on a "GC" track once the
+/// collector's phase hook is connected to the trace: [`trace::start`] and
+/// [`collect`](crate::collect) connect it; a program whose trace was started
+/// by `GORT_TRACE` and that calls neither calls [`trace::connect_gc`] once.
 pub mod trace {
-    pub use gort_executor::trace::{start, stop};
+    use std::io;
+    use std::path::Path;
+
+    use gort_alloc::{GcEvent, PhaseEdge};
+    use gort_executor::trace::GcEdge;
+
+    pub use gort_executor::trace::stop;
+
+    /// Starts the execution trace of every gort runtime of the process (see
+    /// [`gort_executor::trace::start`]), with the collector's phases.
+    ///
+    /// # Errors
+    /// As [`gort_executor::trace::start`]: the file cannot be created, the
+    /// writer thread cannot start, or a trace is already running.
+    pub fn start(path: impl AsRef<Path>) -> io::Result<()> {
+        connect_gc();
+        gort_executor::trace::start(path)
+    }
+
+    /// Connects gort-alloc's phase hook to the execution trace (idempotent;
+    /// costs nothing while no trace runs: the hook returns after one load).
+    pub fn connect_gc() {
+        gort_alloc::set_phase_hook(Some(on_gc_event));
+    }
+
+    /// The hook: one event of the collector onto the trace's GC track.
+    fn on_gc_event(ev: GcEvent) {
+        let edge = match ev.edge {
+            PhaseEdge::Begin => GcEdge::Begin,
+            PhaseEdge::End => GcEdge::End,
+            PhaseEdge::Instant => GcEdge::Instant,
+        };
+        gort_executor::trace::gc_event(ev.phase.name(), edge, ev.cycle);
+    }
+}
+
+/// Runs a full collection of the GC'd heap and waits for it
+/// ([`gort_alloc::collect`]); with an execution trace running, its phases
+/// appear on the trace's GC track ([`trace::connect_gc`]).
+pub fn collect() {
+    trace::connect_gc();
+    gort_alloc::collect();
 }
