@@ -255,9 +255,22 @@ impl MCore {
         self.info.slot.current()
     }
 
-    /// `block_in_place`'s slow path took a different P (or none).
-    pub(crate) fn set_curp(&self, p: Option<usize>) {
+    /// `block_in_place`'s slow path (syscall.rs) took P `p` for the rest of
+    /// the poll, or none. The timers follow (as in `set_p`): a `Sleep` made
+    /// in the rest of the poll, and every task this M polls with `p` after
+    /// it, registers with `p`'s heap. Without a P, with the `block_on`
+    /// heap, which every M checks and sysmon watches (sysmon.rs).
+    pub(crate) fn took_p_in_poll(&self, p: Option<usize>) {
+        let shared = &self.handle.shared;
         self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
+        self.probe.p_changed(&shared.diag, p); // DIAG
+        let timers = p.map_or_else(
+            || shared.block_on_timers().clone(),
+            |id| shared.timers[id].clone(),
+        );
+        // Drop the old guard first: guards restore what they replaced.
+        *self.timers.borrow_mut() = None;
+        *self.timers.borrow_mut() = Some(time::enter(timers));
     }
 
     /// This M's status slot (pstatus.rs).

@@ -79,6 +79,6 @@ impl Drop for ExitSyscall<'_> {
             let _ = self.m.slot().enter(p, task);
             id
         });
-        self.m.set_curp(curp);
+        self.m.took_p_in_poll(curp);
     }
 }

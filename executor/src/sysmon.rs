@@ -416,12 +416,17 @@ fn retake(
 }
 
 /// Whether tasks wait for P `i`: its runq (or runnext), an expired timer
-/// on its heap, or the global queue while no P is idle to take it.
+/// on its heap, or, while no P is idle to take them, the global queue or an
+/// expired timer of the `block_on` heap (which only Ms holding a P run;
+/// `block_in_place`'s slow path without a P registers there too).
 fn work_waits(handle: &Handle, i: usize, now: Instant) -> bool {
     let shared = &handle.shared;
+    let due = |d: Instant| d <= now;
     !shared.stealers[i].is_empty()
-        || shared.timers[i].next_deadline().is_some_and(|d| d <= now)
-        || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
+        || shared.timers[i].next_deadline().is_some_and(due)
+        || (shared.idle.npidle() == 0
+            && (!shared.inject.is_empty()
+                || shared.block_on_timers().next_deadline().is_some_and(due)))
 }
 
 /// Go's `handoffp` for a P taken from a blocked M: an idle M, else a new M,

@@ -37,6 +37,8 @@ mod loom_task;
 #[cfg(loom)]
 mod loom_timers;
 #[cfg(not(loom))]
+mod syscall_timers;
+#[cfg(not(loom))]
 mod sysmon_quiet;
 #[cfg(not(loom))]
 mod task_unit;

@@ -1,0 +1,177 @@
+//! `block_in_place`'s slow path (syscall.rs) and the M's timers: after the
+//! M's P was handed off and it took another one, a `Sleep` made in the rest
+//! of the poll registers with the heap of the P the M now holds (until
+//! branch `sysfix` it went to the old P's heap, which another M was running,
+//! so it fired only when that M's poll ended or sysmon handed that P off
+//! again).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::context;
+use crate::scheduler::Shared;
+use crate::task::block_in_place;
+use crate::{Builder, spawn, time};
+
+/// Bound for waits that normally take milliseconds (a loaded machine).
+const GENEROUS: Duration = Duration::from_secs(20);
+
+/// The id of the P parked in this M's slot (we are inside a poll).
+fn held_p() -> Option<usize> {
+    context::with_current_m(|m| {
+        let m = m?;
+        let token = m.polling()?;
+        m.slot().borrow(token, |p| p.id)
+    })
+}
+
+/// Waits (bounded) until `cond` holds, on this thread.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < GENEROUS, "{what} within {GENEROUS:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// Pending timers of each P's heap (the last heap is `block_on`'s).
+fn pending(shared: &Shared) -> Vec<usize> {
+    shared.timers.iter().map(|t| t.len()).collect()
+}
+
+#[test]
+fn block_in_place_slow_path_moves_the_timers_to_the_new_p() {
+    // Two Ps. `holder` keeps one busy, so that the task `t` runs on the
+    // other (`old`), and `hog`, spawned by `t` onto `old`'s runq, cannot be
+    // stolen (no M is idle with a P). `t` then blocks in place until sysmon
+    // hands `old` to a new M that runs `hog`, frees `holder` so that its P
+    // goes idle, and returns: exitsyscall finds `old` gone and takes the
+    // idle P (`new`).
+    let rt = Builder::new().worker_threads(2).build().unwrap();
+    let shared = rt.handle().shared.clone();
+    let holder_started = Arc::new(AtomicBool::new(false));
+    let free_holder = Arc::new(AtomicBool::new(false));
+    let (started, free) = (holder_started.clone(), free_holder.clone());
+    let holder = rt.spawn(async move {
+        started.store(true, SeqCst);
+        wait_until("the test frees the holder", || free.load(SeqCst));
+    });
+    wait_until("the holder runs", || holder_started.load(SeqCst));
+    let sh = shared.clone();
+    let t = rt.spawn(async move {
+        let old = held_p().expect("a task polls with a P");
+        let hog_started = Arc::new(AtomicBool::new(false));
+        let free_hog = Arc::new(AtomicBool::new(false));
+        let (started, free) = (hog_started.clone(), free_hog.clone());
+        let hog = spawn(async move {
+            started.store(true, SeqCst);
+            wait_until("the task frees the hog", || free.load(SeqCst));
+        });
+        block_in_place(|| {
+            wait_until("sysmon hands the P off and the hog runs", || {
+                hog_started.load(SeqCst)
+            });
+            free_holder.store(true, SeqCst);
+            wait_until("the holder's P goes idle", || sh.idle.npidle() > 0);
+        });
+        let new = held_p().expect("exitsyscall took the idle P");
+        assert_ne!(new, old, "the old P runs the hog on another M");
+        let before = pending(&sh);
+        let mut sleep = Box::pin(time::sleep(Duration::from_millis(5)));
+        // One poll registers the timer with the current heap.
+        std::future::poll_fn(|cx| {
+            assert!(
+                sleep.as_mut().poll(cx).is_pending(),
+                "a 5 ms sleep fired at once"
+            );
+            Poll::Ready(())
+        })
+        .await;
+        let after = pending(&sh);
+        let start = Instant::now();
+        Pin::new(&mut sleep).await;
+        let took = start.elapsed();
+        free_hog.store(true, SeqCst);
+        hog.await.unwrap();
+        (old, new, before, after, took)
+    });
+    let (old, new, before, after, took) = rt.block_on(t).unwrap();
+    rt.block_on(holder).unwrap();
+    let mut want = before.clone();
+    want[new] += 1;
+    assert_eq!(
+        after, want,
+        "pending timers per heap before the sleep {before:?}, after {after:?}: the sleep \
+         must register with the heap of P{new}, which the M took after losing P{old}"
+    );
+    assert!(
+        took < GENEROUS,
+        "a 5 ms sleep took {took:?} after block_in_place's slow path"
+    );
+}
+
+#[test]
+fn block_in_place_without_a_p_left_registers_sleeps_where_sysmon_looks() {
+    // One P. `t` blocks in place until sysmon hands the P to a new M that
+    // runs `hog`; `hog` keeps it (a CPU loop, no budget) until `t` is done.
+    // `t` returns with no idle P to take, so the rest of its poll runs
+    // without one: its sleep goes to the `block_on` heap, and sysmon, which
+    // sees that timer expire while no P is idle, hands the P back from the
+    // hog's M so that the sleep fires.
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    let shared = rt.handle().shared.clone();
+    let block_on_heap = shared.timers.len() - 1;
+    let sh = shared.clone();
+    let t = rt.spawn(async move {
+        let hog_started = Arc::new(AtomicBool::new(false));
+        let free_hog = Arc::new(AtomicBool::new(false));
+        let (started, free) = (hog_started.clone(), free_hog.clone());
+        let hog = spawn(async move {
+            started.store(true, SeqCst);
+            wait_until("the task frees the hog", || free.load(SeqCst));
+        });
+        block_in_place(|| {
+            wait_until("sysmon hands the P off and the hog runs", || {
+                hog_started.load(SeqCst)
+            });
+        });
+        let held = held_p();
+        let before = pending(&sh);
+        let mut sleep = Box::pin(time::sleep(Duration::from_millis(5)));
+        std::future::poll_fn(|cx| {
+            assert!(
+                sleep.as_mut().poll(cx).is_pending(),
+                "a 5 ms sleep fired at once"
+            );
+            Poll::Ready(())
+        })
+        .await;
+        let after = pending(&sh);
+        let start = Instant::now();
+        Pin::new(&mut sleep).await;
+        let took = start.elapsed();
+        free_hog.store(true, SeqCst);
+        hog.await.unwrap();
+        (held, before, after, took)
+    });
+    let (held, before, after, took) = rt.block_on(t).unwrap();
+    assert_eq!(
+        held, None,
+        "the only P runs the hog: exitsyscall finds none"
+    );
+    let mut want = before.clone();
+    want[block_on_heap] += 1;
+    assert_eq!(
+        after, want,
+        "pending timers per heap before the sleep {before:?}, after {after:?}: a poll left \
+         without a P registers with the block_on heap"
+    );
+    assert!(
+        took < GENEROUS,
+        "a 5 ms sleep took {took:?}: nobody ran the block_on heap while the hog held the P"
+    );
+}
