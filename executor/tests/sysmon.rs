@@ -59,9 +59,9 @@ fn wait_all_ticking(rt: &Runtime, ticks: &Arc<Vec<AtomicUsize>>) {
     });
 }
 
-/// Runs a task whose single poll blocks its thread for `block` (with `f`),
-/// and returns each ticker's ticks during the block.
-fn ticks_during_block(workers: usize, block: Duration, in_place: bool) -> Vec<usize> {
+/// Runs a task whose single poll blocks its thread for `block`, and returns
+/// each ticker's ticks during the block.
+fn ticks_during_block(workers: usize, block: Duration) -> Vec<usize> {
     let rt = rt(workers);
     let stop = Arc::new(AtomicBool::new(false));
     let ticks = start_tickers(&rt, &stop);
@@ -69,11 +69,7 @@ fn ticks_during_block(workers: usize, block: Duration, in_place: bool) -> Vec<us
     let t = ticks.clone();
     let during = rt.block_on(rt.spawn(async move {
         let before = snapshot(&t);
-        if in_place {
-            block_in_place(|| std::thread::sleep(block));
-        } else {
-            std::thread::sleep(block);
-        }
+        std::thread::sleep(block);
         let after = snapshot(&t);
         before
             .iter()
@@ -102,22 +98,69 @@ fn assert_kept_ticking(during: &[usize], block: Duration, what: &str) {
 #[test]
 fn tickers_keep_ticking_while_a_task_blocks_its_thread_one_worker() {
     let block = Duration::from_millis(500);
-    let during = ticks_during_block(1, block, false);
+    let during = ticks_during_block(1, block);
     assert_kept_ticking(&during, block, "1 worker, thread::sleep in poll");
 }
 
 #[test]
 fn tickers_keep_ticking_while_a_task_blocks_its_thread_two_workers() {
     let block = Duration::from_millis(500);
-    let during = ticks_during_block(2, block, false);
+    let during = ticks_during_block(2, block);
     assert_kept_ticking(&during, block, "2 workers, thread::sleep in poll");
 }
 
 #[test]
 fn block_in_place_hands_the_p_off() {
-    let block = Duration::from_millis(300);
-    let during = ticks_during_block(1, block, true);
-    assert_kept_ticking(&during, block, "1 worker, block_in_place");
+    // One worker: the tickers tick during the task's blocking section only
+    // if sysmon hands its P to another M. The section lasts until every
+    // ticker has ticked `WANT` times (bounded by `GENEROUS`) rather than a
+    // fixed 300 ms: under load the OS kept the tickers' new M waiting for a
+    // CPU for much of such a window (ticks during it were 300 minus that
+    // M's run-queue wait in ms, /proc/self/task/*/schedstat, with CPU
+    // spinners beside the test), and the fixed count of 30 failed once. A
+    // missed handoff still fails: with one P, no ticker ticks at all. The
+    // blocking threshold of a plain poll is out of reach, so only
+    // `block_in_place`'s entersyscall can lose the P.
+    const WANT: usize = 20;
+    let rt = Builder::new()
+        .worker_threads(1)
+        .blocking_threshold(GENEROUS * 10)
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = start_tickers(&rt, &stop);
+    wait_all_ticking(&rt, &ticks);
+    let t = ticks.clone();
+    let outcome = rt.block_on(rt.spawn(async move {
+        let before = snapshot(&t);
+        block_in_place(|| {
+            let start = Instant::now();
+            loop {
+                let slowest = snapshot(&t)
+                    .iter()
+                    .zip(&before)
+                    .map(|(a, b)| a - b)
+                    .min()
+                    .unwrap();
+                if slowest >= WANT {
+                    return Ok(start.elapsed());
+                }
+                if start.elapsed() > GENEROUS {
+                    return Err(slowest);
+                }
+                // The blocking work itself: this thread is asleep.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    }));
+    stop.store(true, SeqCst);
+    if let Err(slowest) = outcome.expect("the blocking task completes") {
+        panic!(
+            "while one task blocked in block_in_place for {GENEROUS:?}, the slowest of \
+             {TICKERS} tickers ticked only {slowest} times (want {WANT}): its P was not \
+             handed to another M"
+        );
+    }
 }
 
 #[test]
@@ -322,8 +365,14 @@ fn idle_blocking_threads_retire() {
         .build()
         .unwrap();
     let h = rt.handle();
-    assert_eq!(rt.block_on(h.spawn_blocking(|| 1)).unwrap(), 1);
-    assert_eq!(h.num_blocking_threads(), 1, "one thread ran the closure");
+    // Counted inside the closure: its thread cannot retire while it runs.
+    // (Counted after `block_on` returned, as before, the test failed once
+    // under load: the test thread waited for a CPU longer than the 50 ms
+    // keep-alive, and the thread had already retired. Reproduced by
+    // sleeping 60 ms at that point.)
+    let h2 = h.clone();
+    let threads = rt.block_on(h.spawn_blocking(move || h2.num_blocking_threads()));
+    assert_eq!(threads.unwrap(), 1, "one thread runs the closure");
     let start = Instant::now();
     while h.num_blocking_threads() > 0 {
         assert!(
