@@ -74,6 +74,7 @@ use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxe
 use crate::context;
 use crate::idle::{MNote, NextP};
 use crate::metrics::probe::MProbe;
+use crate::osthread::MThread;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::pstatus::{PSlot, PollToken};
@@ -105,6 +106,9 @@ pub(crate) struct MInfo {
     /// Where the M parks its P during a poll, and sysmon takes it from
     /// (pstatus.rs). Per M, not per P: see pstatus.rs' Ownership.
     pub(crate) slot: PSlot<Box<P>>,
+    /// The OS's ids of the M's thread, for sysmon's preemption grace
+    /// (osthread.rs; recorded by `run`).
+    pub(crate) thread: MThread,
 }
 
 impl MInfo {
@@ -116,6 +120,7 @@ impl MInfo {
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
             slot: PSlot::new(),
+            thread: MThread::new(),
         })
     }
 }
@@ -161,6 +166,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         ready: RefCell::new(Vec::new()),
         yielded: Cell::new(None),
     };
+    core.info.thread.record_current();
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
     // SAFETY: `core` lives on this stack frame until after `_m` drops (it is
