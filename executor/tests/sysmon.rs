@@ -559,3 +559,144 @@ fn shutdown_completes_with_a_handed_off_m_and_a_busy_blocking_thread() {
     );
     drop(pool);
 }
+
+/// Sets its flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+#[test]
+fn runtime_drop_leaves_a_running_blocking_closure_to_finish_and_cancels_queued_ones() {
+    let rt = Builder::new()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let captured_dropped = Arc::new(AtomicBool::new(false));
+    let output_dropped = Arc::new(AtomicBool::new(false));
+    let (captured, out) = (DropFlag(captured_dropped.clone()), output_dropped.clone());
+    let running = rt.handle().spawn_blocking(move || {
+        let _captured = captured;
+        started_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        (7, DropFlag(out))
+    });
+    started_rx
+        .recv_timeout(GENEROUS)
+        .expect("the blocking closure starts");
+    // The pool's only thread is busy: this one waits in the queue.
+    let queued_dropped = Arc::new(AtomicBool::new(false));
+    let queued_ran = Arc::new(AtomicBool::new(false));
+    let (q, ran) = (DropFlag(queued_dropped.clone()), queued_ran.clone());
+    let queued = rt.handle().spawn_blocking(move || {
+        let _q = q;
+        ran.store(true, SeqCst);
+    });
+    // Drop the runtime on another thread: it must return while the closure
+    // is still blocked (it would otherwise never return: nothing else
+    // releases the closure).
+    let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        dropped_tx.send(()).unwrap();
+    });
+    let dropped = dropped_rx.recv_timeout(GENEROUS);
+    let still_captured = !captured_dropped.load(SeqCst);
+    release_tx.send(()).unwrap();
+    assert!(
+        dropped.is_ok(),
+        "dropping the runtime waited {GENEROUS:?} for a blocking closure still running"
+    );
+    assert!(
+        still_captured,
+        "the running closure's state was dropped under it"
+    );
+    // The running closure finishes after the drop and its handle gets the
+    // result; nothing it owned outlives it.
+    let (v, result) = futures::executor::block_on(running)
+        .expect("a closure running at shutdown completes with its value");
+    assert_eq!(v, 7);
+    assert!(
+        captured_dropped.load(SeqCst),
+        "the closure's state was dropped"
+    );
+    drop(result);
+    assert!(output_dropped.load(SeqCst));
+    // The queued one never ran: cancelled, its state dropped.
+    let e = futures::executor::block_on(queued).unwrap_err();
+    assert!(e.is_cancelled(), "a queued closure is cancelled: {e:?}");
+    assert!(
+        !queued_ran.load(SeqCst),
+        "a queued closure ran after the drop"
+    );
+    assert!(
+        queued_dropped.load(SeqCst),
+        "the queued closure's state was leaked"
+    );
+}
+
+#[test]
+fn runtime_drop_waits_for_a_block_in_place_section_and_shutdown_timeout_does_not() {
+    for bounded in [false, true] {
+        let rt = rt(1);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let finished = Arc::new(AtomicBool::new(false));
+        let f = finished.clone();
+        let _task = rt.spawn(async move {
+            block_in_place(|| {
+                started_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            });
+            f.store(true, SeqCst);
+        });
+        started_rx
+            .recv_timeout(GENEROUS)
+            .expect("the blocking section starts");
+        let (dropped_tx, dropped_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if bounded {
+                rt.shutdown_timeout(Duration::from_millis(10));
+            } else {
+                drop(rt);
+            }
+            dropped_tx.send(()).unwrap();
+        });
+        if bounded {
+            let r = dropped_rx.recv_timeout(GENEROUS);
+            assert!(
+                r.is_ok(),
+                "shutdown_timeout(10 ms) waited {GENEROUS:?} for a block_in_place section"
+            );
+            assert!(!finished.load(SeqCst), "the section was never released");
+            release_tx.send(()).unwrap();
+        } else {
+            // Like any poll in progress, the section is waited for: the drop
+            // cannot return before it is released.
+            let early = dropped_rx.recv_timeout(Duration::from_millis(50));
+            assert!(
+                early.is_err(),
+                "dropping the runtime returned while a block_in_place section still ran"
+            );
+            release_tx.send(()).unwrap();
+            dropped_rx
+                .recv_timeout(GENEROUS)
+                .expect("the drop returns once the section ends");
+        }
+        // Either way the section runs to its end and its task's poll with it.
+        let start = Instant::now();
+        while !finished.load(SeqCst) {
+            assert!(
+                start.elapsed() < GENEROUS,
+                "the task never resumed after its section (bounded: {bounded})"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
