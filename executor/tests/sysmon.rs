@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gort_netpoll::budget::INITIAL;
 
 use gort_executor::task::{block_in_place, consume_budget, spawn_blocking};
-use gort_executor::{Builder, Runtime, spawn, time};
+use gort_executor::{Builder, JoinHandle, Runtime, spawn, time};
 
 /// Bound for waits that normally take milliseconds (a loaded CI machine).
 const GENEROUS: Duration = Duration::from_secs(20);
@@ -204,9 +204,9 @@ fn a_returning_blocked_m_continues_as_a_spare() {
     assert_eq!(done.load(SeqCst), 100, "every task ran exactly once");
 }
 
-/// Wraps the hog of `time_slice_overrun_yields_at_the_next_leaf`: after
-/// each poll, records how many budget units (`consume_budget` calls) the
-/// poll made, then resets the count.
+/// Wraps the hog of `spawn_budget_hog`: after each poll, records how many
+/// budget units (`consume_budget` calls) the poll made, then resets the
+/// count.
 struct CountUnitsPerPoll<F> {
     inner: Pin<Box<F>>,
     units: Arc<AtomicUsize>,
@@ -222,6 +222,34 @@ impl<F: Future> Future for CountUnitsPerPoll<F> {
         self.per_poll.lock().unwrap().push(n);
         out
     }
+}
+
+/// Spawns a hog that spins for `unit` before each budget unit
+/// (`consume_budget`) until `stop`. Returns its handle and the number of
+/// units each of its polls made.
+fn spawn_budget_hog(
+    rt: &Runtime,
+    unit: Duration,
+    stop: &Arc<AtomicBool>,
+) -> (JoinHandle<()>, Arc<Mutex<Vec<usize>>>) {
+    let units = Arc::new(AtomicUsize::new(0));
+    let per_poll = Arc::new(Mutex::new(Vec::new()));
+    let (s, u) = (stop.clone(), units.clone());
+    let hog = rt.spawn(CountUnitsPerPoll {
+        inner: Box::pin(async move {
+            while !s.load(SeqCst) {
+                let t = Instant::now();
+                while t.elapsed() < unit {
+                    std::hint::spin_loop();
+                }
+                u.fetch_add(1, SeqCst);
+                consume_budget().await;
+            }
+        }),
+        units,
+        per_poll: per_poll.clone(),
+    });
+    (hog, per_poll)
 }
 
 #[test]
@@ -245,23 +273,7 @@ fn time_slice_overrun_yields_at_the_next_leaf() {
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let units = Arc::new(AtomicUsize::new(0));
-    let per_poll = Arc::new(Mutex::new(Vec::new()));
-    let (s, u) = (stop.clone(), units.clone());
-    let hog = rt.spawn(CountUnitsPerPoll {
-        inner: Box::pin(async move {
-            while !s.load(SeqCst) {
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(2) {
-                    std::hint::spin_loop();
-                }
-                u.fetch_add(1, SeqCst);
-                consume_budget().await;
-            }
-        }),
-        units,
-        per_poll: per_poll.clone(),
-    });
+    let (hog, per_poll) = spawn_budget_hog(&rt, Duration::from_millis(2), &stop);
     let mut waits = rt
         .block_on(rt.spawn(async {
             let mut waits = Vec::new();
@@ -311,23 +323,7 @@ fn a_preempted_poll_yields_instead_of_losing_its_p() {
     const POLLS: usize = 20;
     let rt = rt(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let units = Arc::new(AtomicUsize::new(0));
-    let per_poll = Arc::new(Mutex::new(Vec::new()));
-    let (s, u) = (stop.clone(), units.clone());
-    let hog = rt.spawn(CountUnitsPerPoll {
-        inner: Box::pin(async move {
-            while !s.load(SeqCst) {
-                let t = Instant::now();
-                while t.elapsed() < UNIT {
-                    std::hint::spin_loop();
-                }
-                u.fetch_add(1, SeqCst);
-                consume_budget().await;
-            }
-        }),
-        units,
-        per_poll: per_poll.clone(),
-    });
+    let (hog, per_poll) = spawn_budget_hog(&rt, UNIT, &stop);
     let s = stop.clone();
     let sleeper = rt.spawn(async move {
         while !s.load(SeqCst) {

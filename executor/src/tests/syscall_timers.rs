@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::context;
 use crate::scheduler::Shared;
 use crate::task::block_in_place;
-use crate::{Builder, spawn, time};
+use crate::{Builder, JoinHandle, spawn, time};
 
 /// Bound for waits that normally take milliseconds (a loaded machine).
 const GENEROUS: Duration = Duration::from_secs(20);
@@ -43,6 +43,63 @@ fn pending(shared: &Shared) -> Vec<usize> {
     shared.timers.iter().map(|t| t.len()).collect()
 }
 
+/// A task spinning in one poll from its start until freed: the P it runs
+/// on stays busy.
+struct Hog {
+    started: Arc<AtomicBool>,
+    free: Arc<AtomicBool>,
+    join: JoinHandle<()>,
+}
+
+impl Hog {
+    /// Spawns it from the current task, onto this P's runq.
+    fn spawn() -> Hog {
+        let started = Arc::new(AtomicBool::new(false));
+        let free = Arc::new(AtomicBool::new(false));
+        let (s, f) = (started.clone(), free.clone());
+        let join = spawn(async move {
+            s.store(true, SeqCst);
+            wait_until("the task frees the hog", || f.load(SeqCst));
+        });
+        Hog {
+            started,
+            free,
+            join,
+        }
+    }
+
+    /// Blocks until it runs: on this P, only once sysmon handed it off.
+    fn wait_started(&self) {
+        wait_until("sysmon hands the P off and the hog runs", || {
+            self.started.load(SeqCst)
+        });
+    }
+
+    async fn finish(self) {
+        self.free.store(true, SeqCst);
+        self.join.await.unwrap();
+    }
+}
+
+/// Sleeps 5 ms from the current poll: the pending timers per heap before
+/// and after the sleep registered (its first poll), and how long it took.
+async fn sleep_5ms(shared: &Shared) -> (Vec<usize>, Vec<usize>, Duration) {
+    let before = pending(shared);
+    let mut sleep = Box::pin(time::sleep(Duration::from_millis(5)));
+    std::future::poll_fn(|cx| {
+        assert!(
+            sleep.as_mut().poll(cx).is_pending(),
+            "a 5 ms sleep fired at once"
+        );
+        Poll::Ready(())
+    })
+    .await;
+    let after = pending(shared);
+    let start = Instant::now();
+    Pin::new(&mut sleep).await;
+    (before, after, start.elapsed())
+}
+
 #[test]
 fn block_in_place_slow_path_moves_the_timers_to_the_new_p() {
     // Two Ps. `holder` keeps one busy, so that the task `t` runs on the
@@ -64,39 +121,16 @@ fn block_in_place_slow_path_moves_the_timers_to_the_new_p() {
     let sh = shared.clone();
     let t = rt.spawn(async move {
         let old = held_p().expect("a task polls with a P");
-        let hog_started = Arc::new(AtomicBool::new(false));
-        let free_hog = Arc::new(AtomicBool::new(false));
-        let (started, free) = (hog_started.clone(), free_hog.clone());
-        let hog = spawn(async move {
-            started.store(true, SeqCst);
-            wait_until("the task frees the hog", || free.load(SeqCst));
-        });
+        let hog = Hog::spawn();
         block_in_place(|| {
-            wait_until("sysmon hands the P off and the hog runs", || {
-                hog_started.load(SeqCst)
-            });
+            hog.wait_started();
             free_holder.store(true, SeqCst);
             wait_until("the holder's P goes idle", || sh.idle.npidle() > 0);
         });
         let new = held_p().expect("exitsyscall took the idle P");
         assert_ne!(new, old, "the old P runs the hog on another M");
-        let before = pending(&sh);
-        let mut sleep = Box::pin(time::sleep(Duration::from_millis(5)));
-        // One poll registers the timer with the current heap.
-        std::future::poll_fn(|cx| {
-            assert!(
-                sleep.as_mut().poll(cx).is_pending(),
-                "a 5 ms sleep fired at once"
-            );
-            Poll::Ready(())
-        })
-        .await;
-        let after = pending(&sh);
-        let start = Instant::now();
-        Pin::new(&mut sleep).await;
-        let took = start.elapsed();
-        free_hog.store(true, SeqCst);
-        hog.await.unwrap();
+        let (before, after, took) = sleep_5ms(&sh).await;
+        hog.finish().await;
         (old, new, before, after, took)
     });
     let (old, new, before, after, took) = rt.block_on(t).unwrap();
@@ -127,35 +161,13 @@ fn block_in_place_without_a_p_left_registers_sleeps_where_sysmon_looks() {
     let block_on_heap = shared.timers.len() - 1;
     let sh = shared.clone();
     let t = rt.spawn(async move {
-        let hog_started = Arc::new(AtomicBool::new(false));
-        let free_hog = Arc::new(AtomicBool::new(false));
-        let (started, free) = (hog_started.clone(), free_hog.clone());
-        let hog = spawn(async move {
-            started.store(true, SeqCst);
-            wait_until("the task frees the hog", || free.load(SeqCst));
-        });
+        let hog = Hog::spawn();
         block_in_place(|| {
-            wait_until("sysmon hands the P off and the hog runs", || {
-                hog_started.load(SeqCst)
-            });
+            hog.wait_started();
         });
         let held = held_p();
-        let before = pending(&sh);
-        let mut sleep = Box::pin(time::sleep(Duration::from_millis(5)));
-        std::future::poll_fn(|cx| {
-            assert!(
-                sleep.as_mut().poll(cx).is_pending(),
-                "a 5 ms sleep fired at once"
-            );
-            Poll::Ready(())
-        })
-        .await;
-        let after = pending(&sh);
-        let start = Instant::now();
-        Pin::new(&mut sleep).await;
-        let took = start.elapsed();
-        free_hog.store(true, SeqCst);
-        hog.await.unwrap();
+        let (before, after, took) = sleep_5ms(&sh).await;
+        hog.finish().await;
         (held, before, after, took)
     });
     let (held, before, after, took) = rt.block_on(t).unwrap();
