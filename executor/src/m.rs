@@ -265,10 +265,14 @@ impl MCore {
     /// the poll, or none. The timers follow (as in `set_p`): a `Sleep` made
     /// in the rest of the poll, and every task this M polls with `p` after
     /// it, registers with `p`'s heap. Without a P, with the `block_on`
-    /// heap, which every M checks and sysmon watches (sysmon.rs).
+    /// heap, which every M checks and sysmon watches (sysmon.rs). Taking a
+    /// P wakes sysmon, as `acquire` does.
     pub(crate) fn took_p_in_poll(&self, p: Option<usize>) {
         let shared = &self.handle.shared;
         self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
+        if p.is_some() {
+            shared.sysmon.wake();
+        }
         self.probe.p_changed(&shared.diag, p); // DIAG
         let timers = p.map_or_else(
             || shared.block_on_timers().clone(),

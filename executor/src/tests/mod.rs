@@ -20,6 +20,8 @@ mod park;
 #[cfg(not(loom))]
 mod queue;
 
+#[cfg(not(loom))]
+mod exitsyscall;
 #[cfg(loom)]
 mod loom_handoff;
 #[cfg(loom)]
@@ -36,8 +38,6 @@ mod loom_queue;
 mod loom_task;
 #[cfg(loom)]
 mod loom_timers;
-#[cfg(not(loom))]
-mod syscall_timers;
 #[cfg(not(loom))]
 mod sysmon_quiet;
 #[cfg(not(loom))]

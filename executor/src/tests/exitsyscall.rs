@@ -1,9 +1,14 @@
-//! `block_in_place`'s slow path (syscall.rs) and the M's timers: after the
-//! M's P was handed off and it took another one, a `Sleep` made in the rest
-//! of the poll registers with the heap of the P the M now holds (until
-//! branch `sysfix` it went to the old P's heap, which another M was running,
-//! so it fired only when that M's poll ended or sysmon handed that P off
-//! again).
+//! `block_in_place`'s slow path (syscall.rs, `ExitSyscall`): the M's P was
+//! handed off during the section, and the M takes an idle P for the rest
+//! of the poll (or none).
+//! - Timers: a `Sleep` made in the rest of the poll registers with the heap
+//!   of the P the M now holds (until branch `sysfix` it went to the old P's
+//!   heap, which another M was running, so it fired only when that M's poll
+//!   ended or sysmon handed that P off again); without a P, with the
+//!   `block_on` heap, which sysmon watches.
+//! - Sysmon: taking a P wakes sysmon from its deep sleep, as every other P
+//!   acquisition does (m.rs, `acquire`), so the rest of the poll and the
+//!   tasks after it are watched.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -185,5 +190,33 @@ fn block_in_place_without_a_p_left_registers_sleeps_where_sysmon_looks() {
     assert!(
         took < GENEROUS,
         "a 5 ms sleep took {took:?}: nobody ran the block_on heap while the hog held the P"
+    );
+}
+
+#[test]
+fn block_in_place_taking_an_idle_p_wakes_a_sleeping_sysmon() {
+    // One P. The section outlasts SYSCALL_MAX (10 ms), so sysmon hands the
+    // P to another M, which finds nothing and leaves it idle; with every P
+    // idle for IDLE_BEFORE_SLEEP sysmon parks. The section then ends and
+    // the M takes the idle P back: sysmon must wake up, since this M now
+    // runs tasks with a P and nothing else may wake it.
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    let sh = rt.handle().shared.clone();
+    let held = rt.block_on(rt.spawn(async move {
+        block_in_place(|| {
+            wait_until("sysmon parks while the section runs", || {
+                sh.sysmon.is_sleeping()
+            });
+        });
+        // Still in the poll, holding the P: a woken sysmon stays awake.
+        wait_until("exitsyscall's P acquisition wakes sysmon", || {
+            !sh.sysmon.is_sleeping()
+        });
+        held_p()
+    }));
+    assert_eq!(
+        held.unwrap(),
+        Some(0),
+        "exitsyscall took the idle P back (slow path)"
     );
 }
