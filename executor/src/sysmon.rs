@@ -91,7 +91,11 @@
 //! # Checked by
 //! `src/tests/loom_handoff.rs` (the P moves between Ms without ever being
 //! held by two; no task lost or run twice), and the integration tests in
-//! `tests/sysmon.rs` (50 tickers keep ticking while one task blocks 500 ms).
+//! `tests/sysmon.rs` (50 tickers keep ticking while one task blocks 500 ms;
+//! a hog that yields on its budget is preempted, not handed off:
+//! `a_preempted_poll_yields_instead_of_losing_its_p`);
+//! `src/tests/exitsyscall.rs` (an expired `block_on` timer counts as
+//! waiting work; exitsyscall's P acquisition wakes a sleeping sysmon).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
