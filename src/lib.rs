@@ -107,7 +107,7 @@ pub mod runtime {
 ///
 /// The garbage collector's phases appear on a "GC" track once the
 /// collector's phase hook is connected to the trace: [`trace::start`] and
-/// [`collect`](crate::collect) connect it; a program whose trace was started
+/// [`collect`] connect it; a program whose trace was started
 /// by `GORT_TRACE` and that calls neither calls [`trace::connect_gc`] once.
 pub mod trace {
     use std::io;
