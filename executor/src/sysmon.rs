@@ -203,6 +203,7 @@ impl SysmonShared {
     #[inline]
     pub(crate) fn wake(&self) {
         if self.sleeping.load(Relaxed) && self.sleeping.swap(false, SeqCst) {
+            crate::metrics::since::advance(); // DIAG: no tick ran while asleep
             self.unparker.unpark();
         }
     }
@@ -352,6 +353,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
         if shared.idle.is_closed() {
             return;
         }
+        crate::metrics::since::advance(); // DIAG: the task stamps' clock
         let now = Instant::now();
         quiet.observe(shared.idle.npidle() == shared.idle.nprocs(), now);
         {

@@ -13,6 +13,7 @@
 //! | `sweep.rs` | destructors and freeing |
 //! | `pacer.rs` | GOGC / memory limit |
 //! | `collector.rs` | the collector thread, `collect()` |
+//! | `events.rs` | the phase hook (the execution trace's GC track) |
 //! | `stats.rs` | `GcStats` |
 //!
 //! `alloc/DESIGN.md` gives the algorithm and its soundness argument.
@@ -27,6 +28,8 @@ pub(crate) mod borrow;
 pub(crate) mod cell;
 #[cfg(not(loom))]
 pub(crate) mod collector;
+#[cfg(not(loom))]
+pub(crate) mod events;
 #[cfg(not(loom))]
 pub(crate) mod handle;
 #[cfg(not(loom))]
