@@ -106,9 +106,10 @@ pub mod runtime {
 /// `GORT_TRACE=path.json` or [`trace::start`]/[`trace::stop`].
 ///
 /// The garbage collector's phases appear on a "GC" track once the
-/// collector's phase hook is connected to the trace: [`trace::start`] and
-/// [`collect`] connect it; a program whose trace was started
-/// by `GORT_TRACE` and that calls neither calls [`trace::connect_gc`] once.
+/// collector's phase hook is connected to the trace: `#[gort::main]`,
+/// `#[gort::test]`, [`trace::start`] and [`collect`] connect it; a program
+/// that builds its runtime by hand and starts its trace with `GORT_TRACE`
+/// calls [`trace::connect_gc`] once.
 pub mod trace {
     use std::io;
     use std::path::Path;
