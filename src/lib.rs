@@ -22,17 +22,57 @@
 //! - Time ([`time`]): `sleep`, `sleep_until`, `timeout`, `interval` on
 //!   per-P timer heaps run by the scheduler itself (no timer thread), with
 //!   sub-millisecond precision.
+//! - Garbage-collected graphs ([`Gc`], [`GcCell`], [`GcMutex`],
+//!   `#[derive(Trace)]`, [`collect`]; the rest in [`alloc`]): handles that
+//!   may form cycles, collected by a concurrent tracing collector paced as
+//!   Go's (`GORT_GC`, [`alloc::set_memory_limit`]).
 //! - The crates underneath: `gort-executor` (scheduler), `gort-netpoll`
 //!   (reactor and budget), `gort-alloc` (span arena and GC), `gort-macros`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub use alloc::{Gc, GcCell, GcMutex, Trace, Weak};
 pub use gort_executor::{
     Builder, Handle, JoinError, JoinHandle, Runtime, TryCurrentError, budget, spawn,
     spawn_blocking, task, time,
 };
 pub use gort_macros::{main, test};
 pub use gort_netpoll::net;
+
+/// The GC'd heap and the arena under it (gort-alloc): `Gc<T>` and its cells,
+/// the `Trace` trait with its derive, the collector's controls and
+/// statistics, and the span allocator.
+///
+/// ```
+/// use gort::{Gc, GcCell, Trace};
+///
+/// #[derive(Trace)]
+/// struct Node {
+///     next: GcCell<Option<Gc<Node>>>,
+///     #[trace(skip)]
+///     label: &'static str,
+/// }
+///
+/// let a = Gc::new(Node { next: GcCell::new(None), label: "a" });
+/// let b = Gc::new(Node { next: GcCell::new(Some(a.clone())), label: "b" });
+/// *a.next.borrow_mut() = Some(b.clone()); // a cycle
+/// assert_eq!(a.next.borrow().as_ref().unwrap().label, "b");
+/// drop((a, b));
+/// gort::collect(); // frees both
+/// ```
+pub mod alloc {
+    pub use crate::collect;
+    pub use gort_alloc::trace::{Trace, Tracer};
+    pub use gort_alloc::{
+        BorrowError, FreeError, Gc, GcCell, GcEvent, GcMutex, GcMutexGuard, GcPhase, GcRef,
+        GcRefMut, GcStats, MemStats, PAUSE_BUCKETS_NS, PhaseEdge, SizeClassStats, SpanAlloc, Weak,
+        free_os_memory, gc_stats, memory_limit, parse_memory_limit, resident_bytes, set_gc_percent,
+        set_memory_limit, set_phase_hook, stats,
+    };
+    /// `#[derive(Trace)]`: traces every field not marked `#[trace(skip)]`
+    /// (paths under `::gort::alloc`; `#[trace(crate = "...")]` names another).
+    pub use gort_macros::Trace;
+}
 
 /// The runtime types under one path, as `tokio::runtime` has them, and the
 /// diagnostics of the current runtime (see `docs/DIAGNOSTICS.md`).
@@ -66,9 +106,10 @@ pub mod runtime {
 /// `GORT_TRACE=path.json` or [`trace::start`]/[`trace::stop`].
 ///
 /// The garbage collector's phases appear on a "GC" track once the
-/// collector's phase hook is connected to the trace: [`trace::start`] and
-/// [`collect`](crate::collect) connect it; a program whose trace was started
-/// by `GORT_TRACE` and that calls neither calls [`trace::connect_gc`] once.
+/// collector's phase hook is connected to the trace: `#[gort::main]`,
+/// `#[gort::test]`, [`trace::start`] and [`collect`] connect it; a program
+/// that builds its runtime by hand and starts its trace with `GORT_TRACE`
+/// calls [`trace::connect_gc`] once.
 pub mod trace {
     use std::io;
     use std::path::Path;
