@@ -687,8 +687,9 @@ impl MCore {
 
     /// `schedule_local` for a yield, outside a poll, or after sysmon took
     /// the P: the P parked in the slot, else the P in `self.p` if it is
-    /// there (not inside `find_runnable`, which holds it out, nor after a
-    /// retake). Otherwise the task is returned for the global queue.
+    /// there (only between `acquire` and the loop taking it, where nothing
+    /// wakes tasks today: a guard for future callers). Otherwise the task
+    /// is returned for the global queue.
     #[cold]
     #[inline(never)]
     fn schedule_other(&self, task: Notified, hint: Hint) -> Option<Notified> {

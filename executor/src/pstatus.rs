@@ -129,10 +129,10 @@
 //!   on a hot path.
 //! - Deferring the pushes of a poll to an M-local buffer flushed at `exit`
 //!   (as a self-yield is: the poll returns the task, m.rs): `borrow` would
-//!   need no handshake, but a
-//!   task spawned by a long poll would be invisible to the other Ms (no
-//!   steal, no handoff by sysmon since `work_waits` sees no work) until the
-//!   poll returns; the handshake costs two stores and a load.
+//!   need no handshake, but a task spawned by a long poll would be
+//!   invisible to the other Ms (no steal, no handoff by sysmon since
+//!   `work_waits` sees no work) until the poll returns; the handshake costs
+//!   two stores and a load.
 //! - Keeping the P in the slot's cell for as long as the M holds it (not
 //!   only during polls), so that a poll moves nothing: tried; the
 //!   `RefCell`-style guard it needs between polls cost as many instructions

@@ -174,7 +174,7 @@ impl Handle {
         // DIAG: the `tracing` event (before the task can run); spawns are
         // counted by `bind`. After `bind`, so that the future moves
         // straight into the cell (checked first, the check kept it on the
-        // stack and copied it twice: chained_spawn +8 instructions a spawn).
+        // stack and copied it twice: 6 more instructions a spawn).
         if tracing::level_enabled!(tracing::Level::TRACE) {
             metrics::trace_spawn(id, spawned_at);
         }
