@@ -399,10 +399,21 @@ impl SpanRef {
     }
 
     /// Sets the mark bit of slot `idx`; true if it was not set before.
+    ///
+    /// Loads first: a set bit stays set until the sweep clears it, so a load
+    /// that sees it set answers as the `fetch_or` would, without its locked
+    /// instruction (objects allocated black during a cycle, and edges to
+    /// objects already marked, are most marks; a clone of a new object while
+    /// a cycle marks is one). A stale clear bit only sends the caller to the
+    /// `fetch_or`, which reads the latest value.
     #[inline]
     pub(crate) fn mark(&self, idx: usize) -> bool {
         let bit = 1u64 << (idx % 64);
-        self.span().gcmark_bits[idx / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+        let word = &self.span().gcmark_bits[idx / 64];
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
+        word.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// Whether slot `idx` is marked.
