@@ -28,7 +28,7 @@
 //! obligation 5 allows for any thread). Other mutators keep running beside
 //! it as beside the collector thread. `running` makes the two exclusive: the
 //! collector thread waits while a caller runs a cycle, and a caller that finds
-//! one running asks for the next and waits, as before.
+//! one running waits for it to end, then runs the next one itself.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -73,9 +73,10 @@ thread_local! {
 /// everything it found unreachable included.
 ///
 /// The cycle starts after this call, so every object unreachable at the call
-/// is freed by it (unless a destructor keeps a handle). When no background
-/// cycle is running, the calling thread runs the cycle itself, and the
-/// destructors it runs, while other threads keep running. Called from a
+/// is freed by it (unless a destructor keeps a handle). The calling thread
+/// runs the cycle itself (after waiting for a background cycle that is
+/// running, if any), and the destructors it runs, while other threads keep
+/// running. Called from a
 /// destructor (run by a cycle, or by the last drop of a handle, which a
 /// cycle's start waits for) it returns at once instead of waiting for
 /// itself.
@@ -85,44 +86,47 @@ pub fn collect() {
     }
     let control = &*CONTROL;
     let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
-    if !state.running {
+    // A running cycle may have taken its snapshot before our call: then the
+    // one after it is ours.
+    let target = state.completed + if state.running { 2 } else { 1 };
+    state.requested = state.requested.max(target);
+    while state.completed < target {
+        if state.running {
+            state = control
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
         // No cycle runs: run the next one here, on the calling thread, which
         // would only wait for the collector thread to run it (two wake-ups,
         // each a scheduler delay on a busy machine).
         let cycle = state.completed + 1;
-        state.requested = state.requested.max(cycle);
         state.running = true;
         let buffers = state.buffers.take().unwrap_or_default();
         drop(state);
-        /// Ends the inline cycle also if it unwinds, so the collector
-        /// thread and other callers do not wait for it forever.
-        struct Inline(u64, Option<Buffers>);
-        impl Drop for Inline {
-            fn drop(&mut self) {
-                ON_COLLECTOR.with(|flag| flag.set(false));
-                finish_cycle(self.0, self.1.take().unwrap_or_default());
-            }
-        }
-        let mut inline = Inline(cycle, Some(buffers));
-        // A destructor this cycle runs here must not wait for it either.
-        ON_COLLECTOR.with(|flag| flag.set(true));
-        if let Some(buffers) = inline.1.as_mut() {
-            run_cycle(cycle, buffers);
-        }
-        drop(inline);
-        return;
+        run_inline(cycle, buffers);
+        state = control.state.lock().unwrap_or_else(|e| e.into_inner());
     }
-    // A running cycle may have taken its snapshot before our call: ask for
-    // the one after it.
-    let target = state.completed + 2;
-    state.requested = state.requested.max(target);
-    ensure_started(&mut state);
-    control.changed.notify_all();
-    while state.completed < target {
-        state = control
-            .changed
-            .wait(state)
-            .unwrap_or_else(|e| e.into_inner());
+}
+
+/// Runs cycle `cycle` on the calling thread (`collect()`), which set
+/// `running`.
+fn run_inline(cycle: u64, buffers: Buffers) {
+    /// Ends the inline cycle also if it unwinds, so the collector thread
+    /// and other callers do not wait for it forever.
+    struct Inline(u64, Option<Buffers>);
+    impl Drop for Inline {
+        fn drop(&mut self) {
+            ON_COLLECTOR.with(|flag| flag.set(false));
+            finish_cycle(self.0, self.1.take().unwrap_or_default());
+        }
+    }
+    let mut inline = Inline(cycle, Some(buffers));
+    // A destructor this cycle runs here must not wait for it either.
+    ON_COLLECTOR.with(|flag| flag.set(true));
+    if let Some(buffers) = inline.1.as_mut() {
+        run_cycle(cycle, buffers);
     }
 }
 
