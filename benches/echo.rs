@@ -11,6 +11,12 @@
 //! how); otherwise its columns print `-` with a note. It runs with
 //! `GOMAXPROCS` = the Rust runtimes' worker count.
 //!
+//! `ECHO_PIN=1 cargo bench --bench echo` pins the server to CPU 0 (so it
+//! runs one worker, `GOMAXPROCS=1` for Go) and the client to CPU 1: the
+//! two no longer compete for cores, and throughput measures what one core
+//! of server can echo. The default (nothing pinned, one worker per core) is
+//! what a user's first run sees.
+//!
 //! Run: `cargo bench --bench echo` (about two minutes). Modes used
 //! internally: `--server gort|tokio|go` (prints its address, serves until
 //! stdin closes; `go` builds and execs the Go server) and
@@ -272,9 +278,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `ECHO_PIN=1`: CPU 0 for the server, CPU 1 for the client. Called at the
+/// start of the server and client modes, before any runtime is built, so
+/// `workers()` (which follows the affinity mask) sees one CPU.
+fn pin_if_asked(cpu: usize) {
+    if std::env::var_os("ECHO_PIN").is_none_or(|v| v == "0") {
+        return;
+    }
+    // SAFETY: `set` is a plain bitmask owned by this frame; CPU_ZERO/CPU_SET
+    // only write inside it, and sched_setaffinity reads `size_of` bytes of it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "ECHO_PIN: cannot pin to CPU {cpu}: {}",
+        io::Error::last_os_error()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--server") {
+        pin_if_asked(0);
         match args[i + 1].as_str() {
             "gort" => serve_gort(),
             "tokio" => serve_tokio(),
@@ -284,6 +314,7 @@ fn main() {
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--client") {
+        pin_if_asked(1);
         let addr: SocketAddr = args[i + 1].parse().unwrap();
         let conns: usize = args[i + 2].parse().unwrap();
         let secs: f64 = args[i + 3].parse().unwrap();
@@ -302,8 +333,12 @@ fn main() {
         Err(e) => println!("note: Go's server is skipped: {e}"),
     }
     println!(
-        "echo: {MSG}-byte round trips, {secs} s per run after {WARMUP:?} warm-up, {runs} runs alternating, medians; server workers (GOMAXPROCS for Go) = {}",
-        workers()
+        "echo: {MSG}-byte round trips, {secs} s per run after {WARMUP:?} warm-up, {runs} runs alternating, medians; {}",
+        if std::env::var_os("ECHO_PIN").is_some_and(|v| v != "0") {
+            "ECHO_PIN: server on CPU 0 with 1 worker (GOMAXPROCS=1), client on CPU 1".to_string()
+        } else {
+            format!("server workers (GOMAXPROCS for Go) = {}", workers())
+        }
     );
     println!(
         "| conns | gort msgs/s | tokio msgs/s | Go msgs/s | gort/tokio | gort/Go | p50 µs gort / tokio / Go | p99 µs gort / tokio / Go |"
