@@ -448,13 +448,21 @@ impl SpanRef {
     /// normal span, or a holder of the mcentral lock / `gc_lock`).
     #[inline]
     pub(crate) unsafe fn set_alloc_bit(&self, idx: usize) {
-        let w = &self.span().alloc_bits[idx / 64];
-        // Release: publishes the mark bit set before it (allocate-black) to
+        // SAFETY: the caller's guarantee.
+        unsafe { self.set_alloc_bits(idx / 64, 1 << (idx % 64)) };
+    }
+
+    /// Sets the bits `bits` of word `w` of `alloc_bits` with a load and a
+    /// store (a batch of slots of one word at once).
+    ///
+    /// # Safety
+    /// As for `set_alloc_bit`.
+    #[inline]
+    pub(crate) unsafe fn set_alloc_bits(&self, w: usize, bits: u64) {
+        let w = &self.span().alloc_bits[w];
+        // Release: publishes the mark bits set before it (allocate-black) to
         // `is_allocated`'s Acquire load, which runs without `gc_lock`.
-        w.store(
-            w.load(Ordering::Relaxed) | 1 << (idx % 64),
-            Ordering::Release,
-        );
+        w.store(w.load(Ordering::Relaxed) | bits, Ordering::Release);
     }
 
     /// Clears bit `idx` of `alloc_bits`; returns whether it was set.
