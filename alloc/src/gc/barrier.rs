@@ -343,6 +343,16 @@ pub(crate) struct Barrier {
     /// Whether the collector's fences are process-wide (`membarrier`), so a
     /// mutator's half of a StoreLoad pair needs only a compiler fence.
     asymmetric: bool,
+    /// The collector's cell reads, on a cache line of their own: the
+    /// collector writes it twice per read, and every mutator operation loads
+    /// `phase`.
+    reads: CellReads,
+}
+
+/// The collector's cell-read state (`Barrier::begin_cell_read`).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct CellReads {
     /// The id of the collector's open cell read, 0 when none is open
     /// (`begin_cell_read`): a cell whose borrow flag carries it may be being
     /// read. Written by the collector (Release), read by a writer that finds
@@ -368,31 +378,29 @@ impl Barrier {
             gray: GrayQueue::new(),
             shades: AtomicUsize::new(0),
             asymmetric: heavy_fence::register(),
-            reading: AtomicUsize::new(0),
-            read_seq: AtomicUsize::new(0),
-            read_depth: AtomicUsize::new(0),
+            reads: CellReads::default(),
         }
     }
 
     /// Opens a collector read of a cell's value (the collector only): the id
     /// to leave in the cell's borrow flag (`BorrowFlag::collector_try_read`).
     /// Reads nest (a value may hold cells); the outermost one takes a fresh
-    /// id and publishes it in `reading` before the flag's CAS.
+    /// id and publishes it in `reads.reading` before the flag's CAS.
     #[inline]
     pub(crate) fn begin_cell_read(&self) -> usize {
         // Only the collector touches `read_depth` and `read_seq` (one cycle
         // at a time, handed over under the collector's mutex).
-        let depth = self.read_depth.load(Ordering::Relaxed);
-        self.read_depth.store(depth + 1, Ordering::Relaxed);
+        let depth = self.reads.read_depth.load(Ordering::Relaxed);
+        self.reads.read_depth.store(depth + 1, Ordering::Relaxed);
         if depth != 0 {
-            return self.reading.load(Ordering::Relaxed);
+            return self.reads.reading.load(Ordering::Relaxed);
         }
-        let last = self.read_seq.load(Ordering::Relaxed);
+        let last = self.reads.read_seq.load(Ordering::Relaxed);
         let id = if last >= MAX_READ_ID { 1 } else { last + 1 };
-        self.read_seq.store(id, Ordering::Relaxed);
+        self.reads.read_seq.store(id, Ordering::Relaxed);
         // Release: a writer that reads this id here (not the flag's) must
         // see the end of the read before it (`end_cell_read`'s store).
-        self.reading.store(id, Ordering::Release);
+        self.reads.reading.store(id, Ordering::Release);
         id
     }
 
@@ -400,12 +408,12 @@ impl Barrier {
     /// is stale from here, and a writer may take those cells.
     #[inline]
     pub(crate) fn end_cell_read(&self) {
-        let depth = self.read_depth.load(Ordering::Relaxed) - 1;
-        self.read_depth.store(depth, Ordering::Relaxed);
+        let depth = self.reads.read_depth.load(Ordering::Relaxed) - 1;
+        self.reads.read_depth.store(depth, Ordering::Relaxed);
         if depth == 0 {
             // Release: the collector's reads of the values happen before a
             // writer's access that reads this store (`cell_read_active`).
-            self.reading.store(0, Ordering::Release);
+            self.reads.reading.store(0, Ordering::Release);
         }
     }
 
@@ -415,7 +423,7 @@ impl Barrier {
     /// to the value happen before the caller's.
     #[inline]
     pub(crate) fn cell_read_active(&self, id: usize) -> bool {
-        self.reading.load(Ordering::Acquire) == id
+        self.reads.reading.load(Ordering::Acquire) == id
     }
 
     /// The mutator's half of a StoreLoad pair: a compiler fence when the
