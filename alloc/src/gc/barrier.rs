@@ -51,7 +51,12 @@
 //!   does not reuse before the word changes stays in the arena; the next
 //!   snapshot finds a condemned object with no handle and lets the arena's
 //!   sweep free it (roots.rs), as for a resurrected object whose last handle
-//!   went.
+//!   went. `Gc::new` that finds none takes a batch of fresh slots under one
+//!   span lock, writes dead headers into all but one and keeps them under
+//!   the word it read, in any phase (gc4): during MARK or SWEEP the arena
+//!   allocates them as it allocates any object then (black, or white in a
+//!   span this sweep already swept), so the running cycle neither reads nor
+//!   frees them, and a later phase word abandons them as above.
 //! - phase `MARK -> SWEEP`: after mark termination, followed by one more
 //!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
 //!   sweeping starts (a late shade would leave a mark bit set in a swept

@@ -25,7 +25,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{BARRIER, OFF, PhaseWord, SWEEP, with_barrier};
+use crate::gc::barrier::{BARRIER, PhaseWord, SWEEP, with_barrier};
 use crate::gc::last_drop::{Dropped, give_up, may_destroy};
 use crate::gc::object::{
     CONDEMNED, COUNT_LIMIT, DEAD_VTABLE, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE,
@@ -75,24 +75,24 @@ impl<T: Trace + 'static> Gc<T> {
             let phase = barrier.phase_after_store();
             // Bytes the pacer still counts for the slot we take (pacer.rs).
             let mut counted = 0;
-            // A dead slot this thread kept under the same OFF word: no cycle
-            // has looked at it since, and the next one waits for this
+            // A dead slot this thread kept under the same phase word: no
+            // cycle has looked at it since, and the next one waits for this
             // operation (barrier.rs, "Dead slots").
             // When there is none, take a batch of fresh slots under one span
-            // lock and keep the rest as dead slots under this word.
-            let reused = if phase.phase == OFF {
-                gc_reuse_dead(layout, phase.tag())
-                    .inspect(|slot| {
-                        // SAFETY: a slot from this thread's dead-slot cache
-                        // holds a dead header this thread wrote (FreeSlot,
-                        // `write_dead_header`); no one else writes it, and no
-                        // snapshot reads it before this operation exits.
-                        counted = unsafe { slot.cast::<Header>().as_ref() }.dead_bytes();
-                    })
-                    .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header))
-            } else {
-                None
-            };
+            // lock and keep the rest as dead slots under this word. While a
+            // cycle runs too: a batch taken during MARK or SWEEP is
+            // allocated as any allocation then is (black, or white in a span
+            // this sweep already swept), so the running cycle never reads or
+            // frees those slots.
+            let reused = gc_reuse_dead(layout, phase.tag())
+                .inspect(|slot| {
+                    // SAFETY: a slot from this thread's dead-slot cache
+                    // holds a dead header this thread wrote (FreeSlot,
+                    // `write_dead_header`); no one else writes it, and no
+                    // snapshot reads it before this operation exits.
+                    counted = unsafe { slot.cast::<Header>().as_ref() }.dead_bytes();
+                })
+                .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header));
             let Some(memory) = reused.or_else(|| gc_alloc(layout)) else {
                 std::alloc::handle_alloc_error(layout)
             };
