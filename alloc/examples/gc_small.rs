@@ -26,4 +26,6 @@ fn main() {
             (total - built).as_secs_f64() * 1e3
         );
     }
+    let stats = gort_alloc::gc_stats();
+    println!("cycles: {} ({rounds} by collect())", stats.num_gc);
 }
