@@ -260,7 +260,7 @@ fn allocation_races_the_cycle_start() {
 
 /// `Weak::upgrade` as handle.rs runs it, on a modelled object: `handles`
 /// (strong count plus `CONDEMNED`) and `mark`. True if it kept a handle.
-fn upgrade(
+pub(super) fn upgrade(
     barrier: &Barrier,
     record: &MutatorRecord,
     handles: &AtomicU64,

@@ -29,11 +29,12 @@
 //! drop leaving the count at 1 when it may not free, the object is never
 //! freed; with the unique drop freeing without its barrier operation's
 //! phase check, the snapshot reads a destroyed value.
+use super::loom_gc_barrier::upgrade;
 use crate::gc::barrier::{Barrier, MutatorRecord, OFF, PhaseWord, SWEEP};
 use crate::gc::last_drop::{CONDEMNED, Dropped, WEAK_ONE, give_up, may_destroy};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
-use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::thread;
 
 const EPOCH: u32 = 1;
@@ -178,33 +179,6 @@ fn two_last_drops_race_a_whole_cycle() {
     });
 }
 
-/// `Weak::upgrade` as handle.rs runs it while no cycle runs (OFF: no mark
-/// or sweep check applies): a CAS that refuses a condemned object, then the
-/// phase read, then the condemned check. True if it kept a strong handle.
-fn upgrade_off(barrier: &Barrier, record: &MutatorRecord, handles: &AtomicU64) -> bool {
-    record.enter();
-    let mut current = handles.load(Ordering::Acquire);
-    let kept = loop {
-        if current & CONDEMNED != 0 {
-            break false;
-        }
-        match handles.compare_exchange(current, current + 1, Ordering::Relaxed, Ordering::Acquire) {
-            Ok(_) => {
-                assert_eq!(barrier.phase_after_store().phase, OFF);
-                fence(Ordering::Acquire);
-                if handles.load(Ordering::Relaxed) & CONDEMNED != 0 {
-                    handles.fetch_sub(1, Ordering::Release);
-                    break false;
-                }
-                break true;
-            }
-            Err(seen) => current = seen,
-        }
-    };
-    record.exit();
-    kept
-}
-
 /// One strong handle (thread A) and one `Weak` (thread B): A drops its
 /// handle while B upgrades, uses the value, drops the upgraded handle, then
 /// its `Weak`. Either drop may be the last and take either path (the unique
@@ -227,7 +201,8 @@ fn weak_upgrade_races_the_last_drop() {
             thread::spawn(move || drop_handle(&barrier, &record, &obj))
         };
         let record = barrier.register();
-        if upgrade_off(&barrier, &record, &obj.handles) {
+        // `Weak::upgrade` (no cycle runs: no mark or sweep check applies).
+        if upgrade(&barrier, &record, &obj.handles, &obj.mark) {
             // SAFETY: the model's claim: a kept handle means the value is not
             // dropped while we hold it; loom reports the race.
             let seen = obj.value.with(|v| unsafe { *v });
