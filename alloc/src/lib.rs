@@ -41,6 +41,7 @@ mod tests;
 pub use gc::{
     cell::{BorrowError, GcCell, GcMutex, GcMutexGuard, GcRef, GcRefMut},
     collector::collect,
+    events::{GcEvent, GcPhase, PhaseEdge, set_phase_hook},
     handle::{Gc, Weak},
     pacer::set_gc_percent,
     stats::{GcStats, PAUSE_BUCKETS_NS, gc_stats},

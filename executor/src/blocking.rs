@@ -21,7 +21,10 @@
 //!   push never wakes two threads and a wake is never counted twice).
 //! - `shutdown`: false -> true once; threads then drain nothing more and exit
 //!   when idle. Queued tasks are cancelled by the runtime's shutdown (the
-//!   owned-tasks list), their `Notified` dropped here.
+//!   owned-tasks list), their `Notified` dropped here. A running task is
+//!   not waited for: its thread finishes it (the result reaches its
+//!   `JoinHandle`) and exits; the thread's `Handle` keeps the runtime's
+//!   shared state alive until then.
 //!
 //! # Transitions
 //! - `push`: queue the task; wake an idle thread if one is not yet
@@ -54,6 +57,15 @@ use crate::task::{Hint, Id, JoinHandle, Notified, Schedule};
 ///
 /// A panic in `f` is caught and returned by the handle as a `JoinError`.
 /// Aborting the handle only cancels `f` if it has not started.
+///
+/// # Runtime shutdown
+/// Dropping the runtime (or `shutdown_timeout`) does not wait for a closure
+/// that is already running: it runs to its end on its pool thread, which
+/// then exits, and the handle, awaited from any executor, still returns its
+/// value. A closure still queued then never runs: its handle returns a
+/// cancelled `JoinError` and what it captured is dropped during the
+/// shutdown. (`tests/sysmon.rs`,
+/// `runtime_drop_leaves_a_running_blocking_closure_to_finish_and_cancels_queued_ones`.)
 ///
 /// # Panics
 /// Outside a runtime, with a message naming the call site.

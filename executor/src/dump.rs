@@ -6,10 +6,17 @@
 //! shard's lock (list.rs), so a dump of a runtime with a million tasks holds
 //! each lock for a fraction of them and never stops the Ms.
 //!
-//! Time in state is not kept per task: the task cell does not grow for
-//! diagnostics (task/raw.rs; its size is asserted in tests/task_unit.rs). A running task shows the M and P polling it and,
-//! when sysmon has watched that poll, how long it has run (sysmon's
-//! resolution: one of its ticks, 20 us to 10 ms).
+//! Time in state, as Go prints it (`[waiting, 1.2s]`, `[runnable, 35us]`,
+//! `[syscall, 12ms, M1 P0]`, `[waiting, 3 minutes]`):
+//! - runnable and waiting: since the stamp the task's state word carries
+//!   (task/state.rs, bits 32..64), written by the transition into the state
+//!   from the coarse clock (metrics/since.rs). The cell does not grow for it
+//!   (its size is asserted in tests/task_unit.rs): the stamp takes the top
+//!   half of the reference count. The time shown is never shorter than the
+//!   real one and longer by at most one sysmon tick (10 ms) and 65 us.
+//! - running and syscall: the M and P polling it and, when sysmon has
+//!   watched that poll, how long it has run (sysmon's resolution: one of its
+//!   ticks, 20 us to 10 ms).
 //!
 //! With `GORT_DEBUG=sigquit=1` (read when a runtime starts) a `SIGQUIT`
 //! prints the dump of every runtime of the process to stderr and the
@@ -20,7 +27,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::metrics;
+use crate::metrics::{self, since};
 use crate::pstatus;
 use crate::runtime::Handle;
 use crate::task::state::GStatus;
@@ -39,7 +46,8 @@ impl Handle {
         shared.owned.for_each(|task| {
             n += 1;
             let id = task.id().as_u64();
-            let status = task.header().state.load().g_status();
+            let snapshot = task.header().state.load();
+            let status = snapshot.g_status();
             let on = polling.iter().find(|poll| poll.task == id);
             let word = match status {
                 GStatus::Running
@@ -59,6 +67,9 @@ impl Handle {
                 let _ = write!(out, " {name:?}");
             }
             let _ = write!(out, " [{word}");
+            if matches!(status, GStatus::Runnable | GStatus::Waiting) {
+                let _ = write!(out, ", {}", human(since::elapsed_since(snapshot.stamp())));
+            }
             if let (GStatus::Running, Some(poll)) = (status, on) {
                 let now = shared.sysmon.start.elapsed();
                 if let Some(ran) = shared.diag.poll_age(poll.slot, poll.word, now) {

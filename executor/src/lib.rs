@@ -30,6 +30,7 @@ mod m;
 mod membarrier;
 mod metrics;
 mod netpoller;
+mod osthread;
 mod p;
 #[allow(dead_code)] // `park_timeout`: used by the time tests only
 mod park;

@@ -74,6 +74,7 @@ use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxe
 use crate::context;
 use crate::idle::{MNote, NextP};
 use crate::metrics::probe::MProbe;
+use crate::osthread::MThread;
 use crate::p::{GLOBAL_QUEUE_INTERVAL, P};
 use crate::park::Parker;
 use crate::pstatus::{PSlot, PollToken};
@@ -105,6 +106,9 @@ pub(crate) struct MInfo {
     /// Where the M parks its P during a poll, and sysmon takes it from
     /// (pstatus.rs). Per M, not per P: see pstatus.rs' Ownership.
     pub(crate) slot: PSlot<Box<P>>,
+    /// The OS's ids of the M's thread, for sysmon's preemption grace
+    /// (osthread.rs; recorded by `run`).
+    pub(crate) thread: MThread,
 }
 
 impl MInfo {
@@ -116,6 +120,7 @@ impl MInfo {
             curp: AtomicUsize::new(NO_P),
             spinning: AtomicBool::new(false),
             slot: PSlot::new(),
+            thread: MThread::new(),
         })
     }
 }
@@ -161,6 +166,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         ready: RefCell::new(Vec::new()),
         yielded: Cell::new(None),
     };
+    core.info.thread.record_current();
     let _enter = context::enter(handle.clone());
     let _netpoll = gort_netpoll::enter(handle.shared.netpoller.handle().clone());
     // SAFETY: `core` lives on this stack frame until after `_m` drops (it is
@@ -255,9 +261,26 @@ impl MCore {
         self.info.slot.current()
     }
 
-    /// `block_in_place`'s slow path took a different P (or none).
-    pub(crate) fn set_curp(&self, p: Option<usize>) {
+    /// `block_in_place`'s slow path (syscall.rs) took P `p` for the rest of
+    /// the poll, or none. The timers follow (as in `set_p`): a `Sleep` made
+    /// in the rest of the poll, and every task this M polls with `p` after
+    /// it, registers with `p`'s heap. Without a P, with the `block_on`
+    /// heap, which every M checks and sysmon watches (sysmon.rs). Taking a
+    /// P wakes sysmon, as `acquire` does.
+    pub(crate) fn took_p_in_poll(&self, p: Option<usize>) {
+        let shared = &self.handle.shared;
         self.info.curp.store(p.unwrap_or(NO_P), Relaxed);
+        if p.is_some() {
+            shared.sysmon.wake();
+        }
+        self.probe.p_changed(&shared.diag, p); // DIAG
+        let timers = p.map_or_else(
+            || shared.block_on_timers().clone(),
+            |id| shared.timers[id].clone(),
+        );
+        // Drop the old guard first: guards restore what they replaced.
+        *self.timers.borrow_mut() = None;
+        *self.timers.borrow_mut() = Some(time::enter(timers));
     }
 
     /// This M's status slot (pstatus.rs).

@@ -28,6 +28,14 @@ use crate::pstatus::PollToken;
 /// Use it for blocking work that must borrow the task's state; for work that
 /// can be moved, `spawn_blocking` frees this thread entirely.
 ///
+/// # Runtime shutdown
+/// The section is part of its task's poll, and dropping the runtime waits
+/// for every poll in progress: the drop returns once the section (and the
+/// rest of that poll) has ended. `Runtime::shutdown_timeout` stops waiting
+/// at its timeout; the section then still runs to its end on its detached
+/// thread, which cancels its task when the poll returns. (`tests/sysmon.rs`,
+/// `runtime_drop_waits_for_a_block_in_place_section_and_shutdown_timeout_does_not`.)
+///
 /// ```
 /// let rt = gort_executor::Runtime::new().unwrap();
 /// let n = rt.block_on(async {
@@ -79,6 +87,6 @@ impl Drop for ExitSyscall<'_> {
             let _ = self.m.slot().enter(p, task);
             id
         });
-        self.m.set_curp(curp);
+        self.m.took_p_in_poll(curp);
     }
 }

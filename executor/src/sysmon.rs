@@ -13,8 +13,9 @@
 //!
 //! # States
 //! - Per M, sysmon's own record (`PRecord`, sysmon-private): the slot word
-//!   it saw and when it first saw it. Equal words on two ticks mean the same
-//!   poll is still running (the word carries a poll sequence number).
+//!   it saw, when it first saw it, and when it first zeroed that poll's
+//!   budget. Equal words on two ticks mean the same poll is still running
+//!   (the word carries a poll sequence number).
 //!   Sysmon keeps its own copy of `Shared::ms` (append-only), refreshed
 //!   when its length changes.
 //! - `SysmonShared::sleeping`: false -> true when sysmon parks with every P
@@ -29,17 +30,24 @@
 //! # Transitions (per tick, for each M)
 //! 1. Load the slot word. Not `POLLING`/`SYSCALL`: forget the record.
 //! 2. A new word: record it with the time now.
-//! 3. The same word for >= 10 ms while `POLLING`: zero the M's budget
-//!    (`PreemptHandle::preempt`; its next gort leaf future yields, budget.rs),
-//!    again on every later tick of the same poll (the M's own budget stores
-//!    may overwrite a zero).
-//! 4. The same word past the threshold (`blocking_threshold` for a poll,
-//!    20 us for `block_in_place`) and work waits (the P's runq/runnext, or
-//!    the global queue with no idle P; for `SYSCALL` also "syscall longer
-//!    than 10 ms", Go's rule): `PSlot::retake` (claim, membarrier, and the
-//!    P only if the word is still the one seen), warn, and `handoff`: an
-//!    idle M (`Idle::startm_with`), else a new M if under `max_threads`,
-//!    else the idle list.
+//! 3. `POLLING`, the same word for >= 10 ms, or past `blocking_threshold`
+//!    while work waits (the P's runq/runnext or an expired timer of its
+//!    heap; with no idle P, the global queue or an expired `block_on`
+//!    timer): zero the M's budget (`PreemptHandle::preempt`; its next gort
+//!    leaf future yields, budget.rs), again on every later tick of the same
+//!    poll (the M's own budget stores may overwrite a zero). Go preempts a
+//!    running P; it never hands one off.
+//! 4. Handoff, when work waits and the word is still the same: for
+//!    `POLLING`, past `blocking_threshold`, once the preempted poll has had
+//!    its chance to yield and did not (`Preempted::ignored`): 1 ms
+//!    (`PREEMPT_GRACE`) after step 3, its thread has used that much CPU
+//!    since (it ignores the budget) or sleeps in the kernel (blocked); a
+//!    thread the OS kept from a CPU is given up to `blocking_threshold`
+//!    more (osthread.rs); for `SYSCALL`, past 20 us (Go's one tick), or
+//!    past 10 ms with no work (Go's rule). `PSlot::retake` (claim, membarrier,
+//!    and the P only if the word is still the one seen), warn, and
+//!    `handoff`: an idle M (`Idle::startm_with`), else a new M if under
+//!    `max_threads`, else the idle list.
 //!
 //! # Ownership
 //! `PRecord`s, the delay and the trace clock are locals of the sysmon
@@ -61,6 +69,15 @@
 //!   sequence comparison costs the M two plain stores (pstatus.rs).
 //! - Handing off every long poll, work or not: a lone CPU-bound task would
 //!   make sysmon start Ms that find nothing to do.
+//! - Preempting and handing off at the same tick (until branch `sysfix`):
+//!   a task that yields on its budget, preempted at 10 ms, lost its P at
+//!   that same tick, so a new M started (threads=3 with one worker) for a
+//!   task about to yield; `a_preempted_poll_yields_instead_of_losing_its_p`
+//!   counted a handoff for each of its hog's 20 preempted polls.
+//! - A grace in wall time alone: under load the OS keeps the preempted M
+//!   from a CPU for milliseconds, and the same test, with three CPU
+//!   spinners beside it, still counted 6-18 handoffs in 20 polls (0-7 with
+//!   four spinners once the thread's CPU clock and run state decide).
 //! - Sleeping a fixed 10 ms: a blocked poll would then stall its P's queue
 //!   for up to 30 ms; 20 us while busy is Go's compromise.
 //! - Parking at the first tick that sees every P idle (as Go's sysmon
@@ -74,7 +91,11 @@
 //! # Checked by
 //! `src/tests/loom_handoff.rs` (the P moves between Ms without ever being
 //! held by two; no task lost or run twice), and the integration tests in
-//! `tests/sysmon.rs` (50 tickers keep ticking while one task blocks 500 ms).
+//! `tests/sysmon.rs` (50 tickers keep ticking while one task blocks 500 ms;
+//! a hog that yields on its budget is preempted, not handed off:
+//! `a_preempted_poll_yields_instead_of_losing_its_p`);
+//! `src/tests/exitsyscall.rs` (an expired `block_on` timer counts as
+//! waiting work; exitsyscall's P acquisition wakes a sleeping sysmon).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -92,6 +113,15 @@ use crate::runtime::Handle;
 
 /// Go's `forcePreemptNS`: a poll running longer than this is asked to yield.
 const TIME_SLICE: Duration = Duration::from_millis(10);
+/// The chance a poll whose budget sysmon zeroed has to return before sysmon
+/// treats it as blocked and hands its P off (`Preempted::ignored`). A
+/// cooperative task yields at its next gort leaf future, microseconds after
+/// the zero (the hog of `tests/sysmon.rs`'
+/// `a_preempted_poll_yields_instead_of_losing_its_p` spends 200 us between
+/// leaves); one still running after 1 ms of CPU, or asleep 1 ms after the
+/// zero, is blocked, and the wait adds only that to a blocked poll's
+/// handoff.
+const PREEMPT_GRACE: Duration = Duration::from_millis(1);
 /// Go's threshold for taking the P of an M in a syscall when work waits: one
 /// sysmon tick. Applies to `block_in_place`.
 const SYSCALL_THRESHOLD: Duration = Duration::from_micros(20);
@@ -173,12 +203,13 @@ impl SysmonShared {
     #[inline]
     pub(crate) fn wake(&self) {
         if self.sleeping.load(Relaxed) && self.sleeping.swap(false, SeqCst) {
+            crate::metrics::since::advance(); // DIAG: no tick ran while asleep
             self.unparker.unpark();
         }
     }
 
     /// Whether sysmon is in its deep sleep (tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_sleeping(&self) -> bool {
         self.sleeping.load(SeqCst)
     }
@@ -216,12 +247,68 @@ impl Quiet {
     }
 }
 
-/// Sysmon's memory of one P: the word it saw and since when.
+/// Sysmon's memory of one P: the word it saw, since when, and when sysmon
+/// first zeroed that poll's budget.
 #[derive(Clone, Copy)]
 struct PRecord {
     word: u64,
     since: Instant,
-    preempted: bool,
+    preempted: Option<Preempted>,
+}
+
+/// When sysmon first zeroed a poll's budget, and what the OS said of the
+/// M's thread then (osthread.rs).
+#[derive(Clone, Copy)]
+struct Preempted {
+    at: Instant,
+    /// The thread's CPU time at `at`, if known.
+    cpu: Option<Duration>,
+    /// The last time `ignored` asked the OS, to ask at most every
+    /// `PREEMPT_GRACE / 4` per M.
+    asked: Option<Instant>,
+}
+
+impl Preempted {
+    fn new(m: &MInfo, now: Instant) -> Preempted {
+        Preempted {
+            at: now,
+            cpu: m.thread.ids().and_then(|t| t.cpu_time()),
+            asked: None,
+        }
+    }
+
+    /// Whether the preempted poll has had its chance to yield and did not:
+    /// `PREEMPT_GRACE` has passed and its thread either used that much CPU
+    /// since (it ignores the budget) or is asleep in the kernel (a blocking
+    /// call). A thread the OS kept waiting for a CPU is given up to `cap`
+    /// (it yields as soon as it runs); without the OS's view, the grace in
+    /// wall time decides alone. Updates `asked`.
+    fn ignored(&mut self, m: &MInfo, now: Instant, cap: Duration) -> bool {
+        let waited = now.saturating_duration_since(self.at);
+        if waited < PREEMPT_GRACE {
+            return false;
+        }
+        if waited >= cap {
+            return true;
+        }
+        let Some(ids) = m.thread.ids() else {
+            return true;
+        };
+        if self
+            .asked
+            .is_some_and(|t| now.saturating_duration_since(t) < PREEMPT_GRACE / 4)
+        {
+            return false;
+        }
+        self.asked = Some(now);
+        if let (Some(c0), Some(c1)) = (self.cpu, ids.cpu_time())
+            && c1.saturating_sub(c0) >= PREEMPT_GRACE
+        {
+            return true;
+        }
+        // Runnable (`R`) but hardly any CPU: starved, not blocked.
+        ids.is_runnable() != Some(true)
+    }
 }
 
 /// The body of the sysmon thread.
@@ -266,6 +353,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
         if shared.idle.is_closed() {
             return;
         }
+        crate::metrics::since::advance(); // DIAG: the task stamps' clock
         let now = Instant::now();
         quiet.observe(shared.idle.npidle() == shared.idle.nprocs(), now);
         {
@@ -351,7 +439,7 @@ fn retake(
                 records[i] = Some(PRecord {
                     word,
                     since: now,
-                    preempted: false,
+                    preempted: None,
                 });
                 // DIAG: the dump's "running for" (metrics/mod.rs).
                 let since = now.saturating_duration_since(shared.sysmon.start);
@@ -360,31 +448,46 @@ fn retake(
             }
         };
         let blocked = now.saturating_duration_since(rec.since);
-        if status == POLLING && blocked >= TIME_SLICE {
-            // Zero the poll's budget (budget.rs), again on every tick while
-            // the poll overruns: the M's own stores (a leaf's, a refund, the
-            // end of an `unconstrained` section) may overwrite a zero.
-            m.preempt.preempt();
-            if !rec.preempted {
-                records[i] = Some(PRecord {
-                    preempted: true,
-                    ..rec
-                });
-                acted = true;
-            }
-        }
-        let (threshold, must) = if status == SYSCALL {
-            (SYSCALL_THRESHOLD, blocked >= SYSCALL_MAX)
-        } else {
-            (shared.config.blocking_threshold, false)
-        };
         // A hint: the P the M polls with (`MInfo::curp`, set when it takes
         // one); `NO_P` only in a moment of `block_in_place`'s slow path.
         let p_id = m.curp.load(Relaxed);
-        if p_id == NO_P {
-            continue;
-        }
-        if blocked < threshold || !(must || work_waits(handle, p_id, now)) {
+        let handoff_due = if status == SYSCALL {
+            p_id != NO_P
+                && blocked >= SYSCALL_THRESHOLD
+                && (blocked >= SYSCALL_MAX || work_waits(handle, p_id, now))
+        } else {
+            let waits = p_id != NO_P
+                && blocked >= shared.config.blocking_threshold
+                && work_waits(handle, p_id, now);
+            if blocked >= TIME_SLICE || waits {
+                // Zero the poll's budget (budget.rs), again on every tick
+                // while the poll overruns: the M's own stores (a leaf's, a
+                // refund, the end of an `unconstrained` section) may
+                // overwrite a zero.
+                m.preempt.preempt();
+                if rec.preempted.is_none() {
+                    records[i] = Some(PRecord {
+                        preempted: Some(Preempted::new(m, now)),
+                        ..rec
+                    });
+                    acted = true;
+                }
+            }
+            // Preemption first: only a poll that ignored it is blocked
+            // (Transitions, step 4).
+            let cap = shared.config.blocking_threshold;
+            let mut rec = rec;
+            let ignored = waits
+                && rec
+                    .preempted
+                    .as_mut()
+                    .is_some_and(|p| p.ignored(m, now, cap));
+            if rec.preempted.is_some() {
+                records[i] = Some(rec);
+            }
+            ignored
+        };
+        if !handoff_due {
             continue;
         }
         if let Some(p) = slot.retake(word) {
@@ -416,12 +519,17 @@ fn retake(
 }
 
 /// Whether tasks wait for P `i`: its runq (or runnext), an expired timer
-/// on its heap, or the global queue while no P is idle to take it.
+/// on its heap, or, while no P is idle to take them, the global queue or an
+/// expired timer of the `block_on` heap (which only Ms holding a P run;
+/// `block_in_place`'s slow path without a P registers there too).
 fn work_waits(handle: &Handle, i: usize, now: Instant) -> bool {
     let shared = &handle.shared;
+    let due = |d: Instant| d <= now;
     !shared.stealers[i].is_empty()
-        || shared.timers[i].next_deadline().is_some_and(|d| d <= now)
-        || (!shared.inject.is_empty() && shared.idle.npidle() == 0)
+        || shared.timers[i].next_deadline().is_some_and(due)
+        || (shared.idle.npidle() == 0
+            && (!shared.inject.is_empty()
+                || shared.block_on_timers().next_deadline().is_some_and(due)))
 }
 
 /// Go's `handoffp` for a P taken from a blocked M: an idle M, else a new M,

@@ -186,6 +186,102 @@ fn dump_shows_a_task_blocked_on_a_channel_as_waiting_with_its_spawn_line() {
     assert!(handle.dump().starts_with("gort: 0 live tasks"));
 }
 
+/// The time in a task's state from its dump line (`[waiting, 1.2s]`,
+/// `[runnable, 35us]`, `[waiting, 3 minutes]`) and the resolution it is
+/// printed with (the dump truncates), None when the line has none.
+fn time_in_state(dump: &str, name: &str) -> Option<(Duration, Duration)> {
+    let line = dump.lines().find(|l| l.contains(&format!("{name:?} [")))?;
+    let inner = line.split('[').nth(1)?.split(']').next()?;
+    let t = inner.split(", ").nth(1)?;
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit() && c != '.')?);
+    let n: f64 = n.parse().ok()?;
+    let (scale, resolution) = match unit {
+        "us" => (1e-6, 1e-6),
+        "ms" => (1e-3, 1e-3),
+        "s" => (1.0, 0.1),
+        " minutes" => (60.0, 60.0),
+        _ => return None,
+    };
+    Some((
+        Duration::from_secs_f64(n * scale),
+        Duration::from_secs_f64(resolution),
+    ))
+}
+
+#[test]
+fn dump_shows_how_long_a_task_has_been_waiting() {
+    const HELD: Duration = Duration::from_millis(300);
+    let rt = rt(2);
+    let handle = rt.handle();
+    let (tx, rx) = oneshot::channel::<u32>();
+    let spawned = Instant::now();
+    let h = task::Builder::new()
+        .name("blocked")
+        .spawn_on(async { rx.await.unwrap() }, &handle);
+    // The event: the dump shows the task waiting; from then on it is.
+    let deadline = Instant::now() + GENEROUS;
+    let seen_waiting = loop {
+        if handle.dump().contains("\"blocked\" [waiting, ") {
+            break Instant::now();
+        }
+        assert!(Instant::now() < deadline, "the task never shows as waiting");
+        std::thread::yield_now();
+    };
+    // Let the measured quantity grow (this sleep synchronises nothing).
+    std::thread::sleep(HELD);
+    let dump = handle.dump();
+    let (shown, res) = time_in_state(&dump, "blocked").expect("a time in the waiting line");
+    // Waiting since before `seen_waiting`, and not before the spawn.
+    let (low, high) = (seen_waiting.elapsed(), spawned.elapsed());
+    // Never shorter than the real wait; longer by at most a sysmon tick
+    // and a clock unit (a generous second here: the machine is shared).
+    assert!(
+        shown + res >= low && low >= HELD,
+        "shown {shown:?}, waiting for at least {low:?}:\n{dump}"
+    );
+    assert!(
+        shown <= high + Duration::from_secs(1),
+        "shown {shown:?} > {high:?}:\n{dump}"
+    );
+    tx.send(1).unwrap();
+    assert_eq!(rt.block_on(h).unwrap(), 1);
+}
+
+#[test]
+fn dump_shows_how_long_a_task_has_been_runnable_behind_a_hog() {
+    const HOG: Duration = Duration::from_millis(200);
+    // One P, and no handoff of it while the hog spins: the queued task
+    // stays runnable for the whole of the hog's poll.
+    let rt = Builder::new()
+        .worker_threads(1)
+        .blocking_threshold(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let dump = rt.block_on(async {
+        spawn(async {
+            let queued = task::Builder::new().name("queued").spawn(async {});
+            let t0 = Instant::now();
+            spin(HOG);
+            let dump = gort_executor::Handle::current().dump();
+            (dump, t0.elapsed(), queued)
+        })
+        .await
+        .unwrap()
+    });
+    let (dump, hogged, queued) = dump;
+    let (shown, res) = time_in_state(&dump, "queued").expect("a time in the runnable line");
+    assert!(dump.contains("\"queued\" [runnable, "), "{dump}");
+    assert!(
+        shown + res >= hogged,
+        "shown {shown:?} < hogged {hogged:?}:\n{dump}"
+    );
+    assert!(
+        shown <= hogged + Duration::from_secs(1),
+        "shown {shown:?} far above {hogged:?}:\n{dump}"
+    );
+    rt.block_on(queued).unwrap();
+}
+
 #[test]
 fn dump_shows_how_long_a_running_task_has_been_in_its_poll() {
     use std::sync::Arc;

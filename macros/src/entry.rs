@@ -63,7 +63,11 @@ fn try_expand(kind: Kind, args: TokenStream, item: TokenStream) -> syn::Result<T
     let what = kind.name();
 
     func.sig.asyncness = None;
+    // The collector's phases reach an execution trace started by
+    // `GORT_TRACE` only through the facade, which the runtime cannot call:
+    // the entry point connects them (one store of a function pointer).
     let block_on = quote_spanned! {output_span=>
+        #krate::trace::connect_gc();
         #krate::Runtime::builder()
             #threads
             .build()
@@ -206,6 +210,10 @@ mod tests {
             "the fn itself must not stay async: {text}"
         );
         assert!(text.contains(":: gort :: Runtime :: builder ()"), "{text}");
+        assert!(
+            text.contains(":: gort :: trace :: connect_gc ()"),
+            "GC phases reach a GORT_TRACE trace: {text}"
+        );
         assert!(text.contains("block_on (async move"), "{text}");
     }
 

@@ -34,6 +34,7 @@ use std::cell::Cell;
 use std::time::Instant;
 
 use crate::gc::barrier::{BARRIER, OFF, PhaseWord, SWEEP, inside_operation};
+use crate::gc::events::{GcPhase::*, PhaseEdge::*, emit};
 use crate::gc::stats::{self, CycleReport};
 use crate::gc::{mark, pacer, roots, sweep};
 use crate::heap_api;
@@ -219,17 +220,24 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     let epoch = cycle as u32;
     let barrier = &*BARRIER;
     let started = Instant::now();
+    emit(Cycle, Begin, cycle); // DIAG: the trace's GC track (events.rs)
+    emit(Count, Begin, cycle);
     barrier.clear_gray();
     heap_api::gc_begin_mark();
     barrier.start_cycle(epoch);
     // The allocation handshake: every `Gc::new` that may have allocated
     // white has finished writing its object.
     barrier.wait_for_mutators();
+    emit(Handshake, Instant, cycle);
     let objects = &mut buffers.objects;
     let released = roots::snapshot_and_count(objects, epoch);
     let mut stack = Vec::new();
     roots::find_roots(objects, epoch, &mut stack);
+    emit(Count, End, cycle);
+    emit(Mark, Begin, cycle);
     mark::mark(barrier, stack);
+    emit(Mark, End, cycle);
+    emit(Sweep, Begin, cycle);
     let marked = Instant::now();
     barrier.set_phase(PhaseWord {
         phase: SWEEP,
@@ -237,6 +245,7 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
     });
     // No barrier that saw MARK may still be shading once sweeping starts.
     barrier.wait_for_mutators();
+    emit(Handshake, Instant, cycle);
     heap_api::gc_begin_sweep();
     let swept = sweep::sweep(objects, &mut buffers.condemned, released);
     objects.clear();
@@ -248,6 +257,8 @@ fn run_cycle(cycle: u64, buffers: &mut Buffers) {
             swept.unexpected_dead
         );
     }
+    emit(Sweep, End, cycle);
+    emit(Cycle, End, cycle);
     pacer::cycle_done(swept.live_bytes, swept.freed_bytes);
     stats::record_cycle(&CycleReport {
         mark: marked - started,

@@ -14,6 +14,7 @@
 //! | `sweep.rs` | destructors and freeing |
 //! | `pacer.rs` | GOGC / memory limit |
 //! | `collector.rs` | the collector thread, `collect()` |
+//! | `events.rs` | the phase hook (the execution trace's GC track) |
 //! | `stats.rs` | `GcStats` |
 //!
 //! `alloc/DESIGN.md` gives the algorithm and its soundness argument.
@@ -29,6 +30,8 @@ pub(crate) mod last_drop;
 pub(crate) mod cell;
 #[cfg(not(loom))]
 pub(crate) mod collector;
+#[cfg(not(loom))]
+pub(crate) mod events;
 #[cfg(not(loom))]
 pub(crate) mod handle;
 #[cfg(not(loom))]

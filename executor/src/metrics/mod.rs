@@ -32,6 +32,7 @@ mod counter;
 pub(crate) mod histogram;
 mod names;
 pub(crate) mod probe;
+pub(crate) mod since;
 
 use std::time::Duration;
 
@@ -51,9 +52,11 @@ use crate::runtime::Handle;
 use crate::scheduler::Shared;
 
 /// Takes the diagnostics clock's first reading (when a runtime starts, so
-/// that calibrations span the runtime's life); always true.
+/// that calibrations span the runtime's life) and sets the coarse clock of
+/// the task stamps (since.rs); always true.
 pub(crate) fn start_clock() -> bool {
     let _ = ticks();
+    since::advance();
     true
 }
 

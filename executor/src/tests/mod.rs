@@ -20,6 +20,8 @@ mod park;
 #[cfg(not(loom))]
 mod queue;
 
+#[cfg(not(loom))]
+mod exitsyscall;
 #[cfg(loom)]
 mod loom_handoff;
 #[cfg(loom)]

@@ -73,7 +73,8 @@
 //! `tests/trace.rs` (a traced run parses as JSON, every event has the
 //! format's fields, per-track timestamps are ordered, P slices nest),
 //! `tests/trace_echo.rs` (the echo workload: accept, reads, writes and
-//! netpoll waits), `tests/trace_partial.rs` (a file cut short still loads).
+//! netpoll waits), `tests/trace_partial.rs` (a file cut short still loads),
+//! the facade's `tests/gc_trace.rs` (a collection's phases on the GC track).
 //! No loom model: the trace's state is process-wide statics, which loom's
 //! atomics and Mutex cannot be, so the trace compiles to no-ops under
 //! `cfg(loom)`; the one ordering that matters (`PENDING`, above) is a
@@ -193,6 +194,25 @@ pub(crate) enum Rec {
     },
     /// Sysmon took P `p` from this M, blocked in a poll, and handed it off.
     Handoff { ts: u64, p: u32 },
+    /// A phase of the garbage collector begins or ends, or a moment of it
+    /// (`gc_event`): on the "GC" track.
+    Gc {
+        ts: u64,
+        name: &'static str,
+        edge: GcEdge,
+        cycle: u64,
+    },
+}
+
+/// What a [`gc_event`] marks on the "GC" track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GcEdge {
+    /// A phase begins (a slice opens; phases nest).
+    Begin,
+    /// The innermost open phase ends.
+    End,
+    /// A moment (an instant event).
+    Instant,
 }
 
 /// A chunk of one M's records on its way to the writer.
@@ -385,20 +405,49 @@ impl Drop for MTrace {
 /// Sysmon took P `p` from an M blocked in a poll and handed it off:
 /// recorded on sysmon's own track (sysmon is not an M and has no buffer).
 pub(crate) fn handoff(p: usize) {
+    off_m(SYSMON_TID, |ts| Rec::Handoff { ts, p: p as u32 });
+}
+
+/// Records an event of the garbage collector on the trace's "GC" track:
+/// phases as nested slices, moments as instants, `cycle` in their args.
+/// One Relaxed load when no trace runs. Callable from any thread (the
+/// `gort` facade calls it from gort-alloc's phase hook, on the collector
+/// thread; the executor cannot depend on gort-alloc, nor the reverse).
+///
+/// An `End` whose `Begin` came before the trace started is not written.
+pub fn gc_event(name: &'static str, edge: GcEdge, cycle: u64) {
+    off_m(GC_TID, |ts| Rec::Gc {
+        ts,
+        name,
+        edge,
+        cycle,
+    });
+}
+
+/// The `tid` of sysmon's track in the Ms' process (above any M id).
+const SYSMON_TID: u64 = 1 << 20;
+/// The `tid` of the garbage collector's track (`gc_event`), next to sysmon's.
+const GC_TID: u64 = SYSMON_TID + 1;
+
+/// An event of a thread with no buffer of its own (sysmon, the collector):
+/// a chunk of one record, straight onto the queue. These are rare (a
+/// handoff, a GC phase), so a lock each is cheap. One Relaxed load when
+/// no trace runs.
+fn off_m(track: u64, rec: impl FnOnce(u64) -> Rec) {
     #[cfg(not(loom))]
     if enabled() {
-        let ts = ticks();
+        let rec = rec(ticks());
         let mut q = QUEUE.lock().unwrap();
         q.records += 1;
         q.chunks.push(Chunk {
-            m: writer::SYSMON_TID,
+            m: track,
             session: SESSION.load(Relaxed),
-            recs: vec![Rec::Handoff { ts, p: p as u32 }],
+            recs: vec![rec],
             dropped: 0,
         });
     }
     #[cfg(loom)]
-    let _ = p;
+    let _ = (track, rec);
 }
 
 /// A named task was spawned: its name goes to the trace (when on).
@@ -497,4 +546,13 @@ pub(crate) fn start_from_env() -> bool {
         };
     }
     false
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn a_record_stays_five_words() {
+        // A chunk holds 4,096 records; the GC variant must not grow them.
+        assert!(std::mem::size_of::<super::Rec>() <= 40);
+    }
 }

@@ -10,8 +10,10 @@
 //! Tracks: process 1 ("gort Ms") has one thread per M (`tid` = the M's
 //! process-wide trace id): P ownership as B/E slices `P<n>`, polls as X
 //! slices nested in them, parks as B/E slices `park` between them (netpoll
-//! waits, X slices, nest in them), and sysmon's handoffs as instants on a
-//! `sysmon` thread. Process 2 ("gort Ps") has one thread per P, holding the
+//! waits, X slices, nest in them), sysmon's handoffs as instants on a
+//! `sysmon` thread, and the garbage collector's phases (B/E slices "GC
+//! cycle" > "count", "mark", "sweep") and handshakes (instants) on a `GC`
+//! thread, when the `gort` facade connected gort-alloc's hook. Process 2 ("gort Ps") has one thread per P, holding the
 //! zero-length "stolen" slices where steal flow arrows start (`ph` `s`); the
 //! arrow ends (`ph` `f`, `bp` `e`) on the thief M's "steal" slice.
 //!
@@ -33,7 +35,7 @@ use gort_netpoll::loom::sync::atomic::Ordering::{Acquire, Relaxed};
 use gort_netpoll::loom::sync::{Arc, Mutex};
 use gort_netpoll::loom::thread;
 
-use super::{Chunk, EPOCH, PENDING, QUEUE, QUEUED, Rec, SESSION};
+use super::{Chunk, EPOCH, GC_TID, GcEdge, PENDING, QUEUE, QUEUED, Rec, SESSION, SYSMON_TID};
 use crate::metrics::Calibration;
 
 /// How often the writer asks the Ms for their partial buffers and writes.
@@ -45,8 +47,6 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 
 const PID_MS: u32 = 1;
 const PID_PS: u32 = 2;
-/// The `tid` of sysmon's track in the Ms' process (above any M id).
-pub(super) const SYSMON_TID: u64 = 1 << 20;
 
 /// A running trace: its writer thread and the stop signal.
 pub(super) struct Session {
@@ -68,6 +68,8 @@ impl Session {
             places: HashMap::default(),
             tasks: HashMap::default(),
             cal: Calibration::now(),
+            gc_open: 0,
+            ts_text: TsText::default(),
             session: SESSION.load(Relaxed) + 1,
             written: 0,
         };
@@ -75,6 +77,7 @@ impl Session {
         out.meta(PID_MS, 0, "process_name", "gort Ms")?;
         out.meta(PID_PS, 0, "process_name", "gort Ps")?;
         out.meta(PID_MS, SYSMON_TID, "thread_name", "sysmon")?;
+        out.meta(PID_MS, GC_TID, "thread_name", "GC")?;
         out.spill(true)?;
         out.file.flush()?;
         let stop = Arc::new(Mutex::new(false));
@@ -111,6 +114,10 @@ struct Out {
     /// Per task, the fixed text of its poll slices (`poll_text`).
     tasks: HashMap<u64, (Vec<u8>, usize), Fast>,
     cal: Calibration,
+    /// GC phases open on the GC track (an `End` with none open is skipped).
+    gc_open: u32,
+    /// The last poll's `ts`, whole microseconds, as text.
+    ts_text: TsText,
     session: u64,
     written: u64,
 }
@@ -247,7 +254,7 @@ impl Out {
                 let (head, rest) = text.split_at(*split);
                 let l = &mut self.line;
                 l.extend_from_slice(head);
-                micros(l, ts);
+                self.ts_text.put(l, ts);
                 l.extend_from_slice(b",\"dur\":");
                 micros(l, end - ts);
                 l.extend_from_slice(&self.tail);
@@ -338,6 +345,36 @@ impl Out {
                 let ts = self.ts(ts);
                 let ph = b"\",\"cat\":\"sysmon\",\"ph\":\"i\",\"s\":\"t";
                 plain(&mut self.line, &self.tail, b"handoff P", Some(p), ph, ts);
+            }
+            Rec::Gc {
+                ts,
+                name,
+                edge,
+                cycle,
+            } => {
+                let ph: &[u8] = match edge {
+                    GcEdge::Begin => {
+                        self.gc_open += 1;
+                        b"\",\"cat\":\"gc\",\"ph\":\"B"
+                    }
+                    GcEdge::End if self.gc_open == 0 => return Ok(()),
+                    GcEdge::End => {
+                        self.gc_open -= 1;
+                        b"\",\"cat\":\"gc\",\"ph\":\"E"
+                    }
+                    GcEdge::Instant => b"\",\"cat\":\"gc\",\"ph\":\"i\",\"s\":\"t",
+                };
+                let ts = self.ts(ts);
+                let l = &mut self.line;
+                l.extend_from_slice(b"{\"name\":\"");
+                json_body(l, name);
+                l.extend_from_slice(ph);
+                l.extend_from_slice(b"\",\"ts\":");
+                micros(l, ts);
+                l.extend_from_slice(&self.tail);
+                l.extend_from_slice(b",\"args\":{\"cycle\":");
+                num(l, cycle);
+                l.extend_from_slice(b"}},\n");
             }
         }
         self.spill(false)?;
@@ -506,10 +543,38 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
+/// The whole microseconds of the last poll's `ts`, formatted once: on a
+/// busy M consecutive polls start a tenth of a microsecond apart, so most
+/// polls reuse the text (the decimal numbers were 150 of the writer's 490
+/// instructions per poll; callgrind, yield_many).
+#[derive(Default)]
+struct TsText {
+    us: u64,
+    text: Vec<u8>,
+}
+
+impl TsText {
+    /// Appends `ns` as `micros` does.
+    fn put(&mut self, l: &mut Vec<u8>, ns: u64) {
+        let us = ns / 1000;
+        if us != self.us || self.text.is_empty() {
+            self.us = us;
+            self.text.clear();
+            num(&mut self.text, us);
+        }
+        l.extend_from_slice(&self.text);
+        frac(l, ns % 1000);
+    }
+}
+
 /// Appends nanoseconds `ns` as microseconds with three decimals.
 fn micros(l: &mut Vec<u8>, ns: u64) {
     num(l, ns / 1000);
-    let frac = ns % 1000;
+    frac(l, ns % 1000);
+}
+
+/// Appends `.ddd`, the nanoseconds below a microsecond (`frac` < 1000).
+fn frac(l: &mut Vec<u8>, frac: u64) {
     l.extend_from_slice(&[
         b'.',
         b'0' + (frac / 100) as u8,
@@ -540,7 +605,18 @@ fn json_body(out: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{json_body, micros, num};
+    use super::{TsText, json_body, micros, num};
+
+    #[test]
+    fn cached_timestamps_read_as_uncached_ones() {
+        let mut cache = TsText::default();
+        for ns in [0, 999, 1_000, 1_001, 1_999, 2_000, 2_000, 0, 12_345_678_901] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            cache.put(&mut a, ns);
+            micros(&mut b, ns);
+            assert_eq!(a, b, "{ns} ns");
+        }
+    }
 
     #[test]
     fn numbers_and_escapes() {
