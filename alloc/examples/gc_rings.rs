@@ -1,5 +1,6 @@
 //! Times the two halves of the gc bench's workload (b): building and dropping
 //! 100,000 rings, then `collect()`; for profiling (`perf record`).
+//! Arguments: the ring length (2) and the rounds (5).
 
 use std::time::Instant;
 
@@ -15,7 +16,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2);
-    for _ in 0..5 {
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    for _ in 0..rounds {
         let start = Instant::now();
         for _ in 0..100_000 {
             let first = Gc::new(Node {

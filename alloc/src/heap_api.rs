@@ -135,6 +135,9 @@ fn take_slots(span: SpanRef, force_black: bool, out: &mut [*mut u8]) -> usize {
     let nelems = s.nelems.load(Ordering::Relaxed);
     span.lock_gc();
     let mut taken = 0;
+    // Alloc bits of one bitmap word not stored yet: one store per word
+    // instead of one per slot (the cursor hands out slots in order).
+    let mut pending: Option<(usize, u64)> = None;
     while taken < out.len() {
         // SAFETY: a GC span's `local` is under its gc_lock, held here.
         let idx = s.local.with_mut(|l| unsafe {
@@ -150,10 +153,22 @@ fn take_slots(span: SpanRef, force_black: bool, out: &mut [*mut u8]) -> usize {
             // unmarked object born during marking.
             span.mark(idx);
         }
-        // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
-        unsafe { span.set_alloc_bit(idx) };
+        let bit = 1u64 << (idx % 64);
+        pending = match pending {
+            Some((w, bits)) if w == idx / 64 => Some((w, bits | bit)),
+            Some((w, bits)) => {
+                // SAFETY: we hold gc_lock, which owns a GC span's alloc_bits.
+                unsafe { span.set_alloc_bits(w, bits) };
+                Some((idx / 64, bit))
+            }
+            None => Some((idx / 64, bit)),
+        };
         out[taken] = span.base_of(idx);
         taken += 1;
+    }
+    if let Some((w, bits)) = pending {
+        // SAFETY: as above.
+        unsafe { span.set_alloc_bits(w, bits) };
     }
     span.unlock_gc();
     taken

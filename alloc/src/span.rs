@@ -399,10 +399,21 @@ impl SpanRef {
     }
 
     /// Sets the mark bit of slot `idx`; true if it was not set before.
+    ///
+    /// Loads first: a set bit stays set until the sweep clears it, so a load
+    /// that sees it set answers as the `fetch_or` would, without its locked
+    /// instruction (objects allocated black during a cycle, and edges to
+    /// objects already marked, are most marks; a clone of a new object while
+    /// a cycle marks is one). A stale clear bit only sends the caller to the
+    /// `fetch_or`, which reads the latest value.
     #[inline]
     pub(crate) fn mark(&self, idx: usize) -> bool {
         let bit = 1u64 << (idx % 64);
-        self.span().gcmark_bits[idx / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+        let word = &self.span().gcmark_bits[idx / 64];
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return false;
+        }
+        word.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// Whether slot `idx` is marked.
@@ -437,13 +448,21 @@ impl SpanRef {
     /// normal span, or a holder of the mcentral lock / `gc_lock`).
     #[inline]
     pub(crate) unsafe fn set_alloc_bit(&self, idx: usize) {
-        let w = &self.span().alloc_bits[idx / 64];
-        // Release: publishes the mark bit set before it (allocate-black) to
+        // SAFETY: the caller's guarantee.
+        unsafe { self.set_alloc_bits(idx / 64, 1 << (idx % 64)) };
+    }
+
+    /// Sets the bits `bits` of word `w` of `alloc_bits` with a load and a
+    /// store (a batch of slots of one word at once).
+    ///
+    /// # Safety
+    /// As for `set_alloc_bit`.
+    #[inline]
+    pub(crate) unsafe fn set_alloc_bits(&self, w: usize, bits: u64) {
+        let w = &self.span().alloc_bits[w];
+        // Release: publishes the mark bits set before it (allocate-black) to
         // `is_allocated`'s Acquire load, which runs without `gc_lock`.
-        w.store(
-            w.load(Ordering::Relaxed) | 1 << (idx % 64),
-            Ordering::Release,
-        );
+        w.store(w.load(Ordering::Relaxed) | bits, Ordering::Release);
     }
 
     /// Clears bit `idx` of `alloc_bits`; returns whether it was set.

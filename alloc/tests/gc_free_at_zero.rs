@@ -110,6 +110,31 @@ fn last_drop_frees_at_once_on_the_dropping_thread() {
     assert_eq!(weak_drops.load(Ordering::SeqCst), 1);
     assert!(weak.upgrade().is_none());
 
+    // A ring of two: each destructor, run by the sweep, drops the last
+    // handle to the other condemned object (a store, no decrement,
+    // last_drop.rs): both are freed and neither is counted as kept alive.
+    let leaked_before = gc_stats().leaked_objects;
+    let ring_drops = Arc::new(AtomicUsize::new(0));
+    let link = || {
+        Gc::new(Link {
+            next: GcMutex::new(None),
+            drops: ring_drops.clone(),
+            dropped_on: dropped_on.clone(),
+        })
+    };
+    let (a, b) = (link(), link());
+    *a.next.lock() = Some(b.clone());
+    *b.next.lock() = Some(a.clone());
+    drop((a, b));
+    assert_eq!(ring_drops.load(Ordering::SeqCst), 0, "a ring needs a cycle");
+    collect();
+    assert_eq!(ring_drops.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        gc_stats().leaked_objects,
+        leaked_before,
+        "the sweep saw a handle left on a ring node whose last handle was dropped"
+    );
+
     // A million objects allocated and dropped reuse the same few slots and
     // start no cycle (pacing is off, but the heap must not grow either).
     let live_before = gc_stats().heap_alloc;
@@ -123,8 +148,8 @@ fn last_drop_frees_at_once_on_the_dropping_thread() {
     );
     assert_eq!(
         gc_stats().num_gc,
-        cycles_before + 1,
-        "only the explicit collect() above ran a cycle"
+        cycles_before + 2,
+        "only the two explicit collect() calls above ran cycles"
     );
 
     // Dead slots the thread kept but did not reuse before a cycle are

@@ -51,7 +51,12 @@
 //!   does not reuse before the word changes stays in the arena; the next
 //!   snapshot finds a condemned object with no handle and lets the arena's
 //!   sweep free it (roots.rs), as for a resurrected object whose last handle
-//!   went.
+//!   went. `Gc::new` that finds none takes a batch of fresh slots under one
+//!   span lock, writes dead headers into all but one and keeps them under
+//!   the word it read, in any phase (gc4): during MARK or SWEEP the arena
+//!   allocates them as it allocates any object then (black, or white in a
+//!   span this sweep already swept), so the running cycle neither reads nor
+//!   frees them, and a later phase word abandons them as above.
 //! - phase `MARK -> SWEEP`: after mark termination, followed by one more
 //!   `wait_for_mutators`, so no barrier that saw MARK is still shading when
 //!   sweeping starts (a late shade would leave a mark bit set in a swept
@@ -121,9 +126,11 @@
 //!   may have freed. `phase_before_drop`'s Acquire pairs with `set_phase`
 //!   (SeqCst) to OFF: the finished cycle's reads of the object happen before
 //!   the free (the Acquire fence after the last decrement gives the same).
-//! - `BorrowFlag::collector_release` (Release) pairs with the Acquire of
-//!   `acquire_write`'s CAS: a borrow that begins after the collector read the
-//!   cell happens after `start_cycle` and sees MARK.
+//! - `Barrier::end_cell_read` (Release) pairs with the Acquire of
+//!   `cell_read_active`: a borrow that waited out or skipped a collector
+//!   read of its cell happens after that read (borrow.rs, Orderings); a
+//!   borrow whose CAS reads the collector's CAS happens after `start_cycle`
+//!   and sees MARK.
 //!
 //! # Rejected alternatives
 //! - A global reader-writer lock taken by every clone: the brief forbids a
@@ -180,6 +187,7 @@
     allow(dead_code, reason = "loom builds only the pieces its models use")
 )]
 
+use crate::gc::borrow::MAX_READ_ID;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering, fence};
 // Not an atomic: a compiler-only barrier, which loom does not model (under
 // loom `asymmetric` is false and `fence` is used instead).
@@ -340,6 +348,25 @@ pub(crate) struct Barrier {
     /// Whether the collector's fences are process-wide (`membarrier`), so a
     /// mutator's half of a StoreLoad pair needs only a compiler fence.
     asymmetric: bool,
+    /// The collector's cell reads, on a cache line of their own: the
+    /// collector writes it twice per read, and every mutator operation loads
+    /// `phase`.
+    reads: CellReads,
+}
+
+/// The collector's cell-read state (`Barrier::begin_cell_read`).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct CellReads {
+    /// The id of the collector's open cell read, 0 when none is open
+    /// (`begin_cell_read`): a cell whose borrow flag carries it may be being
+    /// read. Written by the collector (Release), read by a writer that finds
+    /// an id in a flag (`cell_read_active`, Acquire).
+    reading: AtomicUsize,
+    /// The last read id handed out (collector only).
+    read_seq: AtomicUsize,
+    /// How deep the collector is in nested cell reads (collector only).
+    read_depth: AtomicUsize,
 }
 
 impl Barrier {
@@ -356,7 +383,52 @@ impl Barrier {
             gray: GrayQueue::new(),
             shades: AtomicUsize::new(0),
             asymmetric: heavy_fence::register(),
+            reads: CellReads::default(),
         }
+    }
+
+    /// Opens a collector read of a cell's value (the collector only): the id
+    /// to leave in the cell's borrow flag (`BorrowFlag::collector_try_read`).
+    /// Reads nest (a value may hold cells); the outermost one takes a fresh
+    /// id and publishes it in `reads.reading` before the flag's CAS.
+    #[inline]
+    pub(crate) fn begin_cell_read(&self) -> usize {
+        // Only the collector touches `read_depth` and `read_seq` (one cycle
+        // at a time, handed over under the collector's mutex).
+        let depth = self.reads.read_depth.load(Ordering::Relaxed);
+        self.reads.read_depth.store(depth + 1, Ordering::Relaxed);
+        if depth != 0 {
+            return self.reads.reading.load(Ordering::Relaxed);
+        }
+        let last = self.reads.read_seq.load(Ordering::Relaxed);
+        let id = if last >= MAX_READ_ID { 1 } else { last + 1 };
+        self.reads.read_seq.store(id, Ordering::Relaxed);
+        // Release: a writer that reads this id here (not the flag's) must
+        // see the end of the read before it (`end_cell_read`'s store).
+        self.reads.reading.store(id, Ordering::Release);
+        id
+    }
+
+    /// Closes the read `begin_cell_read` opened: every id it left in a flag
+    /// is stale from here, and a writer may take those cells.
+    #[inline]
+    pub(crate) fn end_cell_read(&self) {
+        let depth = self.reads.read_depth.load(Ordering::Relaxed) - 1;
+        self.reads.read_depth.store(depth, Ordering::Relaxed);
+        if depth == 0 {
+            // Release: the collector's reads of the values happen before a
+            // writer's access that reads this store (`cell_read_active`).
+            self.reads.reading.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether the collector read whose id a borrow flag carries may still
+    /// be open. Acquire: false means this load read `end_cell_read`'s store
+    /// of that read, or a later store, which follows it: the read's accesses
+    /// to the value happen before the caller's.
+    #[inline]
+    pub(crate) fn cell_read_active(&self, id: usize) -> bool {
+        self.reads.reading.load(Ordering::Acquire) == id
     }
 
     /// The mutator's half of a StoreLoad pair: a compiler fence when the

@@ -6,26 +6,35 @@
 //! One `AtomicUsize`:
 //! - bit `usize::BITS - 1` `WRITING`: a mutator holds the value exclusively
 //!   (`GcCell::borrow_mut`, `GcMutex::lock`);
-//! - bit `usize::BITS - 2` `COLLECTOR`: the collector (or a barrier tracing a
-//!   nested cell) is reading the value's handles;
-//! - bit `usize::BITS - 3` `PARKED`: `GcMutex` only, set only with `WRITING`:
+//! - bit `usize::BITS - 2` `PARKED`: `GcMutex` only, set only with `WRITING`:
 //!   a thread sleeps on the mutex's `Parking` until the holder lets go;
-//! - the low bits: how many shared mutator borrows are alive.
+//! - bits `usize::BITS / 2 .. usize::BITS - 2`, the read id: the id of the
+//!   last collector read of the value (`Barrier::begin_cell_read`). The read
+//!   is in progress while `Barrier::reading` holds the same id; once the
+//!   collector ends it (`end_cell_read` stores 0, the next read a fresh id)
+//!   the id in the word is stale and means nothing. 0: never read, or
+//!   cleared by a writer. Ids wrap after `MAX_READ_ID` reads: a stale id
+//!   equal to an open read's only makes a writer wait for that read's end;
+//! - the low half: how many shared mutator borrows are alive.
 //!
-//! `WRITING` excludes everything but `PARKED`; `COLLECTOR` and readers
-//! coexist.
+//! `WRITING` excludes everything but `PARKED`; a read in progress excludes
+//! `WRITING`; a collector read and readers coexist.
 //!
 //! # Transitions
-//! - `0 | COLLECTOR -> WRITING`: a mutator, `acquire_write` (AcqRel CAS; it
-//!   spins while `COLLECTOR` is set: the collector reads one value's handles,
+//! - `0 | stale id -> WRITING`: a mutator, `acquire_write` (AcqRel CAS; it
+//!   spins while the word's id is the collector's open read
+//!   (`Barrier::cell_read_active`): the collector reads one value's handles,
 //!   a bounded wait measured as a pause). `GcMutex::lock` always takes this
-//!   path; it is the mutex's only locked instruction on the way in.
+//!   path; it is the mutex's only locked instruction on the way in (the
+//!   first lock after a collector read takes the word with its stale id by a
+//!   second CAS, `acquire_write_contended`).
 //! - `0 -> WRITING` without a locked instruction: `acquire_write_unshared`
 //!   (`GcCell::borrow_mut`), a load and a plain store, only inside a barrier
 //!   operation that read the phase OFF after its fence (see Orderings: no
 //!   collector read can begin or be in progress then, and a `GcCell` has one
 //!   mutator thread at a time, so nobody else writes the word meanwhile).
-//!   Any other phase, or a word that is not 0, goes to `acquire_write`.
+//!   A stale id does not count (no read is open while OFF). Any other
+//!   phase, or a word with readers or `WRITING`, goes to `acquire_write`.
 //! - `WRITING -> 0`: `release_write` (`GcCell`: a Release store; no one else
 //!   writes a WRITING word of a cell). `WRITING [| PARKED] -> 0`:
 //!   `release_write_shared` (`GcMutex`: a Release swap, which tells whether
@@ -34,16 +43,30 @@
 //!   the mutex's parking lock, then it sleeps on its condition variable).
 //! - `readers -> readers + 1` when not `WRITING`: `try_read` (CAS);
 //!   `release_read` subtracts one.
-//! - `x -> x | COLLECTOR` when not `WRITING`: `collector_try_read` (AcqRel
-//!   CAS); `collector_release` clears it.
+//! - `x -> x with id` when not `WRITING`: `collector_try_read` (AcqRel CAS,
+//!   the collector only), after `begin_cell_read` published the id in
+//!   `Barrier::reading`. Ending the read writes `Barrier::reading`, not the
+//!   word: one locked instruction per collector read instead of a CAS to set
+//!   a bit and a `fetch_and` to clear it.
 //!
 //! # Orderings
 //! - If a mutator's `acquire_write` CAS comes after `collector_try_read`'s,
-//!   it reads `collector_release`'s Release write (or a later one in its
-//!   release sequence) with Acquire: the collector's `Barrier::start_cycle`
-//!   happens before the borrow's phase load, which therefore sees MARK and
-//!   shades (DESIGN.md, "Soundness"). If it comes before, the collector's CAS
-//!   sees WRITING and skips the cell.
+//!   it reads the collector's CAS (Release, or a later RMW of its release
+//!   sequence) with Acquire: the collector's `Barrier::start_cycle` happens
+//!   before the borrow's phase load, which therefore sees MARK and shades
+//!   (DESIGN.md, "Soundness"). If it comes before, the collector's CAS sees
+//!   WRITING and skips the cell.
+//! - The read id: `begin_cell_read` stores the id in `Barrier::reading`
+//!   before the collector's CAS (Release) writes it into the word. A writer
+//!   whose Acquire load of the word sees the id therefore reads, in
+//!   `cell_read_active` (Acquire), that id or a later store: 0 from
+//!   `end_cell_read` (Release, after the collector's reads of the value) or
+//!   a later read's id (Release, after that end). Either way, unless it reads
+//!   the id itself (and waits), the collector's reads happen before the
+//!   writer's CAS and its writes. A writer that saw no id took the word
+//!   before the collector's CAS, which then sees WRITING. Checked by
+//!   `cell_move_races_counting_and_marking`, which fails when a writer
+//!   ignores an open read or when `end_cell_read` stores Relaxed.
 //! - `acquire_write_unshared`'s plain store: the caller entered a barrier
 //!   operation (the odd `seq`, the store of a StoreLoad pair), fenced and read
 //!   the phase OFF (`phase_after_store`, Acquire). Collector side: every
@@ -55,8 +78,8 @@
 //!   phase load reads MARK(e) or later, not OFF, so the fast path is not
 //!   taken (unless cycle e finished first: its reads were released before
 //!   `set_phase(OFF)`, which the Acquire phase load synchronises with, so
-//!   the flag load sees them released). Without the handshake (or the fence,
-//!   or the OFF check) the collector could set COLLECTOR between the load
+//!   the flag load sees them ended). Without the handshake (or the fence,
+//!   or the OFF check) the collector could write its id between the load
 //!   and the store, which would overwrite it: checked by
 //!   `cell_move_races_counting_and_marking`, which fails without them.
 //! - `release_write` / `release_write_shared` (Release) pair with the
@@ -76,6 +99,14 @@
 //! - A waiter count beside the flag, so that unlock is a plain store: unlock
 //!   must then load the count after its store (a StoreLoad, a full fence,
 //!   which costs what the swap costs).
+//! - A `COLLECTOR` bit set by a CAS and cleared by a `fetch_and` per read
+//!   (until gc4): two locked instructions per cell per pass, a fifth of the
+//!   samples of workload (b); the id makes the clear a store to one global
+//!   word, paid for by the first writer after a read (a load of that word and
+//!   a second CAS).
+//! - Batching reads under one id (a store per batch): a writer would wait for
+//!   the whole batch, and the collector would have to close the batch before
+//!   every handshake (a writer waits inside a barrier operation).
 //!
 //! # Checked by
 //! `alloc/src/gc/tests/loom_gc_barrier.rs`
@@ -95,9 +126,15 @@ use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex};
 
 const WRITING: usize = 1 << (usize::BITS - 1);
-const COLLECTOR: usize = 1 << (usize::BITS - 2);
-const PARKED: usize = 1 << (usize::BITS - 3);
-const READERS: usize = PARKED - 1;
+const PARKED: usize = 1 << (usize::BITS - 2);
+/// Where the collector's read id starts in the word.
+const READ_SHIFT: u32 = usize::BITS / 2;
+/// The collector's read id (`Barrier::begin_cell_read`): bits
+/// `READ_SHIFT..usize::BITS - 2`.
+const READ_MASK: usize = (PARKED - 1) & !READERS;
+/// The largest read id (ids run from 1; 0 means no id).
+pub(crate) const MAX_READ_ID: usize = READ_MASK >> READ_SHIFT;
+const READERS: usize = (1 << READ_SHIFT) - 1;
 
 /// Where `GcMutex` waiters sleep while another thread holds the value.
 #[derive(Debug, Default)]
@@ -172,43 +209,60 @@ impl BorrowFlag {
     /// reads it; returns how long it waited (`None` on the fast path, which
     /// reads no clock).
     #[inline]
-    pub(crate) fn acquire_write(&self) -> Result<Option<std::time::Duration>, Conflict> {
+    pub(crate) fn acquire_write(
+        &self,
+        barrier: &Barrier,
+    ) -> Result<Option<std::time::Duration>, Conflict> {
         match self
             .0
             .compare_exchange(0, WRITING, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => Ok(None),
-            Err(_) => self.acquire_write_contended(),
+            Err(_) => self.acquire_write_contended(barrier),
         }
     }
 
-    /// `acquire_write` after its first CAS failed: reports the conflict, or
-    /// waits out the collector's read.
+    /// `acquire_write` after its first CAS failed: reports the conflict,
+    /// waits out the collector's read, or takes a word that carries the id
+    /// of a finished collector read.
     #[cold]
-    fn acquire_write_contended(&self) -> Result<Option<std::time::Duration>, Conflict> {
+    fn acquire_write_contended(
+        &self,
+        barrier: &Barrier,
+    ) -> Result<Option<std::time::Duration>, Conflict> {
         let mut waiting_since = None;
         let mut spins = 0u32;
+        let mut flag = self.0.load(Ordering::Acquire);
         loop {
+            if flag & WRITING != 0 {
+                return Err(Conflict::Writing);
+            }
+            if flag & READERS != 0 {
+                return Err(Conflict::Reading);
+            }
+            if Self::read_in_progress(flag, barrier) {
+                // The collector is reading this value's handles, a short
+                // bounded read. Spin a little, then yield: if the collector
+                // thread lost its CPU mid-read, spinning would keep it off
+                // longer.
+                waiting_since.get_or_insert_with(std::time::Instant::now);
+                spins += 1;
+                if spins < 64 {
+                    crate::loom::spin_loop();
+                } else {
+                    crate::loom::thread::yield_now();
+                }
+                flag = self.0.load(Ordering::Acquire);
+                continue;
+            }
+            // The word is free, or carries the id of a read that ended
+            // (`cell_read_active` synchronised with its end): take it.
             match self
                 .0
-                .compare_exchange(0, WRITING, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(flag, WRITING, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(waiting_since.map(|since: std::time::Instant| since.elapsed())),
-                Err(flag) if flag & WRITING != 0 => return Err(Conflict::Writing),
-                Err(flag) if flag & READERS != 0 => return Err(Conflict::Reading),
-                Err(_) => {
-                    // Only COLLECTOR is set: the collector is reading this
-                    // value's handles, a short bounded read. Spin a little,
-                    // then yield: if the collector thread lost its CPU
-                    // mid-read, spinning would keep it off longer.
-                    waiting_since.get_or_insert_with(std::time::Instant::now);
-                    spins += 1;
-                    if spins < 64 {
-                        crate::loom::spin_loop();
-                    } else {
-                        crate::loom::thread::yield_now();
-                    }
-                }
+                Err(seen) => flag = seen,
             }
         }
     }
@@ -230,10 +284,12 @@ impl BorrowFlag {
             // before `set_phase(OFF)`, which the phase load synchronised
             // with; this pairs with our own previous `release_write` too.
             let flag = self.0.load(Ordering::Acquire);
-            if flag == 0 {
+            if flag & !READ_MASK == 0 {
                 // No collector read can begin before our `exit` (the
                 // handshake waits for it), and no other mutator reaches the
                 // cell: nobody writes the word between the load and here.
+                // A read id left in the word is stale: every read of the
+                // last cycle ended before its `set_phase(OFF)`.
                 self.0.store(WRITING, Ordering::Relaxed);
                 return Ok((phase, None));
             }
@@ -255,7 +311,7 @@ impl BorrowFlag {
         &self,
         barrier: &Barrier,
     ) -> Result<(PhaseWord, Option<std::time::Duration>), Conflict> {
-        let waited = self.acquire_write()?;
+        let waited = self.acquire_write(barrier)?;
         Ok((barrier.phase_after_store(), waited))
     }
 
@@ -330,18 +386,25 @@ impl BorrowFlag {
         self.0.store(0, Ordering::Release);
     }
 
-    /// The collector's read: false if a mutator holds the value exclusively.
+    /// The collector's read (the collector only): false if a mutator holds
+    /// the value exclusively. On true the caller reads the value and then
+    /// calls `Barrier::end_cell_read`; the flag keeps the read's id, which
+    /// the end makes stale, so the read costs one locked instruction.
     #[inline]
-    pub(crate) fn collector_try_read(&self) -> bool {
+    pub(crate) fn collector_try_read(&self, barrier: &Barrier) -> bool {
+        let id = barrier.begin_cell_read();
         let mut flag = self.0.load(Ordering::Acquire);
         loop {
             if flag & WRITING != 0 {
+                barrier.end_cell_read();
                 return false;
             }
-            debug_assert!(flag & COLLECTOR == 0, "one collector read at a time");
+            // AcqRel: Acquire for the last writer's release; Release so a
+            // writer that reads this id sees `begin_cell_read`'s store (or a
+            // later one) in `Barrier::cell_read_active`.
             match self.0.compare_exchange_weak(
                 flag,
-                flag | COLLECTOR,
+                (flag & !READ_MASK) | (id << READ_SHIFT),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
@@ -351,9 +414,11 @@ impl BorrowFlag {
         }
     }
 
-    /// Ends the collector's read.
+    /// Whether a collector read of the value may be in progress: the word
+    /// carries the id of the read the collector has open.
     #[inline]
-    pub(crate) fn collector_release(&self) {
-        self.0.fetch_and(!COLLECTOR, Ordering::Release);
+    fn read_in_progress(flag: usize, barrier: &Barrier) -> bool {
+        let id = (flag & READ_MASK) >> READ_SHIFT;
+        id != 0 && barrier.cell_read_active(id)
     }
 }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
-use crate::gc::barrier::with_barrier;
+use crate::gc::barrier::{BARRIER, Barrier, with_barrier};
 use crate::gc::borrow::{BorrowFlag, Conflict, Parking};
 use crate::gc::stats;
 use crate::gc::trace::{Trace, TraceMode, Tracer};
@@ -87,11 +87,13 @@ fn acquire_with_barrier<T: Trace + ?Sized>(
 /// Runs `tracer` over a cell's value if the borrow flag allows it.
 fn trace_guarded<T: Trace + ?Sized>(flag: &BorrowFlag, value: &UnsafeCell<T>, tracer: &mut Tracer) {
     if tracer.is_collector() {
-        if flag.collector_try_read() {
-            // SAFETY: COLLECTOR is set and WRITING is not, so only readers
-            // share the value (borrow.rs); tracing only reads.
+        let barrier: &Barrier = &BARRIER;
+        if flag.collector_try_read(barrier) {
+            // SAFETY: the flag carries the open read's id and WRITING is
+            // not set, so only readers share the value until
+            // `end_cell_read` (borrow.rs); tracing only reads.
             value.with(|ptr| unsafe { &*ptr }.trace(tracer));
-            flag.collector_release();
+            barrier.end_cell_read();
         } else {
             tracer.opaque += 1;
         }

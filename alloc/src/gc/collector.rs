@@ -1,7 +1,7 @@
 //! The background collector thread and `collect()`.
 //!
-//! One thread (`gort-gc`), started at the first request, runs cycles one at a
-//! time. A cycle, in order (`run_cycle`):
+//! One thread (`gort-gc`), started at the first request, runs background
+//! cycles, one at a time. A cycle, in order (`run_cycle`):
 //! 1. drop stale gray entries; the arena allocates black
 //!    (`heap_api::gc_begin_mark`); barriers on (`Barrier::start_cycle`); wait
 //!    for mutators inside a barrier operation, allocations included;
@@ -20,6 +20,15 @@
 //! that starts after its call and waits for it; the pacer asks without
 //! waiting. The mutex is taken only to request and to finish cycles, never on
 //! clone, drop or deref.
+//!
+//! `collect()` runs the cycle itself, on the calling thread, when none is
+//! running: it would only block until the collector thread ran it, and the
+//! two wake-ups that costs are each a scheduler delay on a busy machine (the
+//! destructors of what it finds then run on the caller, which Trace
+//! obligation 5 allows for any thread). Other mutators keep running beside
+//! it as beside the collector thread. `running` makes the two exclusive: the
+//! collector thread waits while a caller runs a cycle, and a caller that finds
+//! one running waits for it to end, then runs the next one itself.
 
 use std::cell::Cell;
 use std::time::Instant;
@@ -41,6 +50,8 @@ struct State {
     running: bool,
     /// Whether the collector thread was started.
     started: bool,
+    /// The cycles' buffers, taken by whoever runs a cycle (`running`).
+    buffers: Option<Buffers>,
 }
 
 struct Control {
@@ -63,27 +74,60 @@ thread_local! {
 /// everything it found unreachable included.
 ///
 /// The cycle starts after this call, so every object unreachable at the call
-/// is freed by it (unless a destructor keeps a handle). Called from a
-/// destructor (on the collector thread, or run by the last drop of a handle,
-/// which a cycle's start waits for) it returns at once instead of waiting
-/// for itself.
+/// is freed by it (unless a destructor keeps a handle). The calling thread
+/// runs the cycle itself (after waiting for a background cycle that is
+/// running, if any), and the destructors it runs, while other threads keep
+/// running. Called from a
+/// destructor (run by a cycle, or by the last drop of a handle, which a
+/// cycle's start waits for) it returns at once instead of waiting for
+/// itself.
 pub fn collect() {
     if ON_COLLECTOR.with(Cell::get) || inside_operation() {
         return;
     }
     let control = &*CONTROL;
     let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
-    // A running cycle may have taken its snapshot before our call: ask for
-    // the one after it.
+    // A running cycle may have taken its snapshot before our call: then the
+    // one after it is ours.
     let target = state.completed + if state.running { 2 } else { 1 };
     state.requested = state.requested.max(target);
-    ensure_started(&mut state);
-    control.changed.notify_all();
     while state.completed < target {
-        state = control
-            .changed
-            .wait(state)
-            .unwrap_or_else(|e| e.into_inner());
+        if state.running {
+            state = control
+                .changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        // No cycle runs: run the next one here, on the calling thread, which
+        // would only wait for the collector thread to run it (two wake-ups,
+        // each a scheduler delay on a busy machine).
+        let cycle = state.completed + 1;
+        state.running = true;
+        let buffers = state.buffers.take().unwrap_or_default();
+        drop(state);
+        run_inline(cycle, buffers);
+        state = control.state.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Runs cycle `cycle` on the calling thread (`collect()`), which set
+/// `running`.
+fn run_inline(cycle: u64, buffers: Buffers) {
+    /// Ends the inline cycle also if it unwinds, so the collector thread
+    /// and other callers do not wait for it forever.
+    struct Inline(u64, Option<Buffers>);
+    impl Drop for Inline {
+        fn drop(&mut self) {
+            ON_COLLECTOR.with(|flag| flag.set(false));
+            finish_cycle(self.0, self.1.take().unwrap_or_default());
+        }
+    }
+    let mut inline = Inline(cycle, Some(buffers));
+    // A destructor this cycle runs here must not wait for it either.
+    ON_COLLECTOR.with(|flag| flag.set(true));
+    if let Some(buffers) = inline.1.as_mut() {
+        run_cycle(cycle, buffers);
     }
 }
 
@@ -124,10 +168,10 @@ fn ensure_started(state: &mut State) {
 fn collector_main() {
     ON_COLLECTOR.with(|flag| flag.set(true));
     let control = &*CONTROL;
-    let mut buffers = Buffers::default();
     let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        while state.requested <= state.completed {
+        // A `collect()` caller may be running a cycle itself.
+        while state.requested <= state.completed || state.running {
             state = control
                 .changed
                 .wait(state)
@@ -135,13 +179,26 @@ fn collector_main() {
         }
         state.running = true;
         let cycle = state.completed + 1;
+        let mut buffers = state.buffers.take().unwrap_or_default();
         drop(state);
         run_cycle(cycle, &mut buffers);
+        finish_cycle(cycle, buffers);
         state = control.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.running = false;
-        state.completed = cycle;
-        control.changed.notify_all();
     }
+}
+
+/// Records that cycle `cycle` finished, gives its buffers back and wakes
+/// `collect()` callers and the collector thread.
+fn finish_cycle(cycle: u64, buffers: Buffers) {
+    let control = &*CONTROL;
+    let mut buffers = buffers;
+    buffers.objects.clear();
+    buffers.condemned.clear();
+    let mut state = control.state.lock().unwrap_or_else(|e| e.into_inner());
+    state.running = false;
+    state.completed = cycle;
+    state.buffers = Some(buffers);
+    control.changed.notify_all();
 }
 
 /// Memory a cycle needs in proportion to the heap, kept by the collector
@@ -152,6 +209,11 @@ struct Buffers {
     objects: Vec<roots::Slot>,
     condemned: Vec<roots::Slot>,
 }
+
+// SAFETY: the buffers pass from the thread that ran a cycle to the next one
+// only through `finish_cycle`, which empties them: no `Slot` (whose header
+// pointer is meaningful only during its cycle) crosses, only capacity.
+unsafe impl Send for Buffers {}
 
 /// Runs cycle number `cycle` (its epoch).
 fn run_cycle(cycle: u64, buffers: &mut Buffers) {

@@ -18,12 +18,14 @@
 //!   nothing else while no hook is set.
 //!
 //! # Ownership
-//! The hook runs on the collector thread between phases: no lock of the
-//! collector is held and no mutator is stopped, so a slow hook delays the
-//! cycle but cannot block a mutator. (When the thread could not start, the
-//! cycle runs on the `collect()` caller under the collector's request
-//! lock.) It must not call `collect()`, which would wait for the cycle it
-//! is part of, nor allocate `Gc` objects.
+//! The hook runs on the thread that runs the cycle, between phases: the
+//! collector thread for paced cycles, the caller for `collect()` (which
+//! runs its cycle itself) or when the collector thread could not start. No
+//! lock of the collector is held and no mutator is stopped, so a slow hook
+//! delays the cycle but cannot block a mutator. It must not call
+//! `collect()` (on the caller's thread that returns at once, on the
+//! collector's it would wait for the cycle it is part of), nor allocate
+//! `Gc` objects.
 //!
 //! # Orderings
 //! `emit`'s load is Acquire and pairs with the Release half of the swap in
@@ -108,8 +110,9 @@ static HOOK: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
 
 /// Installs `hook` (or removes it with `None`) and returns the previous one.
 ///
-/// The hook is called on the collector thread at each phase boundary of
-/// every cycle; it must be quick and must not call [`collect`](crate::collect).
+/// The hook is called on the thread running the cycle (the collector
+/// thread, or the caller of `collect()`) at each phase boundary of every
+/// cycle; it must be quick and must not call [`collect`](crate::collect).
 pub fn set_phase_hook(hook: Option<fn(GcEvent)>) -> Option<fn(GcEvent)> {
     let new = hook.map_or(ptr::null_mut(), |f| f as *mut ());
     let old = HOOK.swap(new, AcqRel);

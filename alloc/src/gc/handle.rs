@@ -13,9 +13,10 @@
 //!
 //! # Barriers
 //! `clone` takes part in the collector's protocol: it counts the new handle
-//! and, while a cycle marks, shades the target (barrier.rs). `drop`
-//! decrements; the last drop frees at once only inside a barrier operation
-//! that saw no cycle (barrier.rs, "Last drop"). `deref` reads.
+//! and, while a cycle marks, shades the target (barrier.rs). `drop` gives up
+//! the count (with no locked instruction when it holds the only handle); the
+//! last drop frees at once only inside a barrier operation that saw no cycle
+//! (last_drop.rs). `deref` reads.
 
 use std::alloc::Layout;
 use std::fmt;
@@ -24,7 +25,8 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::gc::barrier::{BARRIER, Barrier, OFF, PhaseWord, SWEEP, with_barrier};
+use crate::gc::barrier::{BARRIER, PhaseWord, SWEEP, with_barrier};
+use crate::gc::last_drop::{Dropped, give_up, may_destroy};
 use crate::gc::object::{
     CONDEMNED, COUNT_LIMIT, DEAD_VTABLE, GcBox, Header, STRONG_MASK, WEAK_MASK, WEAK_ONE,
 };
@@ -73,24 +75,24 @@ impl<T: Trace + 'static> Gc<T> {
             let phase = barrier.phase_after_store();
             // Bytes the pacer still counts for the slot we take (pacer.rs).
             let mut counted = 0;
-            // A dead slot this thread kept under the same OFF word: no cycle
-            // has looked at it since, and the next one waits for this
+            // A dead slot this thread kept under the same phase word: no
+            // cycle has looked at it since, and the next one waits for this
             // operation (barrier.rs, "Dead slots").
             // When there is none, take a batch of fresh slots under one span
-            // lock and keep the rest as dead slots under this word.
-            let reused = if phase.phase == OFF {
-                gc_reuse_dead(layout, phase.tag())
-                    .inspect(|slot| {
-                        // SAFETY: a slot from this thread's dead-slot cache
-                        // holds a dead header this thread wrote (FreeSlot,
-                        // `write_dead_header`); no one else writes it, and no
-                        // snapshot reads it before this operation exits.
-                        counted = unsafe { slot.cast::<Header>().as_ref() }.dead_bytes();
-                    })
-                    .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header))
-            } else {
-                None
-            };
+            // lock and keep the rest as dead slots under this word. While a
+            // cycle runs too: a batch taken during MARK or SWEEP is
+            // allocated as any allocation then is (black, or white in a span
+            // this sweep already swept), so the running cycle never reads or
+            // frees those slots.
+            let reused = gc_reuse_dead(layout, phase.tag())
+                .inspect(|slot| {
+                    // SAFETY: a slot from this thread's dead-slot cache
+                    // holds a dead header this thread wrote (FreeSlot,
+                    // `write_dead_header`); no one else writes it, and no
+                    // snapshot reads it before this operation exits.
+                    counted = unsafe { slot.cast::<Header>().as_ref() }.dead_bytes();
+                })
+                .or_else(|| gc_alloc_dead_batch(layout, phase.tag(), write_dead_header));
             let Some(memory) = reused.or_else(|| gc_alloc(layout)) else {
                 std::alloc::handle_alloc_error(layout)
             };
@@ -179,36 +181,26 @@ impl<T: Trace + 'static> Clone for Gc<T> {
 impl<T: Trace + 'static> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
-        let barrier: &Barrier = &BARRIER;
-        // Read before the decrement: the first half of the last-drop check
-        // (barrier.rs, "Last drop").
-        let before = barrier.phase_before_drop();
-        // Release: whatever this thread wrote through the value happens
-        // before the collector's count load and the destructor, wherever it
-        // runs.
-        let old = self.header().handles.fetch_sub(1, Ordering::Release);
-        // Exactly one strong handle, no `Weak`, not condemned: this was the
-        // last handle anywhere (Validity), and none can appear again.
-        if old == 1 {
-            // Acquire: pairs with the other handles' Release decrements, so
-            // their writes through the value happen before its destructor.
-            fence(Ordering::Acquire);
-            // SAFETY: the count went from 1 to 0 here: no handle to the
-            // object exists or can be made, and no `Weak` either.
-            unsafe { free_at_zero(self.ptr, before) };
+        // Gives up the count: a load and no locked instruction when this is
+        // the only handle and no `Weak` exists (last_drop.rs, Ownership).
+        let dropped = give_up(&BARRIER, &self.header().handles);
+        if dropped != Dropped::NotLast {
+            // SAFETY: `give_up` found this the last handle: no other handle
+            // or `Weak` exists and none can be made.
+            unsafe { free_at_zero(self.ptr, dropped) };
         }
     }
 }
 
 /// Drops and frees an object whose last handle is gone, on this thread,
-/// unless a cycle ran or started since `before`: then it is left to the
-/// sweep (it has no handle, so the next cycle finds it unreachable).
+/// unless a cycle may be looking at it (`may_destroy`): then it is left to
+/// the sweep (it has no handle, so the next cycle finds it unreachable).
 ///
 /// # Safety
-/// The caller took the object's count from 1 to 0 (no `Weak`, not
-/// condemned) and read `before` with `phase_before_drop` before that.
+/// `dropped` is what `give_up` returned for the object's last handle (not
+/// `NotLast`), and nothing touched the object since.
 #[inline(never)]
-unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: PhaseWord) {
+unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, dropped: Dropped) {
     /// Frees the slot when the value's drop ends, normally or by a panic
     /// (the drop glue drops the remaining fields while unwinding): keeps it
     /// as a dead slot for this thread's next `Gc::new` of its class, or
@@ -221,9 +213,10 @@ unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: Phase
             // vtable, which the snapshot passes over and releases if the
             // thread never reuses the slot (barrier.rs, "Dead slots").
             // Its bytes stay counted by the pacer while it is kept (pacer.rs).
-            // SAFETY: no handle exists (the caller's count went to 0) and no
-            // collector pass reads the heap until this barrier operation
-            // exits (`may_free`), so these writes race with no one.
+            // SAFETY: no handle exists (the caller's was the last, `give_up`)
+            // and no collector pass reads the heap until this barrier
+            // operation exits (`may_destroy`), so these writes race with no
+            // one.
             unsafe {
                 (*header).handles.store(CONDEMNED, Ordering::Relaxed);
                 (*header)
@@ -239,12 +232,18 @@ unsafe fn free_at_zero<T: Trace + 'static>(ptr: NonNull<GcBox<T>>, before: Phase
         }
     }
     with_barrier(|barrier| {
-        if !barrier.may_free(before) {
+        let handles = || {
+            // SAFETY: asked for a unique drop only, whose word still counts
+            // the caller's handle: the object stays allocated until this
+            // call frees it.
+            unsafe { &(*ptr.as_ptr()).header.handles }
+        };
+        let Some(tag) = may_destroy(barrier, dropped, handles) else {
             return;
-        }
-        let _free = FreeSlot(ptr.cast(), Layout::new::<GcBox<T>>(), before);
+        };
+        let _free = FreeSlot(ptr.cast(), Layout::new::<GcBox<T>>(), tag);
         // SAFETY: no handle exists (caller), so no one else reads the value;
-        // no collector pass reads it (`may_free`); this is the only drop.
+        // no collector pass reads it (`may_destroy`); this is the only drop.
         // The destructor may clone, allocate and drop: barrier operations
         // nest, so the collector keeps waiting for this one.
         unsafe { std::ptr::drop_in_place(&raw mut (*ptr.as_ptr()).value) };

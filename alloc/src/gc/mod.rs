@@ -5,6 +5,7 @@
 //! | `trace.rs` | the `Trace` trait, its obligations, std impls, `Tracer` |
 //! | `object.rs` | object header, vtable, mark bit in the span bitmap |
 //! | `handle.rs` | `Gc<T>` |
+//! | `last_drop.rs` | a handle's drop: the count, and whether to free now (protocol) |
 //! | `borrow.rs` | the borrow flag shared by cells and the collector |
 //! | `cell.rs` | `GcCell`, `GcMutex` and their deletion barrier |
 //! | `barrier.rs` | phase word, shading, the mutator handshake (protocol) |
@@ -18,11 +19,12 @@
 //!
 //! `alloc/DESIGN.md` gives the algorithm and its soundness argument.
 //!
-//! Under `cfg(loom)` only the protocol pieces (`barrier`, `borrow`) are built,
+//! Under `cfg(loom)` only the protocol pieces (`barrier`, `borrow`, `last_drop`) are built,
 //! for the models in `tests/`.
 
 pub(crate) mod barrier;
 pub(crate) mod borrow;
+pub(crate) mod last_drop;
 
 #[cfg(not(loom))]
 pub(crate) mod cell;

@@ -21,15 +21,7 @@ use crate::gc::trace::{Trace, Tracer};
 use crate::heap_api::{SpanRef, span_of};
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
-/// The top bit of `Header::handles`: the collector found the object
-/// unreachable; its value is dropped or being dropped.
-pub(crate) const CONDEMNED: u64 = 1 << 63;
-/// One `Weak` handle in `Header::handles` (bits 32..63 count them).
-pub(crate) const WEAK_ONE: u64 = 1 << 32;
-/// The strong (`Gc`) count: bits 0..32.
-pub(crate) const STRONG_MASK: u64 = WEAK_ONE - 1;
-/// The weak count's bits.
-pub(crate) const WEAK_MASK: u64 = CONDEMNED - WEAK_ONE;
+pub(crate) use crate::gc::last_drop::{CONDEMNED, STRONG_MASK, WEAK_MASK, WEAK_ONE};
 /// Counts past this abort, like `Arc` (only reachable by leaking handles in
 /// a loop); half of each field, so an increment cannot carry into the next.
 pub(crate) const COUNT_LIMIT: u64 = 1 << 30;

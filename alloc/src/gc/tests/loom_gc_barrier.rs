@@ -168,11 +168,11 @@ fn cell_move_races_counting_and_marking() {
         barrier.wait_for_mutators();
         // Counting: read the cell if no mutator holds it.
         let mut internal_x = 0;
-        if flag.collector_try_read() {
+        if flag.collector_try_read(&barrier) {
             if holds_x.with(|held| unsafe { *held }) {
                 internal_x += 1;
             }
-            flag.collector_release();
+            barrier.end_cell_read();
         }
         // Roots: the cell is a root (its handle is on the stack); x is one
         // if its handle is not (only) inside the cell.
@@ -181,9 +181,9 @@ fn cell_move_races_counting_and_marking() {
             stack.push(2);
         }
         let trace = |id: usize, stack: &mut Vec<usize>| {
-            if id == 1 && flag.collector_try_read() {
+            if id == 1 && flag.collector_try_read(&barrier) {
                 let held = holds_x.with(|held| unsafe { *held });
-                flag.collector_release();
+                barrier.end_cell_read();
                 if held && try_mark(&x.mark, EPOCH) {
                     stack.push(2);
                 }
@@ -260,7 +260,7 @@ fn allocation_races_the_cycle_start() {
 
 /// `Weak::upgrade` as handle.rs runs it, on a modelled object: `handles`
 /// (strong count plus `CONDEMNED`) and `mark`. True if it kept a handle.
-fn upgrade(
+pub(super) fn upgrade(
     barrier: &Barrier,
     record: &MutatorRecord,
     handles: &AtomicU64,
@@ -373,14 +373,20 @@ fn mark_and_terminate(barrier: &Barrier, stack: Vec<usize>) {
 #[test]
 fn mutex_lock_parks_and_wakes() {
     loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
         let flag = Arc::new(BorrowFlag::new());
         let parking = Arc::new(Parking::new());
         let value = Arc::new(UnsafeCell::new(0usize));
         let lock_and_add = {
-            let (flag, parking, value) = (flag.clone(), parking.clone(), value.clone());
+            let (barrier, flag, parking, value) = (
+                barrier.clone(),
+                flag.clone(),
+                parking.clone(),
+                value.clone(),
+            );
             move || {
                 loop {
-                    match flag.acquire_write() {
+                    match flag.acquire_write(&barrier) {
                         Ok(_) => break,
                         Err(Conflict::Writing) => flag.park(&parking),
                         Err(Conflict::Reading) => unreachable!("no readers in this model"),

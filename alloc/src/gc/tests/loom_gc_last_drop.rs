@@ -1,35 +1,40 @@
-//! Loom model of the last drop racing a cycle (barrier.rs, "Last drop").
+//! Loom models of a handle's drop racing a cycle (last_drop.rs, and
+//! barrier.rs, "Last drop").
 //!
 //! A mutator drops the only handle to an object while the collector runs a
 //! whole cycle: start, allocation handshake, snapshot (which traces the value
 //! of every allocated, unmarked object), roots, the SWEEP handshake, the
 //! sweep (which drops and frees an unmarked snapshot object) and OFF. The
-//! drop runs `Gc::drop`'s protocol with the real `Barrier` and
-//! `MutatorRecord`: the phase read before the decrement, the decrement, and,
-//! if the count reached zero, a barrier operation that frees the object only
-//! when `may_free` says so.
+//! drop runs `Gc::drop`'s protocol with the real `give_up`, `may_destroy`,
+//! `Barrier` and `MutatorRecord`: with one handle it is the unique drop (a
+//! load, no decrement, then a barrier operation that frees when the phase is
+//! OFF and otherwise stores 0); with two handles on two threads each drop
+//! takes whichever path the interleaving gives it (a `fetch_sub`, the phase
+//! read before it and `may_free`, or the unique drop after the other's
+//! decrement).
 //!
-//! Asserted: the object is freed exactly once (by the drop, by the sweep, or,
-//! if the cycle counted the handle before the drop, by the next cycle, run
+//! Asserted: the object is freed exactly once (by a drop, by the sweep, or,
+//! if the cycle counted a handle before its drop, by the next cycle, run
 //! here single-threaded after the join), and its value is never dropped while
 //! the snapshot reads it (loom's cell checker on the value).
 //!
-//! Checked by hand that the model fails without the protocol: with
+//! Checked by hand that the models fail without the protocol: with
 //! `may_free` reduced to `phase_after_store().phase == OFF` (no comparison
 //! with the phase read before the decrement) a cycle that runs entirely
 //! between the decrement and the check frees the object in its sweep and the
 //! drop frees it again (loom: concurrent writes to the value); with the
-//! fence in
-//! `phase_after_store` removed (in `may_free`), the drop reads a stale OFF
-//! while the handshake reads a stale even `seq`, and the snapshot traces the
-//! value the drop is destroying (loom: concurrent read and write). The
-//! Acquire of `phase_before_drop` is not distinguished by this model: the
-//! Acquire fence after the last decrement orders the same reads.
-
+//! fence in `phase_after_store` removed, the drop reads a stale OFF while the
+//! handshake reads a stale even `seq`, and the snapshot traces the value the
+//! drop is destroying (loom: concurrent read and write); with the unique
+//! drop leaving the count at 1 when it may not free, the object is never
+//! freed; with the unique drop freeing without its barrier operation's
+//! phase check, the snapshot reads a destroyed value.
+use super::loom_gc_barrier::upgrade;
 use crate::gc::barrier::{Barrier, MutatorRecord, OFF, PhaseWord, SWEEP};
+use crate::gc::last_drop::{CONDEMNED, Dropped, WEAK_ONE, give_up, may_destroy};
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
-use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
+use crate::loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::loom::thread;
 
 const EPOCH: u32 = 1;
@@ -39,7 +44,7 @@ const DROPPED: u32 = 0;
 /// The modelled object: its handle count, its slot's alloc and mark bits,
 /// its value, and how many times anyone freed it.
 struct Obj {
-    handles: AtomicUsize,
+    handles: AtomicU64,
     allocated: AtomicBool,
     mark: AtomicU32,
     value: UnsafeCell<u32>,
@@ -58,78 +63,158 @@ impl Obj {
     }
 }
 
+impl Obj {
+    fn new(handles: u64) -> Obj {
+        Obj {
+            handles: AtomicU64::new(handles),
+            allocated: AtomicBool::new(true),
+            mark: AtomicU32::new(0),
+            value: UnsafeCell::new(ALIVE),
+            frees: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// `Gc::drop` and `free_at_zero`, on the modelled object.
 fn drop_handle(barrier: &Barrier, record: &MutatorRecord, obj: &Obj) {
-    let before = barrier.phase_before_drop();
-    if obj.handles.fetch_sub(1, Ordering::Release) != 1 {
+    let dropped = give_up(barrier, &obj.handles);
+    if dropped == Dropped::NotLast {
         return;
     }
-    fence(Ordering::Acquire);
     record.enter();
-    if barrier.may_free(before) {
+    if may_destroy(barrier, dropped, || &obj.handles).is_some() {
         obj.destroy();
     }
     record.exit();
 }
 
+/// One whole cycle of the collector over the one object (it holds no
+/// handle, so every handle counts as outside), then, after `mutators`
+/// joined, the next cycle alone: it frees the object if no handle is left.
+fn cycle_races(barrier: &Barrier, obj: &Obj, mutators: Vec<thread::JoinHandle<()>>) {
+    // run_cycle: barriers on, allocation handshake.
+    barrier.start_cycle(EPOCH);
+    barrier.wait_for_mutators();
+    // snapshot_and_count: an allocated, unmarked slot is traced.
+    let in_snapshot =
+        obj.allocated.load(Ordering::Acquire) && obj.mark.load(Ordering::Relaxed) == 0;
+    if in_snapshot {
+        // SAFETY: the model's claim: no one drops a snapshot object's
+        // value while the snapshot reads it; loom reports the race.
+        let seen = obj.value.with(|v| unsafe { *v });
+        assert_eq!(seen, ALIVE, "the snapshot traced a dropped value");
+        // find_roots: no handle inside the heap, so any handle is outside.
+        if obj.handles.load(Ordering::Relaxed) > 0 {
+            obj.mark.fetch_or(1, Ordering::Relaxed);
+        }
+    }
+    // Marking has nothing to trace; SWEEP and its handshake.
+    barrier.set_phase(PhaseWord {
+        phase: SWEEP,
+        epoch: EPOCH,
+    });
+    barrier.wait_for_mutators();
+    if in_snapshot && obj.mark.load(Ordering::Relaxed) == 0 {
+        // Header::condemn with no `Weak`.
+        let word = obj.handles.load(Ordering::Relaxed);
+        obj.handles.store(word | CONDEMNED, Ordering::Relaxed);
+        obj.destroy();
+    }
+    obj.mark.store(0, Ordering::Relaxed);
+    barrier.set_phase(PhaseWord {
+        phase: OFF,
+        epoch: EPOCH,
+    });
+
+    for mutator in mutators {
+        mutator.join().unwrap();
+    }
+    // The next cycle, alone: an object the drops left and this cycle kept
+    // (it counted a handle before its drop) is garbage now.
+    if obj.allocated.load(Ordering::Relaxed) {
+        assert_eq!(
+            obj.handles.load(Ordering::Relaxed),
+            0,
+            "every handle was dropped, and the count must say so"
+        );
+        obj.destroy();
+    }
+    assert_eq!(
+        obj.frees.load(Ordering::Relaxed),
+        1,
+        "the object must be freed exactly once"
+    );
+}
+
+/// The unique drop (one handle, no `Weak`) racing a whole cycle.
 #[test]
 fn last_drop_races_a_whole_cycle() {
     loom::model(|| {
         let barrier = Arc::new(Barrier::new());
-        let obj = Arc::new(Obj {
-            handles: AtomicUsize::new(1),
-            allocated: AtomicBool::new(true),
-            mark: AtomicU32::new(0),
-            value: UnsafeCell::new(ALIVE),
-            frees: AtomicUsize::new(0),
-        });
+        let obj = Arc::new(Obj::new(1));
         let record = barrier.register();
-
         let mutator = {
             let (barrier, obj) = (barrier.clone(), obj.clone());
             thread::spawn(move || drop_handle(&barrier, &record, &obj))
         };
+        cycle_races(&barrier, &obj, vec![mutator]);
+    });
+}
 
-        // run_cycle: barriers on, allocation handshake.
-        barrier.start_cycle(EPOCH);
-        barrier.wait_for_mutators();
-        // snapshot_and_count: an allocated, unmarked slot is traced.
-        let in_snapshot =
-            obj.allocated.load(Ordering::Acquire) && obj.mark.load(Ordering::Relaxed) == 0;
-        if in_snapshot {
-            // SAFETY: the model's claim: no one drops a snapshot object's
-            // value while the snapshot reads it; loom reports the race.
+/// Two handles dropped on two threads while a cycle runs: each drop takes
+/// the `fetch_sub` path or, after the other's decrement, the unique one.
+#[test]
+fn two_last_drops_race_a_whole_cycle() {
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
+        let obj = Arc::new(Obj::new(2));
+        let mutators = (0..2)
+            .map(|_| {
+                let (barrier, obj) = (barrier.clone(), obj.clone());
+                let record = barrier.register();
+                thread::spawn(move || drop_handle(&barrier, &record, &obj))
+            })
+            .collect();
+        cycle_races(&barrier, &obj, mutators);
+    });
+}
+
+/// One strong handle (thread A) and one `Weak` (thread B): A drops its
+/// handle while B upgrades, uses the value, drops the upgraded handle, then
+/// its `Weak`. Either drop may be the last and take either path (the unique
+/// drop once the other thread's counts are gone). Asserted: an upgrade that
+/// succeeds reads a live value, never one the last drop destroys (loom's
+/// cell checker), and the object is freed exactly once (by a drop, or by the
+/// cycle run after the join, when the strong count reached 0 while the
+/// `Weak` still counted).
+///
+/// Checked by hand: with `give_up` taking the unique path for strong count
+/// 1 whatever the weak count, the drop of A frees the value while B reads it.
+#[test]
+fn weak_upgrade_races_the_last_drop() {
+    loom::model(|| {
+        let barrier = Arc::new(Barrier::new());
+        let obj = Arc::new(Obj::new(1 + WEAK_ONE));
+        let dropper = {
+            let (barrier, obj) = (barrier.clone(), obj.clone());
+            let record = barrier.register();
+            thread::spawn(move || drop_handle(&barrier, &record, &obj))
+        };
+        let record = barrier.register();
+        // `Weak::upgrade` (no cycle runs: no mark or sweep check applies).
+        if upgrade(&barrier, &record, &obj.handles, &obj.mark) {
+            // SAFETY: the model's claim: a kept handle means the value is not
+            // dropped while we hold it; loom reports the race.
             let seen = obj.value.with(|v| unsafe { *v });
-            assert_eq!(seen, ALIVE, "the snapshot traced a dropped value");
-            // find_roots: no handle inside the heap, so any handle is outside.
-            if obj.handles.load(Ordering::Relaxed) > 0 {
-                obj.mark.fetch_or(1, Ordering::Relaxed);
-            }
+            assert_eq!(seen, ALIVE, "upgrade returned a dropped value");
+            drop_handle(&barrier, &record, &obj);
         }
-        // Marking has nothing to trace; SWEEP and its handshake.
-        barrier.set_phase(PhaseWord {
-            phase: SWEEP,
-            epoch: EPOCH,
-        });
-        barrier.wait_for_mutators();
-        if in_snapshot && obj.mark.load(Ordering::Relaxed) == 0 {
-            obj.destroy();
-        }
-        obj.mark.store(0, Ordering::Relaxed);
-        barrier.set_phase(PhaseWord {
-            phase: OFF,
-            epoch: EPOCH,
-        });
-
-        mutator.join().unwrap();
-        // The next cycle, alone: an object the drop left and this cycle
-        // kept (it counted the handle before the drop) is garbage now.
+        // Weak::drop.
+        obj.handles.fetch_sub(WEAK_ONE, Ordering::Release);
+        dropper.join().unwrap();
+        // The next cycle, alone: no handle left, so garbage if still there.
         if obj.allocated.load(Ordering::Relaxed) {
-            assert_eq!(
-                obj.handles.load(Ordering::Relaxed),
-                0,
-                "the handle was dropped"
-            );
+            assert_eq!(obj.handles.load(Ordering::Relaxed), 0);
             obj.destroy();
         }
         assert_eq!(
@@ -163,7 +248,7 @@ const FREED: u32 = 4;
 fn dead_slot_reuse_races_a_cycle() {
     loom::model(|| {
         let barrier = Arc::new(Barrier::new());
-        let handles = Arc::new(AtomicUsize::new(1));
+        let handles = Arc::new(AtomicU64::new(1));
         let allocated = Arc::new(AtomicBool::new(true));
         let slot = Arc::new(UnsafeCell::new(OLD));
         let record = barrier.register();
@@ -172,11 +257,10 @@ fn dead_slot_reuse_races_a_cycle() {
             let (barrier, handles, slot) = (barrier.clone(), handles.clone(), slot.clone());
             thread::spawn(move || {
                 // Gc::drop of the last handle, then FreeSlot::drop.
-                let before = barrier.phase_before_drop();
-                handles.fetch_sub(1, Ordering::Release);
-                fence(Ordering::Acquire);
+                let dropped = give_up(&barrier, &handles);
                 record.enter();
-                let kept = barrier.may_free(before);
+                let tag = may_destroy(&barrier, dropped, || &*handles);
+                let kept = tag.is_some();
                 if kept {
                     // SAFETY: the model's claim (see the test's doc).
                     slot.with_mut(|s| unsafe { *s = DEAD });
@@ -188,7 +272,7 @@ fn dead_slot_reuse_races_a_cycle() {
                 // Gc::new: reuse only under the same OFF word.
                 record.enter();
                 let phase = barrier.phase_after_store();
-                let reuse = phase.phase == OFF && phase.tag() == before.tag();
+                let reuse = tag.is_some_and(|tag| phase.phase == OFF && phase.tag() == tag.tag());
                 if reuse {
                     // SAFETY: as above.
                     slot.with_mut(|s| unsafe { *s = NEW });
