@@ -110,8 +110,7 @@ fn spawn_many_remote_idle(rt: &Runtime) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage =
-        "usage: sched_cost <yield_many|ping_pong|chained_spawn|spawn_many_local|\
+    let usage = "usage: sched_cost <yield_many|ping_pong|chained_spawn|spawn_many_local|\
          spawn_many_remote_idle> <iterations>";
     let workload: fn(&Runtime) = match args.next().as_deref() {
         Some("yield_many") => yield_many,
