@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Same parameters as the bench: 200 tasks x 1,000 yields; 1,000
-//! ping-pongs; a chain of 1,000 spawns; 10,000 local spawns.
+//! ping-pongs; a chain of 1,000 spawns; 10,000 local spawns; 10,000
+//! spawns from outside the runtime, then awaited (spawn_many_remote_idle).
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
@@ -97,15 +98,26 @@ fn spawn_many_local(rt: &Runtime) {
     });
 }
 
+fn spawn_many_remote_idle(rt: &Runtime) {
+    const NUM_SPAWN: usize = 10_000;
+    let handles: Vec<_> = (0..NUM_SPAWN).map(|_| rt.spawn(async {})).collect();
+    rt.block_on(async {
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage =
-        "usage: sched_cost <yield_many|ping_pong|chained_spawn|spawn_many_local> <iterations>";
+    let usage = "usage: sched_cost <yield_many|ping_pong|chained_spawn|spawn_many_local|\
+         spawn_many_remote_idle> <iterations>";
     let workload: fn(&Runtime) = match args.next().as_deref() {
         Some("yield_many") => yield_many,
         Some("ping_pong") => ping_pong,
         Some("chained_spawn") => chained_spawn,
         Some("spawn_many_local") => spawn_many_local,
+        Some("spawn_many_remote_idle") => spawn_many_remote_idle,
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);

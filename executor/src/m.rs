@@ -8,17 +8,27 @@
 //!    last one (Go's `resetspinning`): the work it found may not be alone.
 //! 4. `execute`: bump `schedtick` unless the task inherits the time slice,
 //!    park the P in this M's status slot (`PSlot::enter`, pstatus.rs) and
-//!    poll the task. Wakes from inside the poll reach the P through
-//!    `PSlot::borrow`. If the poll blocks past the threshold while work
-//!    waits, sysmon takes the P from the slot and hands it to another M.
-//! 5. After the poll, `PSlot::exit` returns the P, or reports it gone: the
-//!    task's bookkeeping is already done (wakes went to the global queue), so
+//!    poll the task. Wakes and spawns from inside the poll reach the P
+//!    through `PSlot::borrow`. If the poll blocks past the threshold while
+//!    work waits, sysmon takes the P from the slot and hands it to another M.
+//! 5. After the poll, `PSlot::exit` returns the P, or reports it gone. A
+//!    task that woke itself during its poll (a yield, a spent budget) comes
+//!    back from the poll (`Notified::run_yielding`) and goes to the tail of
+//!    the runq now, with the P in hand (Go's `goyield`): no `schedule`, no
+//!    `borrow`. If the P is gone, the task's bookkeeping is already done
+//!    (wakes went to the global queue, and so does the yielded task), so
 //!    the M takes an idle P if any, else parks as a spare M
-//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path and `stopm`).
+//!    (`Idle::acquire_or_idle`, then `stopm`; Go's `exitsyscall` slow path
+//!    and `stopm`).
+//!
+//! The P moves by value through this loop (`find_runnable` to the slot and
+//! back), never through a `RefCell`: per poll the M's own work is the
+//! slot's handshake and a few moves (docs/BENCHMARKS.md, "Round sched3").
 //!
 //! # Search order (`find_runnable`)
 //! 1. This P's expired timers (Go's `checkTimers`) and those of the
-//!    `block_on` heap: two atomic loads when none is pending; the tasks they
+//!    `block_on` heap: two atomic loads when none is pending, through the
+//!    P (`P::timers`) and the M (`MCore::block_on_timers`); the tasks they
 //!    wake go to the local runq.
 //! 2. Every 61st poll (`P::polls`, p.rs), a batch from the global queue
 //!    and a non-blocking netpoll as in step 5 (fairness: a runq that never
@@ -80,6 +90,7 @@ use crate::park::Parker;
 use crate::pstatus::{PSlot, PollToken};
 use crate::queue::LOCAL_QUEUE_CAPACITY;
 use crate::runtime::Handle;
+use crate::scheduler::Shared;
 use crate::task::{Hint, Notified};
 use crate::time::{self, Timers, TimersGuard};
 
@@ -128,9 +139,14 @@ impl MInfo {
 /// The running M's own state; lives on its thread's stack.
 pub(crate) struct MCore {
     pub(crate) handle: Handle,
-    /// The P this M holds between polls. Borrowed briefly: never across a
-    /// poll (during one, the P is parked in its `PSlot`).
-    p: RefCell<Option<Box<P>>>,
+    /// The P this M holds, between `acquire` and the loop of `main_loop`
+    /// (and at `exit`). The loop itself passes the P by value, from
+    /// `find_runnable` to the `PSlot` for the poll and back, with no
+    /// borrow flag and no store here per poll; a wake on this thread that
+    /// finds the P neither here nor in the slot (inside `find_runnable`,
+    /// where wakes are `collecting` anyway, or after a retake) goes to the
+    /// global queue (`schedule_local`).
+    p: Cell<Option<Box<P>>>,
     spinning: Cell<bool>,
     info: Arc<MInfo>,
     parker: RefCell<Parker>,
@@ -142,11 +158,9 @@ pub(crate) struct MCore {
     batch: RefCell<Vec<Notified>>,
     /// Wakers returned by netpoll, reused between polls.
     ready: RefCell<Vec<Waker>>,
-    /// The task that woke itself during its own poll (a yield), kept until
-    /// the poll ends and pushed then with the P in hand: saves the slot
-    /// `borrow` on every yield (even lock-free, pushing through `borrow`
-    /// cost yield_many 10% more instructions; docs/BENCHMARKS.md).
-    yielded: Cell<Option<Notified>>,
+    /// The `block_on` heap (`Shared::block_on_timers`), checked before
+    /// every poll: kept here so that the check is one load.
+    block_on_timers: Arc<Timers>,
     /// DIAG: poll counting, sampling and the execution trace (metrics/probe.rs).
     probe: MProbe,
 }
@@ -155,7 +169,7 @@ pub(crate) struct MCore {
 pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
     let core = MCore {
         handle: handle.clone(),
-        p: RefCell::new(None),
+        p: Cell::new(None),
         spinning: Cell::new(false),
         probe: MProbe::new(info.id),
         info,
@@ -164,7 +178,7 @@ pub(crate) fn run(handle: Handle, info: Arc<MInfo>, parker: Parker) {
         collecting: Cell::new(false),
         batch: RefCell::new(Vec::new()),
         ready: RefCell::new(Vec::new()),
-        yielded: Cell::new(None),
+        block_on_timers: handle.shared.block_on_timers().clone(),
     };
     core.info.thread.record_current();
     let _enter = context::enter(handle.clone());
@@ -189,38 +203,38 @@ impl MCore {
             return;
         };
         self.acquire(got);
-        while let Some((task, inherit)) = self.find_runnable() {
+        // The P goes from find_runnable to the slot and back by value; it is
+        // in `self.p` only at the edges (acquire, exit).
+        let mut held = self.p.take().expect("gort: acquire holds a P");
+        loop {
+            let Some((mut p, task, inherit)) = self.find_runnable(held) else {
+                break;
+            };
             if self.spinning.replace(false) {
                 self.info.spinning.store(false, Relaxed);
                 if idle.stop_spinning() {
                     idle.wakep();
                 }
             }
-            let mut p = self
-                .p
-                .borrow_mut()
-                .take()
-                .expect("gort: M runs a task without a P");
             p.on_execute(inherit);
             let id = p.id;
             // The token is read back from the slot after the poll
             // (`current`): `block_in_place` may have replaced it.
             let _ = self.info.slot.enter(p, task.id().as_u64());
-            self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
-            let back = self
-                .info
-                .slot
-                .current()
-                .and_then(|token| self.info.slot.exit(token));
-            let yielded = self.yielded.take();
+            // The task comes back if it woke itself during the poll (a
+            // yield): it is queued below with the P in hand, not through
+            // `schedule_local` and the slot's `borrow`.
+            let yielded = self.probe.poll(task, &shared.diag, id); // DIAG: polls the task
+            let back = self.info.slot.exit_current();
             match back {
                 Some(mut p) => {
-                    if let Some(task) = yielded
-                        && p.push_yielded(task, &shared.inject)
-                    {
-                        idle.wakep_local();
+                    if let Some(task) = yielded {
+                        self.probe.woken(task.header()); // DIAG
+                        if p.push_yielded(task, &shared.inject) {
+                            idle.wakep_local();
+                        }
                     }
-                    *self.p.borrow_mut() = Some(p);
+                    held = p;
                 }
                 None => {
                     // Sysmon handed our P to another M while the poll blocked.
@@ -236,10 +250,11 @@ impl MCore {
                         NextP::Shutdown => None,
                         NextP::Empty => self.stopm(),
                     };
-                    match got {
-                        Some(got) => self.acquire(got),
-                        None => break,
-                    }
+                    let Some(got) = got else {
+                        break;
+                    };
+                    self.acquire(got);
+                    held = self.p.take().expect("gort: acquire holds a P");
                 }
             }
         }
@@ -309,73 +324,37 @@ impl MCore {
         // Drop the old guard first: guards restore what they replaced.
         *self.timers.borrow_mut() = None;
         *self.timers.borrow_mut() = timers;
-        *self.p.borrow_mut() = p;
+        self.p.set(p);
     }
 
+    /// Releases the held P (if any): the inverse of `set_p`.
     fn take_p(&self) -> Option<Box<P>> {
+        self.release_p();
+        self.p.take()
+    }
+
+    /// What `take_p` does besides taking the P out of `self.p`.
+    fn release_p(&self) {
         self.probe.p_changed(&self.handle.shared.diag, None); // DIAG
         *self.timers.borrow_mut() = None;
-        self.p.borrow_mut().take()
     }
 
-    /// Go's `findRunnable`. `None` at shutdown.
-    fn find_runnable(&self) -> Option<(Notified, bool)> {
-        let shared = &self.handle.shared;
+    /// Go's `findRunnable` on the held P `p`: the P to run with (another
+    /// one if the M parked meanwhile) and a task (`true`: it inherits the
+    /// time slice). `None` at shutdown, the P (if any) left in `self.p`
+    /// for `exit`.
+    fn find_runnable(&self, mut p: Box<P>) -> Option<(Box<P>, Notified, bool)> {
         loop {
-            if shared.idle.is_closed() {
+            if self.handle.shared.idle.is_closed() {
+                self.p.set(Some(p));
                 return None;
             }
-            {
-                let mut guard = self.p.borrow_mut();
-                let p = guard.as_mut().expect("gort: find_runnable without a P");
-                // This P's heap and the block_on heap (which no P owns).
-                self.run_timers(p, &shared.timers[p.id]);
-                self.run_timers(p, shared.block_on_timers());
-                if p.polls % GLOBAL_QUEUE_INTERVAL == 0 {
-                    if !shared.inject.is_empty()
-                        && let Some(task) = self.global_batch(p)
-                    {
-                        return Some((task, false));
-                    }
-                    // The same fairness for I/O: a P whose runq never
-                    // drains would otherwise leave ready sockets unpolled
-                    // until another M goes idle (or sysmon polls).
-                    if shared.netpoller.should_poll_now() {
-                        self.netpoll_into_runq(p);
-                    }
-                }
-                if let Some(found) = p.runq.pop() {
-                    return Some(found);
-                }
-                if !shared.inject.is_empty()
-                    && let Some(task) = self.global_batch(p)
-                {
-                    return Some((task, false));
-                }
-                if shared.netpoller.should_poll_now()
-                    && self.netpoll_into_runq(p) > 0
-                    && let Some((task, _)) = p.runq.pop()
-                {
-                    return Some((task, false));
-                }
-                if self.spinning.get() || shared.idle.spinning_allowed() {
-                    if !self.spinning.replace(true) {
-                        shared.idle.start_spinning();
-                        self.info.spinning.store(true, Relaxed);
-                    }
-                    if let Some(task) = self.steal_work(p) {
-                        return Some((task, false));
-                    }
-                }
-                for timers in shared.timers.iter() {
-                    self.run_timers(p, timers);
-                }
-                if let Some(found) = p.runq.pop() {
-                    return Some(found);
-                }
+            if let Some((task, inherit)) = self.find_with(&mut p) {
+                return Some((p, task, inherit));
             }
             // Nothing anywhere: release the P and park (the delicate dance).
-            let p = self.take_p().expect("gort: find_runnable without a P");
+            let shared = &self.handle.shared;
+            self.release_p();
             let was_spinning = self.spinning.replace(false);
             self.info.curp.store(NO_P, Relaxed);
             self.probe.park(false); // DIAG
@@ -388,7 +367,81 @@ impl MCore {
             )?;
             self.probe.park(true); // DIAG
             self.acquire(got);
+            p = self.p.take().expect("gort: acquire holds a P");
         }
+    }
+
+    /// Steps 1-7 of the search order (module doc) on the held P `p`. Steps
+    /// 1 and 3 (and the test of step 2) are the per-poll path, inlined into
+    /// the M's loop; the rest is `find_elsewhere`.
+    #[inline]
+    fn find_with(&self, p: &mut P) -> Option<(Notified, bool)> {
+        let shared = &self.handle.shared;
+        // This P's heap and the block_on heap (which no P owns): a load
+        // each while no timer is pending.
+        if p.timers.next_deadline().is_some() {
+            self.run_timers(p, &shared.timers[p.id]);
+        }
+        if self.block_on_timers.next_deadline().is_some() {
+            self.run_timers(p, &self.block_on_timers);
+        }
+        if p.polls % GLOBAL_QUEUE_INTERVAL == 0
+            && let Some(task) = self.fairness_check(p)
+        {
+            return Some((task, false));
+        }
+        if let Some(found) = p.runq.pop() {
+            return Some(found);
+        }
+        self.find_elsewhere(p)
+    }
+
+    /// Step 2: every 61st poll, the global queue and netpoll first.
+    #[inline(never)]
+    fn fairness_check(&self, p: &mut P) -> Option<Notified> {
+        let shared = &self.handle.shared;
+        if !shared.inject.is_empty()
+            && let Some(task) = self.global_batch(p)
+        {
+            return Some(task);
+        }
+        // The same fairness for I/O: a P whose runq never drains would
+        // otherwise leave ready sockets unpolled until another M goes idle
+        // (or sysmon polls).
+        if shared.netpoller.should_poll_now() {
+            self.netpoll_into_runq(p);
+        }
+        None
+    }
+
+    /// Steps 4-7: the local runq is empty.
+    #[inline(never)]
+    fn find_elsewhere(&self, p: &mut P) -> Option<(Notified, bool)> {
+        let shared = &self.handle.shared;
+        if !shared.inject.is_empty()
+            && let Some(task) = self.global_batch(p)
+        {
+            return Some((task, false));
+        }
+        if shared.netpoller.should_poll_now()
+            && self.netpoll_into_runq(p) > 0
+            && let Some((task, _)) = p.runq.pop()
+        {
+            return Some((task, false));
+        }
+        if self.spinning.get() || shared.idle.spinning_allowed() {
+            if !self.spinning.replace(true) {
+                shared.idle.start_spinning();
+                self.info.spinning.store(true, Relaxed);
+            }
+            if let Some(task) = self.steal_work(p) {
+                return Some((task, false));
+            }
+        }
+        for timers in shared.timers.iter() {
+            self.run_timers(p, timers);
+        }
+        p.runq.pop()
     }
 
     /// Runs `f` with wakes of this runtime's tasks on this thread collected
@@ -603,6 +656,7 @@ impl MCore {
     /// `Schedule::schedule` on this M's own runtime. Returns the task when
     /// the P is unavailable (no P, or borrowed by `find_runnable`), for the
     /// caller to send to the global queue.
+    #[inline]
     pub(crate) fn schedule_local(&self, task: Notified, hint: Hint) -> Option<Notified> {
         let shared = &self.handle.shared;
         self.probe.woken(task.header()); // DIAG: sampled schedule latency
@@ -610,45 +664,66 @@ impl MCore {
             self.batch.borrow_mut().push(task);
             return None;
         }
-        let Ok(mut guard) = self.p.try_borrow_mut() else {
-            return Some(task);
-        };
-        let push = |p: &mut P, task: Notified| match hint {
-            Hint::Wake => p.push_woken(task, &shared.inject),
-            Hint::Yield => p.push_yielded(task, &shared.inject),
-        };
-        let more = if let Some(p) = guard.as_mut() {
-            push(p, task)
-        } else {
-            drop(guard);
-            let Some(token) = self.info.slot.current() else {
-                return Some(task);
-            };
-            // The polled task re-scheduling itself: the M pushes it once the
-            // poll is over (main_loop), with its P back in hand.
-            if hint == Hint::Yield {
-                match self.yielded.take() {
-                    None => {
-                        self.yielded.set(Some(task));
-                        return None;
-                    }
-                    Some(other) => self.yielded.set(Some(other)),
-                }
-            }
-            // Inside a poll the P is parked in its slot: borrow it there,
-            // unless sysmon took it (then the global queue).
-            let mut task = Some(task);
-            let pushed = self.info.slot.borrow(token, |p| {
-                push(p, task.take().expect("gort: borrow runs its closure once"))
-            });
-            match pushed {
-                Some(more) => more,
-                None => return task,
-            }
+        if hint != Hint::Wake {
+            // A yield reaches `schedule` only from `Notified::run` (the M
+            // queues its own tasks' yields itself: main_loop).
+            return self.schedule_other(task, hint);
+        }
+        // The common case: the running task wakes or spawns one. Inside a
+        // poll the P is parked in the slot: borrow it there.
+        let more = match self
+            .info
+            .slot
+            .borrow(task, |p, task| p.push_woken(task, &shared.inject))
+        {
+            Ok(more) => more,
+            Err(task) => return self.schedule_other(task, hint),
         };
         if more {
             shared.idle.wakep_local();
         }
         None
+    }
+
+    /// `schedule_local` for a yield, outside a poll, or after sysmon took
+    /// the P: the P parked in the slot, else the P in `self.p` if it is
+    /// there (only between `acquire` and the loop taking it, where nothing
+    /// wakes tasks today: a guard for future callers). Otherwise the task
+    /// is returned for the global queue.
+    #[cold]
+    #[inline(never)]
+    fn schedule_other(&self, task: Notified, hint: Hint) -> Option<Notified> {
+        let shared = &self.handle.shared;
+        let task = match self
+            .info
+            .slot
+            .borrow(task, |p, task| push(p, task, hint, shared))
+        {
+            Ok(more) => {
+                if more {
+                    shared.idle.wakep_local();
+                }
+                return None;
+            }
+            Err(task) => task,
+        };
+        let Some(mut p) = self.p.take() else {
+            return Some(task);
+        };
+        let more = push(&mut p, task, hint, shared);
+        self.p.set(Some(p));
+        if more {
+            shared.idle.wakep_local();
+        }
+        None
+    }
+}
+
+/// Queues `task` on `p` as `hint` says; true when another M could take work.
+#[inline]
+fn push(p: &mut P, task: Notified, hint: Hint, shared: &Shared) -> bool {
+    match hint {
+        Hint::Wake => p.push_woken(task, &shared.inject),
+        Hint::Yield => p.push_yielded(task, &shared.inject),
     }
 }

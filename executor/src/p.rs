@@ -7,9 +7,12 @@
 //! Other Ms reach a P's queue only through its `Steal` handle in
 //! `Shared::stealers`.
 
+use gort_netpoll::loom::sync::Arc;
+
 use crate::inject::Inject;
 use crate::queue::{self, Local, Steal};
 use crate::task::Notified;
+use crate::time::Timers;
 
 /// How many times in a row a task woken by the running task may take
 /// `runnext` and inherit the time slice. Past it the woken task goes to the
@@ -36,6 +39,9 @@ pub(crate) struct P {
     pub(crate) id: usize,
     /// The local run queue and `runnext`; only the holder pushes and pops.
     pub(crate) runq: Local<Notified>,
+    /// This P's timer heap (`Shared::timers[id]`, Go's `pp.timers`): the
+    /// M's loop reads its next deadline through the P it already holds.
+    pub(crate) timers: Arc<Timers>,
     /// Polls not inheriting a time slice (Go's `schedtick`).
     pub(crate) schedtick: u32,
     /// Inherited runs since the last `schedtick` bump.
@@ -47,14 +53,15 @@ pub(crate) struct P {
 }
 
 impl P {
-    /// A P and the steal handle of its runq.
-    pub(crate) fn new(id: usize) -> (Box<P>, Steal<Notified>) {
+    /// A P with timer heap `timers`, and the steal handle of its runq.
+    pub(crate) fn new(id: usize, timers: Arc<Timers>) -> (Box<P>, Steal<Notified>) {
         let (runq, steal) = queue::local();
         let rng = 0x9E37_79B9u32.wrapping_mul(id as u32 + 1) | 1;
         (
             Box::new(P {
                 id,
                 runq,
+                timers,
                 schedtick: 0,
                 inherited: 0,
                 polls: 0,

@@ -128,10 +128,11 @@
 //!   claim, so one side must publish a verdict; sysmon does, as it is never
 //!   on a hot path.
 //! - Deferring the pushes of a poll to an M-local buffer flushed at `exit`
-//!   (as self-yields are, m.rs): `borrow` would need no handshake, but a
-//!   task spawned by a long poll would be invisible to the other Ms (no
-//!   steal, no handoff by sysmon since `work_waits` sees no work) until the
-//!   poll returns; the handshake costs two stores and a load.
+//!   (as a self-yield is: the poll returns the task, m.rs): `borrow` would
+//!   need no handshake, but a task spawned by a long poll would be
+//!   invisible to the other Ms (no steal, no handoff by sysmon since
+//!   `work_waits` sees no work) until the poll returns; the handshake costs
+//!   two stores and a load.
 //! - Keeping the P in the slot's cell for as long as the M holds it (not
 //!   only during polls), so that a poll moves nothing: tried; the
 //!   `RefCell`-style guard it needs between polls cost as many instructions
@@ -304,28 +305,40 @@ impl<P> PSlot<P> {
         Some(p.expect("gort: PSlot::exit found no P in the cell"))
     }
 
-    /// Owner M, inside the poll: run `f` on the parked P. `None` when sysmon
-    /// took it (the caller then uses the global queue).
+    /// Owner M, after the poll: `exit` of the poll in progress (`current`),
+    /// or `None` when the P is gone (taken by sysmon during the poll or
+    /// during a `block_in_place` that replaced the token).
     #[inline]
-    pub(crate) fn borrow<R>(&self, token: PollToken, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+    pub(crate) fn exit_current(&self) -> Option<P> {
+        self.current().and_then(|token| self.exit(token))
+    }
+
+    /// Owner M, inside the poll: run `f(p, arg)` on the P parked for the
+    /// poll in progress (the word is `POLLING` or `SYSCALL`). `Err(arg)`
+    /// (the caller then uses the global queue) when no poll is in progress
+    /// or sysmon took its P. The path of every wake and spawn made by a
+    /// running task: one load of the word, no token to compare (the word
+    /// is the poll's own; a retake shows in `taken`).
+    #[inline]
+    pub(crate) fn borrow<T, R>(&self, arg: T, f: impl FnOnce(&mut P, T) -> R) -> Result<R, T> {
+        // Relaxed: only this thread writes `word`.
         let cur = self.word.load(Relaxed);
-        if seq_bits(cur) != seq_bits(token.0) || !matches!(status(cur), POLLING | SYSCALL) {
-            return None;
+        if !matches!(status(cur), POLLING | SYSCALL) {
+            return Err(arg);
         }
         self.word.store(with_status(cur, RUNNING), Relaxed);
-        if self.handshake(token) {
-            self.word.store(with_status(cur, IDLE), Relaxed);
-            return None;
+        if self.handshake(PollToken(with_status(cur, POLLING))) {
+            return Err(arg);
         }
         // SAFETY: our RUNNING store came before a handshake that found no
         // retake of this poll: sysmon will not take the cell until it loads
         // the restoring store below (Orderings).
-        let r = self
-            .cell
-            .with_mut(|c| unsafe { f((*c).as_mut().expect("gort: PSlot::borrow found no P")) });
+        let r = self.cell.with_mut(|c| unsafe {
+            f((*c).as_mut().expect("gort: PSlot::borrow found no P"), arg)
+        });
         // Release: pairs with `retake`'s Acquire (the pushes f made).
         self.word.store(cur, Release);
-        Some(r)
+        Ok(r)
     }
 
     /// Owner M, `block_in_place` begins (Go's `entersyscall`). False when the
@@ -354,13 +367,12 @@ impl<P> PSlot<P> {
     /// (and the word set to `IDLE`) when sysmon took the P of this poll.
     #[inline(always)]
     fn handshake(&self, token: PollToken) -> bool {
-        if self.asymmetric {
-            // Sysmon's membarrier supplies the hardware barrier; this only
-            // keeps the compiler from moving the load above the store.
-            compiler_fence(SeqCst);
-        } else {
+        if !self.asymmetric {
             fence(SeqCst);
         }
+        // With membarrier, sysmon's call supplies the hardware barrier and
+        // this only keeps the compiler from moving the load above the store.
+        compiler_fence(SeqCst);
         if !self.gone(token) {
             return false;
         }
@@ -443,7 +455,7 @@ mod tests {
     fn exit_returns_the_p_when_not_retaken() {
         for slot in both() {
             let t = slot.enter(7u32, 1);
-            assert_eq!(slot.borrow(t, |p| *p + 1), Some(8));
+            assert_eq!(slot.borrow(1, |p, n| *p + n), Ok(8));
             assert_eq!(status(slot.load()), POLLING, "borrow restores the word");
             assert_eq!(slot.exit(t), Some(7));
             assert_eq!(status(slot.load()), IDLE);
@@ -458,7 +470,7 @@ mod tests {
             assert_eq!(slot.last_task(), 1);
             assert_eq!(slot.retake(seen), Some(7));
             assert_eq!(slot.retake(seen), None, "one P is taken once");
-            assert_eq!(slot.borrow(t, |p| *p), None, "borrow after retake");
+            assert_eq!(slot.borrow((), |p, ()| *p), Err(()), "borrow after retake");
             assert_eq!(status(slot.load()), IDLE, "a gone P leaves the word IDLE");
             assert!(!slot.enter_syscall(t));
             assert_eq!(slot.exit(t), None);
@@ -542,7 +554,7 @@ mod tests {
                 let t = slot.enter(p.take().unwrap(), polls as u64);
                 polls += 1;
                 for _ in 0..2 {
-                    if slot.borrow(t, |p| p.run()).is_some() {
+                    if slot.borrow((), |p, ()| p.run()).is_ok() {
                         owner_runs += 1;
                     }
                     // Polls of every length, so that retakes win (long

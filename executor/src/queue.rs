@@ -204,7 +204,11 @@ impl<T: QueueItem> Local<T> {
     }
 
     /// Moves half of the full ring and `raw` to `overflow`. `Err(raw)` if a
-    /// thief advanced `head` first (the caller retries the fast path).
+    /// thief advanced `head` first (the caller retries the fast path). Out
+    /// of line: its 128-slot batch would otherwise enlarge the stack frame
+    /// of every function a push is inlined into.
+    #[cold]
+    #[inline(never)]
     fn push_overflow(
         &mut self,
         raw: NonNull<()>,

@@ -96,11 +96,12 @@ impl Runtime {
     pub(crate) fn start(config: Config) -> io::Result<Runtime> {
         let n = config.nprocs;
         let netpoller = Netpoller::new()?;
-        let (ps, stealers): (Vec<Box<P>>, Vec<_>) = (0..n).map(P::new).unzip();
         // One heap per P, then the block_on heap.
         let timers = (0..=n)
             .map(|_| Arc::new(Timers::with_wake_hook(Box::new(timer_wake_hook))))
             .collect::<Vec<_>>();
+        let (ps, stealers): (Vec<Box<P>>, Vec<_>) =
+            (0..n).map(|i| P::new(i, timers[i].clone())).unzip();
         let netpoll = netpoller.handle().clone();
         let mut parkers = Vec::with_capacity(n);
         let mut notes = Vec::with_capacity(n);

@@ -6,7 +6,7 @@
 //! | caller | queue | then |
 //! |---|---|---|
 //! | a task on an M of this runtime, woken or spawned | that P's `runnext` (Go's `ready` / `newproc`), or the tail after `MAX_INHERITED_RUNS` | `wakep` if the ring holds stealable work |
-//! | the task itself, during its own poll (yield, budget) | tail of that P's runq (Go's `goyield`) | `wakep` if other work is queued |
+//! | the task itself, during its own poll (yield, budget) | not `schedule`: the poll returns it (`Notified::run_yielding`) and the M puts it at the tail of its P's runq (Go's `goyield`) | `wakep` if other work is queued |
 //! | any other thread (outside, `block_on`, another runtime) | global queue | `wakep` |
 //!
 //! Waking an M only when there is work besides what the current M runs next
@@ -170,11 +170,14 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        // DIAG: the `tracing` event; spawns are counted by `bind`.
+        let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
+        // DIAG: the `tracing` event (before the task can run); spawns are
+        // counted by `bind`. After `bind`, so that the future moves
+        // straight into the cell (checked first, the check kept it on the
+        // stack and copied it twice: 6 more instructions a spawn).
         if tracing::level_enabled!(tracing::Level::TRACE) {
             metrics::trace_spawn(id, spawned_at);
         }
-        let (join, notified) = self.shared.owned.bind(future, self.clone(), id, spawned_at);
         if let Some(task) = notified {
             self.schedule(task, Hint::Wake);
         }

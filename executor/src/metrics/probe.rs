@@ -136,15 +136,16 @@ impl MProbe {
         }
     }
 
-    /// Polls `task` on P `p`: the hot path of the module doc.
+    /// Polls `task` on P `p`: the hot path of the module doc. Returns the
+    /// task if it woke itself during the poll (`Notified::run_yielding`).
     #[inline(always)]
-    pub(crate) fn poll(&self, task: Notified, diag: &Diag, p: usize) {
+    pub(crate) fn poll(&self, task: Notified, diag: &Diag, p: usize) -> Option<Notified> {
         let t = self.tick.get().wrapping_sub(1);
         self.tick.set(t);
         if t == 0 || ptr::eq(task.header(), self.tracked.get()) {
-            self.poll_cold(task, diag, p);
+            self.poll_cold(task, diag, p)
         } else {
-            task.run();
+            task.run_yielding()
         }
     }
 
@@ -166,7 +167,7 @@ impl MProbe {
 
     #[cold]
     #[inline(never)]
-    fn poll_cold(&self, task: Notified, diag: &Diag, p: usize) {
+    fn poll_cold(&self, task: Notified, diag: &Diag, p: usize) -> Option<Notified> {
         let mut sample = false;
         if self.tick.get() == 0 {
             let done = self.reset_to.get();
@@ -199,8 +200,7 @@ impl MProbe {
         }
         let (traced, spans) = (self.traced.get(), self.spans.get());
         if !(sample || traced || spans || (latency && woken_at != 0)) {
-            task.run();
-            return;
+            return task.run_yielding();
         }
         let id = h.id.as_u64();
         let at = task.spawned_at();
@@ -215,12 +215,12 @@ impl MProbe {
                 .sched_latency
                 .record(t0.saturating_sub(woken_at));
         }
-        if spans {
+        let yielded = if spans {
             let _span = poll_span(id, at);
-            task.run();
+            task.run_yielding()
         } else {
-            task.run();
-        }
+            task.run_yielding()
+        };
         let t1 = ticks();
         if sample {
             let dur = t1.saturating_sub(t0);
@@ -243,6 +243,7 @@ impl MProbe {
                 p: p as u32,
             });
         }
+        yielded
     }
 
     /// The counters of the held P (the shared slot when none).

@@ -87,11 +87,12 @@ impl<F: Future, S> Cell<F, S> {
     }
 }
 
-/// `Vtable::poll`: the caller gives up a `Notified` reference.
+/// `Vtable::poll`: the caller gives up a `Notified` reference, and gets one
+/// back when the task woke itself during the poll.
 ///
 /// # Safety
 /// `ptr` is a `Cell<F, S>`; the caller owns a `Notified` reference.
-pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>)
+pub(super) unsafe fn poll<F, S>(ptr: NonNull<Header>) -> Option<Notified>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -101,7 +102,7 @@ where
     // until the transition below decides its fate.
     let cell = unsafe { cell::<F, S>(ptr) };
     match cell.header.state.transition_to_running() {
-        TransitionToRunning::Success => poll_running(cell, ptr),
+        TransitionToRunning::Success => return poll_running(cell, ptr),
         TransitionToRunning::Cancelled => {
             // SAFETY: transition_to_running set RUNNING for us.
             unsafe { cancel_stage(cell) };
@@ -111,9 +112,12 @@ where
         // SAFETY: the transition dropped the last reference.
         TransitionToRunning::Dealloc => unsafe { dealloc::<F, S>(ptr) },
     }
+    None
 }
 
-fn poll_running<F, S>(cell: &Cell<F, S>, ptr: NonNull<Header>)
+/// Polls a task we hold `RUNNING` for; returns it when it woke itself
+/// during the poll.
+fn poll_running<F, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> Option<Notified>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -144,10 +148,12 @@ where
             TransitionToIdle::Ok => {}
             TransitionToIdle::OkNotified => {
                 // Woken during its own poll (yield_now, budget, a waker): the
-                // runner's reference is now a Notified; the tail of the runq.
+                // runner's reference is now a Notified, which goes back to
+                // the runner (`Notified::run_yielding`): the M queues it at
+                // the tail of its runq (Go's `goyield`) with no trip through
+                // `schedule` and no lookup of the current M.
                 // SAFETY: transition_to_idle kept our reference as a Notified.
-                let task = unsafe { Notified::from_raw_task(RawTask::from_raw(ptr)) };
-                cell.scheduler.schedule(task, Hint::Yield);
+                return Some(unsafe { Notified::from_raw_task(RawTask::from_raw(ptr)) });
             }
             // SAFETY: the transition dropped the last reference.
             TransitionToIdle::OkDealloc => unsafe { dealloc::<F, S>(ptr) },
@@ -177,6 +183,7 @@ where
             complete(cell, 1);
         }
     }
+    None
 }
 
 /// Drops the future and records the cancellation (or the panic of the

@@ -46,7 +46,9 @@
 //! - *Woken during its own poll*: the wake sets `NOTIFIED` without a new
 //!   `Notified` (state.rs `transition_to_notified_by_*` while `RUNNING`);
 //!   `transition_to_idle` sees it and turns the runner's reference into the
-//!   `Notified`, which goes to the tail of the local runq (`Hint::Yield`).
+//!   `Notified`, which the poll returns to the runner
+//!   (`Notified::run_yielding`; an M puts it at the tail of its runq) or
+//!   hands to the scheduler with `Hint::Yield` (`Notified::run`).
 //! - *Aborted during its poll*: `abort` sets `CANCELLED` only; the runner's
 //!   `transition_to_idle` returns `Cancelled` while keeping `RUNNING`, and the
 //!   runner drops the future. Had the poll returned `Ready`, the abort is moot.
@@ -97,7 +99,9 @@ where
 pub(crate) enum Hint {
     /// A waker fired (or `abort`): runnext when on an M of the runtime.
     Wake,
-    /// The task woke itself during its poll (yield): tail of the local runq.
+    /// The task woke itself during its poll (yield) and its runner gave it
+    /// to the scheduler (`Notified::run`): tail of the local runq. (The Ms
+    /// queue their own tasks' yields without `schedule`: m.rs.)
     Yield,
 }
 
@@ -128,11 +132,29 @@ impl Notified {
         self.raw.id()
     }
 
-    /// Polls the task on this thread, consuming the reference.
+    /// Polls the task on this thread, consuming the reference. A task that
+    /// woke itself during the poll (a yield) goes to its scheduler with
+    /// `Hint::Yield`.
     pub(crate) fn run(self) {
+        if let Some(task) = self.run_yielding() {
+            let raw = task.raw;
+            std::mem::forget(task);
+            // The Notified reference moves to the scheduler.
+            raw.schedule(Hint::Yield);
+        }
+    }
+
+    /// Polls the task on this thread, consuming the reference, and returns
+    /// it if it woke itself during the poll (`yield_now`, a spent budget, a
+    /// waker called from inside `poll`): the M queues it at the tail of its
+    /// P's runq once the poll is over (m.rs), without a trip through the
+    /// scheduler's `schedule`.
+    #[must_use = "a task returned here is scheduled and must be queued"]
+    #[inline]
+    pub(crate) fn run_yielding(self) -> Option<Notified> {
         let raw = self.raw;
         std::mem::forget(self);
-        raw.poll();
+        raw.poll()
     }
 
     /// The task's header (its address identifies the task for the

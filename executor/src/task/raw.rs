@@ -46,8 +46,10 @@ unsafe impl Sync for Header {}
 
 /// Type-erased operations of one task type.
 pub(crate) struct Vtable {
-    /// Polls the task; the caller gives up a `Notified` reference.
-    pub(crate) poll: unsafe fn(NonNull<Header>),
+    /// Polls the task; the caller gives up a `Notified` reference. A task
+    /// that woke itself during the poll comes back as a `Notified` for the
+    /// caller to queue (harness.rs, `poll_running`).
+    pub(crate) poll: unsafe fn(NonNull<Header>) -> Option<super::Notified>,
     /// Hands a `Notified` reference to the task's scheduler.
     pub(crate) schedule: unsafe fn(NonNull<Header>, super::Hint),
     /// Frees the cell (reference count reached zero).
@@ -226,8 +228,9 @@ impl RawTask {
         unsafe { (self.header().vtable.spawned_at)(self.ptr) }
     }
 
-    /// Polls; consumes the caller's `Notified` reference.
-    pub(crate) fn poll(self) {
+    /// Polls; consumes the caller's `Notified` reference. Returns the task
+    /// if it woke itself during the poll.
+    pub(crate) fn poll(self) -> Option<super::Notified> {
         // SAFETY: the vtable belongs to this cell (written in Cell::allocate)
         // and the caller gives up a Notified reference, as `poll` expects.
         unsafe { (self.header().vtable.poll)(self.ptr) }

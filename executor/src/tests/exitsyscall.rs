@@ -27,11 +27,7 @@ const GENEROUS: Duration = Duration::from_secs(20);
 
 /// The id of the P parked in this M's slot (we are inside a poll).
 fn held_p() -> Option<usize> {
-    context::with_current_m(|m| {
-        let m = m?;
-        let token = m.polling()?;
-        m.slot().borrow(token, |p| p.id)
-    })
+    context::with_current_m(|m| m?.slot().borrow((), |p, ()| p.id).ok())
 }
 
 /// Waits (bounded) until `cond` holds, on this thread.

@@ -92,7 +92,7 @@ fn model(in_syscall: bool) {
                     // into the old slot) and runs the P's queue.
                     let slot2 = PSlot::<Box<TestP>>::with_handshake(false);
                     let token2 = slot2.enter(p, 2);
-                    slot2.borrow(token2, |p| p.run_all());
+                    let _ = slot2.borrow((), |p, ()| p.run_all());
                     let mut p = slot2.exit(token2).expect("nobody retakes the new M's P");
                     p.run_all();
                 }
@@ -101,15 +101,14 @@ fn model(in_syscall: bool) {
 
         // The owner M, inside the poll.
         let wake = |id: usize| {
-            let mut item = Some(Item::new(id, &log));
-            let pushed = slot.borrow(token, |p| {
+            let pushed = slot.borrow(Item::new(id, &log), |p, item| {
                 p.hold();
-                p.runq.push(item.take().unwrap());
+                p.runq.push(item);
                 p.release();
             });
-            if pushed.is_none() {
+            if let Err(item) = pushed {
                 // The P is gone: the global queue (schedule_local's fallback).
-                global.lock().unwrap().push(item.take().unwrap());
+                global.lock().unwrap().push(item);
             }
         };
         if in_syscall {
@@ -121,11 +120,15 @@ fn model(in_syscall: bool) {
         } else {
             wake(0);
         }
-        // The poll's own re-schedule (woken during its poll).
-        wake(1);
-        if let Some(mut p) = slot.exit(token) {
+        // The poll's own re-schedule (woken during its poll): it comes back
+        // from the poll and the M queues it after `exit` (m.rs, main_loop).
+        let yielded = Item::new(1, &log);
+        if let Some(mut p) = slot.exit_current() {
             winner.lock().unwrap().push(Winner::OwnerM);
+            p.runq.push(yielded);
             p.run_all();
+        } else {
+            global.lock().unwrap().push(yielded);
         }
 
         sysmon.join().unwrap();

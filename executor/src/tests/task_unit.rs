@@ -140,6 +140,32 @@ fn task_cell_has_no_stage_tag() {
     );
 }
 
+/// A task that wakes itself during its poll comes back from `run_yielding`
+/// (the M queues it) and is not scheduled; `run` sends it to the scheduler.
+/// Either way it is polled again and completes once.
+#[test]
+fn self_wake_comes_back_from_run_yielding() {
+    let s = TestSched::new();
+    let (mut jh, n) = s.spawn(async {
+        crate::task::yield_now().await;
+        crate::task::yield_now().await;
+        3
+    });
+    let again = n.unwrap().run_yielding().expect("a yield returns the task");
+    assert!(s.pop().is_none(), "run_yielding must not schedule the task");
+    again.run();
+    let last = s.pop().expect("run schedules a yielded task");
+    assert!(s.pop().is_none(), "scheduled once");
+    assert!(
+        last.run_yielding().is_none(),
+        "a completed task is not returned"
+    );
+    assert!(s.pop().is_none());
+    assert_eq!(poll_join(&mut jh).map(Result::unwrap), Poll::Ready(3));
+    drop(jh);
+    assert_eq!(s.cells_freed(), 1);
+}
+
 #[test]
 fn the_stamp_is_written_on_wait_and_wake_and_kept_by_reference_counting() {
     use crate::metrics::since;
