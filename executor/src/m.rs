@@ -289,13 +289,17 @@ impl MCore {
             shared.sysmon.wake();
         }
         self.probe.p_changed(&shared.diag, p); // DIAG
-        let timers = p.map_or_else(
+        self.switch_timers(Some(p.map_or_else(
             || shared.block_on_timers().clone(),
             |id| shared.timers[id].clone(),
-        );
-        // Drop the old guard first: guards restore what they replaced.
+        )));
+    }
+
+    /// Makes `timers` (or none) the heap that this thread's sleeps register
+    /// with. The old guard drops first: guards restore what they replaced.
+    fn switch_timers(&self, timers: Option<Arc<Timers>>) {
         *self.timers.borrow_mut() = None;
-        *self.timers.borrow_mut() = Some(time::enter(timers));
+        *self.timers.borrow_mut() = timers.map(time::enter);
     }
 
     /// This M's status slot (pstatus.rs).
@@ -318,12 +322,7 @@ impl MCore {
     fn set_p(&self, p: Option<Box<P>>) {
         self.probe
             .p_changed(&self.handle.shared.diag, p.as_ref().map(|p| p.id)); // DIAG
-        let timers = p
-            .as_ref()
-            .map(|p| time::enter(self.handle.shared.timers[p.id].clone()));
-        // Drop the old guard first: guards restore what they replaced.
-        *self.timers.borrow_mut() = None;
-        *self.timers.borrow_mut() = timers;
+        self.switch_timers(p.as_ref().map(|p| self.handle.shared.timers[p.id].clone()));
         self.p.set(p);
     }
 
@@ -336,7 +335,7 @@ impl MCore {
     /// What `take_p` does besides taking the P out of `self.p`.
     fn release_p(&self) {
         self.probe.p_changed(&self.handle.shared.diag, None); // DIAG
-        *self.timers.borrow_mut() = None;
+        self.switch_timers(None);
     }
 
     /// Go's `findRunnable` on the held P `p`: the P to run with (another
