@@ -115,6 +115,11 @@ impl<P> MNote<P> {
         })
     }
 
+    /// Wakes the M wherever it parks on its parker.
+    pub(crate) fn unparker(&self) -> &Unparker {
+        &self.unparker
+    }
+
     /// Takes back a P handed over but never picked up (the M failed to start).
     pub(crate) fn take_nextp(&self) -> Option<P> {
         self.nextp.lock().unwrap().take().map(|(p, _)| p)

@@ -39,7 +39,7 @@
 //!    netpoll and no poll ended in the last 20 us (`should_poll_now`:
 //!    lock-free loads, so no syscall per round for a runtime without
 //!    sockets). The readied tasks are collected (below) and placed on the
-//!    local runq, one kept to run.
+//!    local runq, one kept to run, without waking a helper (below).
 //! 6. Steal: only while spinning Ms stay under half the busy Ps; 4 passes
 //!    over the other Ps in a random coprime order, the last pass also taking
 //!    `runnext` (after the victim's grace period, queue.rs) and running the
@@ -51,8 +51,11 @@
 //! # Waiting without a P (`stopm`)
 //! An idle M sits in `midle` until `startm` hands it a P. One idle M holds
 //! the netpoller role (netpoller.rs) and blocks in `Driver::poll` until the
-//! earliest timer of any P; the others park on their parkers, first breaking
-//! the poller if their own earliest timer is sooner than its deadline. The
+//! earliest timer of any P, or, while another M holds a P and polls the
+//! sockets itself, sleeps on its parker until that timer (netpoller.rs,
+//! "Two ways to wait"); the others park on their parkers, first breaking
+//! the poller if their own earliest timer is sooner than its deadline, and
+//! waking a timers-only holder if they released the last busy P. The
 //! poller returning with readied tasks takes an idle P itself (as it does
 //! when a timer is due) and places them on its runq as one batch; with no
 //! idle P it pushes them to the global queue as one batch and `wakep`s. An
@@ -60,6 +63,22 @@
 //! stay idle wakes one of them to take the role over (`leave_idle`); a
 //! timer added while nobody holds the role `wakep`s (netpoller.rs), so
 //! timers always have a watcher.
+//!
+//! # Helpers for a netpoll batch
+//! Go's `injectglist` starts an M for every idle P when a netpoll returns
+//! several goroutines. Here the M that polled keeps the batch: its tasks
+//! are usually a few microseconds each (a read, a write), done before a
+//! woken thread would be on a CPU, and a second busy thread on a machine
+//! whose other cores are taken (by the client of a benchmark, by other
+//! services) only shares those cores three ways. `place_readied` records
+//! when the batch was placed (`P::backlog`; one clock read per batch);
+//! after each poll, while that is set, `check_backlog` forgets it once the
+//! runq is empty, or wakes a helper (`wakep_local`) once the batch has
+//! waited `HELPER_DELAY`: long tasks still get every P, at most 250 us
+//! late. Timer batches wake at once as before: timer precision is worth a
+//! wake. Measured with the echo benchmark (2 Ps, client on the same two
+//! cores): 50 connections 1.21x tokio with p99 1.3 ms against 4.2 ms
+//! (waking at once: 0.96x); test `a_netpoll_batch_of_long_tasks_is_shared_with_a_helper_m`.
 //!
 //! # Collecting wakes
 //! Waking the wakers of a netpoll batch or of expired timers schedules
@@ -75,7 +94,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gort_netpoll::budget;
 use gort_netpoll::loom::sync::Arc;
@@ -96,6 +115,14 @@ use crate::time::{self, Timers, TimersGuard};
 
 /// Steal passes over all Ps before giving up (Go's `stealTries`).
 const STEAL_TRIES: usize = 4;
+
+/// How long a netpoll batch may wait on its P's runq before the M wakes a
+/// helper for it (`check_backlog`). About the time a woken thread takes to
+/// start taking a share on a loaded machine: a batch that drains sooner
+/// gains nothing from a helper but its wake. Echo benchmark, 50
+/// connections, gort/tokio with the delay at 50 / 100 / 200 / 500 us: 1.13
+/// / 1.14 / 1.21 / 1.21 (docs/BENCHMARKS.md, branch `echo4`).
+const HELPER_DELAY: Duration = Duration::from_micros(250);
 
 /// `MInfo::curp` when the M holds no P.
 pub(crate) const NO_P: usize = usize::MAX;
@@ -233,6 +260,9 @@ impl MCore {
                         if p.push_yielded(task, &shared.inject) {
                             idle.wakep_local();
                         }
+                    }
+                    if p.backlog.is_some() {
+                        self.check_backlog(&mut p);
                     }
                     held = p;
                 }
@@ -456,18 +486,52 @@ impl MCore {
     /// global queue); `wakep` when another M could take some. Returns how
     /// many were placed.
     fn place_batch(&self, p: &mut P) -> usize {
+        let n = self.place(p);
+        if n > 1 {
+            // Our own runq: this M runs them anyway (idle.rs, `wakep_local`).
+            self.handle.shared.idle.wakep_local();
+        }
+        n
+    }
+
+    /// `place_batch` for the tasks a netpoll readied: no helper M now.
+    /// The P notes when (`P::backlog`), and the M wakes a helper only if
+    /// they are still queued `HELPER_DELAY` later (`check_backlog`). See
+    /// "Helpers for a netpoll batch" in the module doc.
+    fn place_readied(&self, p: &mut P) -> usize {
+        let n = self.place(p);
+        if n > 1 && p.backlog.is_none() && self.handle.shared.idle.npidle() > 0 {
+            p.backlog = Some(Instant::now());
+        }
+        n
+    }
+
+    /// Moves the collected tasks to the tail of `p`'s runq (overflow to
+    /// the global queue). Returns how many.
+    fn place(&self, p: &mut P) -> usize {
         let shared = &self.handle.shared;
         let mut batch = self.batch.borrow_mut();
         let n = batch.len();
         for task in batch.drain(..) {
             p.runq.push_back(task, &shared.inject);
         }
-        drop(batch);
-        if n > 1 {
-            // Our own runq: this M runs them anyway (idle.rs, `wakep_local`).
-            shared.idle.wakep_local();
-        }
         n
+    }
+
+    /// After a poll, while a netpoll batch waits without a helper
+    /// (`place_readied`): forget it once the runq is empty; wake a helper
+    /// once it has waited `HELPER_DELAY`.
+    #[inline(never)]
+    fn check_backlog(&self, p: &mut P) {
+        let Some(since) = p.backlog else {
+            return;
+        };
+        if p.runq.is_empty() {
+            p.backlog = None;
+        } else if since.elapsed() >= HELPER_DELAY {
+            p.backlog = None;
+            self.handle.shared.idle.wakep_local();
+        }
     }
 
     /// Fires `timers`' expired entries; their tasks go onto `p`'s runq.
@@ -499,7 +563,7 @@ impl MCore {
         }
         self.collecting(|| ready.drain(..).for_each(Waker::wake));
         drop(ready);
-        self.place_batch(p)
+        self.place_readied(p)
     }
 
     /// Go's `stopm` with the blocking netpoll of `findRunnable`: waits, in
@@ -525,12 +589,48 @@ impl MCore {
                     // The poller watches every P's timers; ours may have
                     // become earlier than its deadline since it computed it.
                     np.break_if_later(shared.earliest_timer());
+                    // If that holder waits for timers only and we released
+                    // the last busy P, nobody polls the sockets now.
+                    np.wake_timers_only_holder(|| idle.npidle_seqcst() == idle.nprocs());
                     self.probe.flush(); // DIAG: nothing buffered while asleep
                     self.parker.borrow_mut().park();
                 }
                 continue;
             }
             held_role = true;
+            let earliest = || match skip_due {
+                false => shared.earliest_timer(),
+                true => shared.earliest_timer_after(Instant::now()),
+            };
+            // While another M holds a P it polls the sockets between its
+            // tasks: wait for timers only (netpoller.rs, "Two ways to
+            // wait"), so that readiness does not wake a second thread.
+            if np.choose_timers_only(self.info.note.unparker(), || {
+                idle.npidle_seqcst() < idle.nprocs()
+            }) {
+                match idle.take_nextp(&self.info.note) {
+                    NextP::Got(got) => {
+                        np.end_timers_only();
+                        np.release();
+                        return Some(self.leave_idle(got, true));
+                    }
+                    NextP::Shutdown => {
+                        np.end_timers_only();
+                        np.release();
+                        return None;
+                    }
+                    NextP::Empty => {}
+                }
+                self.probe.flush(); // DIAG: nothing buffered while asleep
+                np.wait_timers(earliest, &mut self.parker.borrow_mut());
+                np.release();
+                let due = shared.has_expired_timers();
+                if due && let Some(got) = idle.reacquire(&self.info.note, false) {
+                    return Some(self.leave_idle(got, true));
+                }
+                skip_due = due;
+                continue;
+            }
             match idle.begin_netpoll(&self.info.note) {
                 NextP::Got(got) => {
                     np.release();
@@ -545,13 +645,7 @@ impl MCore {
             let mut ready = self.ready.borrow_mut();
             self.probe.flush(); // DIAG: nothing buffered while asleep
             let t0 = self.probe.netpoll_start(); // DIAG
-            let polled = np.block(
-                || match skip_due {
-                    false => shared.earliest_timer(),
-                    true => shared.earliest_timer_after(Instant::now()),
-                },
-                &mut ready,
-            );
+            let polled = np.block(earliest, &mut ready);
             self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
             idle.end_netpoll(&self.info.note);
             np.release();
@@ -561,14 +655,14 @@ impl MCore {
             self.collecting(|| ready.drain(..).for_each(Waker::wake));
             drop(ready);
             // Go's findRunnable after netpoll: take an idle P and run the
-            // readied tasks on it (one batch on the local runq; other Ms
-            // are woken only if there is more than one task).
+            // readied tasks on it (one batch on the local runq; a helper
+            // M only if they outlast `HELPER_DELAY`, `place_readied`).
             let readied = !self.batch.borrow().is_empty();
             let due = shared.has_expired_timers();
             if (readied || due)
                 && let Some(mut got) = idle.reacquire(&self.info.note, false)
             {
-                self.place_batch(&mut got.0);
+                self.place_readied(&mut got.0);
                 return Some(self.leave_idle(got, true));
             }
             skip_due = due;

@@ -10,9 +10,36 @@
 //! earlier deadline than the one the poller sleeps to, or a P handed to the
 //! poller by `startm`, must interrupt it ([`gort_netpoll::Handle::unpark`]).
 //!
+//! # Two ways to wait
+//! Go's last idle M always blocks in netpoll. Then, while another M runs
+//! tasks, every readiness edge wakes the idle M from `epoll_wait`; it takes
+//! an idle P and runs the readied tasks beside the busy M, which would have
+//! found them itself at its next look (findrunnable polls without blocking
+//! whenever its runq runs dry, and every 61st poll). On a machine whose
+//! other cores are busy, that second thread only shares them: in the echo
+//! benchmark (2 Ps, client on the same 2 cores) the server ran two busy
+//! threads beside the client, and throughput fell 15-20 % below one
+//! server thread's, with a p99 of 4-5 ms instead of 0.5.
+//!
+//! So the holder chooses (`choose_timers_only`): if some M holds a P, it
+//! waits for timers only, on its parker, until the earliest timer (as it
+//! would in netpoll, publishing the same `poll_until`), at most
+//! `TIMERS_ONLY_MAX_WAIT`; the busy Ms poll the sockets. If no M holds a
+//! P, it blocks in netpoll as before. The holder is woken from the
+//! timers-only wait by a timer earlier than its deadline (`break_holder`
+//! reaches both ways of waiting), by `startm` (its parker), and by the M
+//! that releases the last busy P (`wake_timers_only_holder`): from then on
+//! nobody polls, so it must go and wait in netpoll. A busy M stuck in one
+//! long poll no longer polls either; sysmon then polls every
+//! `TIMERS_ONLY_NETPOLL_PERIOD` (1 ms) instead of 10 (sysmon.rs), and the
+//! readied tasks go to the idle P through the global queue.
+//!
 //! # States
 //! - `claimed` (bool): an M holds the netpoller role. Go: `sched.lastpoll
 //!   == 0`. Held from `try_claim` to `release`; the holder is in `midle`.
+//! - `timers_only` (bool): the holder waits on its parker for timers only
+//!   (from `choose_timers_only` to the end of `wait_timers`); its unparker
+//!   is in `Netpoller::holder` meanwhile.
 //! - `poll_until` (u64): `0` = nobody is blocked in netpoll (or the holder
 //!   has not computed its deadline yet); `NO_DEADLINE` = blocked with no
 //!   timer pending; else 1 + nanoseconds after `base` of the deadline the
@@ -20,6 +47,13 @@
 //!
 //! # Transitions
 //! - `try_claim` (an idle M, `m.rs` `stopm`): CAS `claimed` false -> true.
+//! - `choose_timers_only` (the holder, before it waits): register its
+//!   unparker, store `timers_only` (SeqCst), fence, look at `npidle`; no P
+//!   busy: clear it and `block`; else `wait_timers` (`begin_block`,
+//!   `park_timeout`, `end_block`, clear).
+//! - `wake_timers_only_holder` (an M parking without the role, after
+//!   `Idle::park_m` stored `npidle` and fenced): `timers_only` set and no
+//!   P busy -> unpark the holder, which chooses again.
 //! - `block` (the holder): `Role::begin_block` (`poll_until` 0 ->
 //!   deadline, fence, re-read the timers, maybe lowering it),
 //!   `Driver::poll`, `Role::end_block` (`poll_until` -> 0).
@@ -39,7 +73,8 @@
 //! # Ownership
 //! - `driver`: `poll` may be called by anyone (it admits one caller at a
 //!   time by itself); the blocking call is made only by the role holder, and
-//!   the non-blocking one in findrunnable only while nobody holds the role.
+//!   the non-blocking one in findrunnable only while nobody is, or is about
+//!   to be, blocked in it (`watches_sockets`).
 //! - `poll_until`: written only by the role holder, read by anyone.
 //! - `claimed`: CAS by idle Ms, cleared by the holder.
 //!
@@ -55,13 +90,27 @@
 //!   the wait makes the next blocking poll return at once.
 //! - `claimed`: CAS Acquire / store Release; it guards no data, only who
 //!   may block.
+//! - Lost switch to netpoll (StoreLoad): the holder stores `timers_only`
+//!   (SeqCst), `fence(SeqCst)`, loads `npidle`; the M releasing the last
+//!   busy P stores `npidle` (SeqCst, under the idle lock), `fence(SeqCst)`
+//!   (`park_m`), loads `timers_only`. Either the holder sees no P busy and
+//!   blocks in netpoll, or the M sees the mode and unparks it (the parker
+//!   keeps the permit). The unparker is registered before the mode is
+//!   stored, so an M that sees the mode finds it. `TIMERS_ONLY_MAX_WAIT`
+//!   covers a P made idle without that M (sysmon's handoff to the idle
+//!   list).
 //!
 //! # Rejected alternatives
 //! - Every idle M blocking in `Driver::poll`: the driver admits one poller;
 //!   the others would return at once and spin.
 //! - An idle M always parking on its condvar with a timeout, and netpoll
 //!   only polled non-blocking: a socket's readiness would wait for the next
-//!   timer or spawn.
+//!   timer or spawn. (The timers-only wait does this only while a busy M
+//!   polls, with sysmon as the net.)
+//! - Breaking the holder out of netpoll whenever an M takes a P, so that
+//!   it switches to the timers-only wait at once: a netpoll break (a
+//!   syscall and a wake) on every P acquisition. A holder already in
+//!   netpoll stays there until its next wake, and chooses again then.
 //! - Removing the poller from `midle` (Go's way): with one M per P, `startm`
 //!   could then find no idle M for an idle P. Here it stays in `midle` and
 //!   `startm` prefers the Ms on condvars.
@@ -72,15 +121,23 @@
 //! `src/tests/loom_netpoller.rs`: a timer added while the holder computes
 //! its deadline is either in that deadline or breaks the poll (with the
 //! real `Timers` and its wake hook; mutation-checked: without the two
-//! fences, or without the re-read, the model deadlocks). End to end: `tests/timers.rs`
-//! (`sleep_added_while_idle_*`).
+//! fences, or without the re-read, the model deadlocks);
+//! `loom_netpoller_last_busy_p_released_while_the_holder_chooses`: the
+//! holder never waits for timers only with no P busy and nobody to wake it
+//! (mutation-checked: without the fence in `choose_timers_only` the model
+//! deadlocks). End to end: `tests/timers.rs` (`sleep_added_while_idle_*`)
+//! and the facade's `tests/netpoll_sched.rs` (readiness is seen while the
+//! only busy M is stuck in a poll).
 
 use std::io;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use gort_netpoll::loom::sync::Mutex;
 use gort_netpoll::loom::sync::atomic::{AtomicBool, AtomicU64, Ordering::*, fence};
 use gort_netpoll::{Driver, Handle};
+
+use crate::park::{Parker, Unparker};
 
 /// `poll_until`: nobody is blocked in netpoll.
 const NOT_POLLING: u64 = 0;
@@ -97,17 +154,29 @@ const NO_DEADLINE: u64 = u64::MAX;
 /// anything is ready.
 const MIN_POLL_INTERVAL: Duration = Duration::from_micros(20);
 
+/// The longest a timers-only holder sleeps before it chooses again: a net
+/// under the wake that `wake_timers_only_holder` gives when the last busy
+/// P is released (a P returned to the idle list by sysmon's handoff does
+/// not pass there). Go's sysmon polls the network at the same period.
+const TIMERS_ONLY_MAX_WAIT: Duration = Duration::from_millis(10);
+
 /// One runtime's poller and the role of the M blocked in it.
 pub(crate) struct Netpoller {
     driver: Driver,
     handle: Handle,
     role: Role,
+    /// The holder's parker while it waits for timers only (`wait_timers`):
+    /// a break must reach it there as well as in the driver.
+    holder: Mutex<Option<Unparker>>,
 }
 
 /// The netpoller role without the driver (so loom can model it): who holds
 /// it and the deadline the holder sleeps to. See the module doc.
 pub(crate) struct Role {
     claimed: AtomicBool,
+    /// The holder waits on its parker for timers only, because another M
+    /// holds a P and polls sockets itself (see "Two ways to wait").
+    timers_only: AtomicBool,
     poll_until: AtomicU64,
     base: Instant,
 }
@@ -121,6 +190,7 @@ impl Netpoller {
             driver,
             handle,
             role: Role::new(),
+            holder: Mutex::new(None),
         })
     }
 
@@ -167,11 +237,11 @@ impl Netpoller {
 
     /// Whether findrunnable's non-blocking poll is worth a syscall: a
     /// socket is registered (with none it can find nothing; a lock-free
-    /// load), nobody holds the role (the M blocked in netpoll sees events
-    /// first), and no poll ended within `MIN_POLL_INTERVAL`.
+    /// load), no M sleeps in netpoll (it sees events first), and no poll
+    /// ended within `MIN_POLL_INTERVAL`.
     pub(crate) fn should_poll_now(&self) -> bool {
         self.handle.has_registrations()
-            && !self.is_claimed()
+            && !self.role.watches_sockets()
             && self
                 .handle
                 .last_poll()
@@ -184,7 +254,7 @@ impl Netpoller {
     /// `wakeNetPoller`.
     pub(crate) fn timer_added(&self, deadline: Instant, wakep: impl FnOnce()) {
         match self.role.timer_added(Some(deadline)) {
-            Break::Poller => self.handle.unpark(),
+            Break::Poller => self.break_holder(),
             Break::NoPoller if !self.is_claimed() => wakep(),
             Break::NoPoller | Break::No => {}
         }
@@ -194,8 +264,79 @@ impl Netpoller {
     /// another holds the role: its P's timers must not be slept through).
     pub(crate) fn break_if_later(&self, deadline: Option<Instant>) {
         if self.role.timer_added(deadline) == Break::Poller {
-            self.handle.unpark();
+            self.break_holder();
         }
+    }
+
+    /// Ends the holder's wait early, wherever it waits: the driver's break
+    /// (kept until the next poll if nobody is inside one) and, while it
+    /// waits for timers only, its parker. Rare: only a timer earlier than
+    /// the holder's deadline breaks it.
+    fn break_holder(&self) {
+        self.handle.unpark();
+        if let Some(holder) = &*self.holder.lock().unwrap() {
+            holder.unpark();
+        }
+    }
+
+    /// The holder's choice of how to wait (see "Two ways to wait"): true
+    /// (timers only, on the parker `unparker` wakes) when `others_run`
+    /// says an M holds a P. The unparker is registered first, so that a
+    /// `wake_timers_only_holder` that sees the mode finds it.
+    pub(crate) fn choose_timers_only(
+        &self,
+        unparker: &Unparker,
+        others_run: impl Fn() -> bool,
+    ) -> bool {
+        *self.holder.lock().unwrap() = Some(unparker.clone());
+        if self.role.choose_timers_only(others_run) {
+            return true;
+        }
+        *self.holder.lock().unwrap() = None;
+        false
+    }
+
+    /// The timers-only holder sleeps on `parker` until the earliest timer
+    /// (at most `TIMERS_ONLY_MAX_WAIT`), a break, or a P handed to it. Ends
+    /// the mode: the holder is free to choose again.
+    pub(crate) fn wait_timers(&self, earliest: impl Fn() -> Option<Instant>, parker: &mut Parker) {
+        let deadline = self.role.begin_block(earliest);
+        let cap = TIMERS_ONLY_MAX_WAIT;
+        let wait = deadline.map_or(cap, |d| {
+            d.saturating_duration_since(Instant::now()).min(cap)
+        });
+        parker.park_timeout(wait);
+        self.role.end_block();
+        self.end_timers_only();
+    }
+
+    /// Leaves the timers-only mode without waiting (a P was handed over).
+    pub(crate) fn end_timers_only(&self) {
+        self.role.leave_timers_only();
+        *self.holder.lock().unwrap() = None;
+    }
+
+    /// Called by an M parking without the role after it released its P
+    /// (`Idle::park_m` stored `npidle` and fenced): if the holder waits for
+    /// timers only and `none_run` says no P is busy any more, nobody polls
+    /// the sockets, so the holder is woken to wait in netpoll instead.
+    pub(crate) fn wake_timers_only_holder(&self, none_run: impl Fn() -> bool) {
+        if self.role.must_leave_timers_only(none_run)
+            && let Some(holder) = &*self.holder.lock().unwrap()
+        {
+            holder.unpark();
+        }
+    }
+
+    /// Whether the holder waits for timers only (sysmon's netpoll period).
+    pub(crate) fn timers_only(&self) -> bool {
+        self.role.timers_only.load(Relaxed)
+    }
+
+    /// Whether an M is, or is about to be, blocked in netpoll: the role is
+    /// held and not in the timers-only wait.
+    pub(crate) fn watches_sockets(&self) -> bool {
+        self.role.watches_sockets()
     }
 }
 
@@ -215,6 +356,7 @@ impl Role {
     pub(crate) fn new() -> Role {
         Role {
             claimed: AtomicBool::new(false),
+            timers_only: AtomicBool::new(false),
             poll_until: AtomicU64::new(NOT_POLLING),
             base: Instant::now(),
         }
@@ -232,6 +374,38 @@ impl Role {
 
     pub(crate) fn release(&self) {
         self.claimed.store(false, Release);
+    }
+
+    /// The holder's half of the mode handshake: publish "timers only"
+    /// (SeqCst), fence, then look whether another M runs; if none does,
+    /// take the mode back. Pairs with `must_leave_timers_only`: either the
+    /// holder sees the last busy P still held (and the releasing M then
+    /// sees the mode and wakes it), or it sees every P idle and waits in
+    /// netpoll.
+    pub(crate) fn choose_timers_only(&self, others_run: impl Fn() -> bool) -> bool {
+        self.timers_only.store(true, SeqCst);
+        fence(SeqCst);
+        if others_run() {
+            return true;
+        }
+        self.timers_only.store(false, SeqCst);
+        false
+    }
+
+    /// The holder is out of the timers-only wait.
+    pub(crate) fn leave_timers_only(&self) {
+        self.timers_only.store(false, SeqCst);
+    }
+
+    /// The releasing M's half (after its `npidle` store and fence): the
+    /// holder waits for timers only while `none_run` says no P is busy.
+    pub(crate) fn must_leave_timers_only(&self, none_run: impl Fn() -> bool) -> bool {
+        self.timers_only.load(SeqCst) && none_run()
+    }
+
+    /// Claimed and not waiting for timers only.
+    pub(crate) fn watches_sockets(&self) -> bool {
+        self.is_claimed() && !self.timers_only.load(Acquire)
     }
 
     /// The holder publishes the deadline it will sleep to and returns it:

@@ -7,6 +7,8 @@
 //! Other Ms reach a P's queue only through its `Steal` handle in
 //! `Shared::stealers`.
 
+use std::time::Instant;
+
 use gort_netpoll::loom::sync::Arc;
 
 use crate::inject::Inject;
@@ -50,6 +52,10 @@ pub(crate) struct P {
     pub(crate) polls: u32,
     /// xorshift state for the steal order.
     rng: u32,
+    /// When a netpoll batch was placed on the runq without waking a
+    /// helper M (m.rs, `place_readied`); `None` once the runq drained or a
+    /// helper was woken.
+    pub(crate) backlog: Option<Instant>,
 }
 
 impl P {
@@ -66,6 +72,7 @@ impl P {
                 inherited: 0,
                 polls: 0,
                 rng,
+                backlog: None,
             }),
             steal,
         )

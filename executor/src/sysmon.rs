@@ -135,6 +135,10 @@ const MAX_DELAY: Duration = Duration::from_millis(10);
 const IDLE_TICKS_BEFORE_BACKOFF: u32 = 50;
 /// Go's sysmon polls the network when nobody has for this long.
 const NETPOLL_PERIOD: Duration = Duration::from_millis(10);
+/// The same while an idle M waits for timers only and a busy M is the only
+/// one polling sockets: bounds how long readiness waits behind its long
+/// polls (plus one tick, at most `BUSY_MAX_DELAY` while a P is busy).
+const TIMERS_ONLY_NETPOLL_PERIOD: Duration = Duration::from_millis(1);
 /// Cap on the delay while some P is busy: bounds how late a blocked poll is
 /// noticed (threshold + this) without sysmon waking 50,000 times a second.
 const BUSY_MAX_DELAY: Duration = Duration::from_millis(2);
@@ -376,7 +380,7 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
         if shared.idle.npidle() < shared.idle.nprocs() {
             delay = delay.min(BUSY_MAX_DELAY);
         }
-        if now >= next_netpoll {
+        if now >= next_netpoll || shared.netpoller.timers_only() {
             next_netpoll = now + NETPOLL_PERIOD;
             netpoll(&handle, &mut ready);
         }
@@ -390,18 +394,24 @@ pub(crate) fn run(handle: Handle, mut parker: Parker) {
     }
 }
 
-/// Go's sysmon netpoll: when sockets are registered, no idle M holds the
-/// netpoller role (every M is busy, and they poll only when their runq runs
-/// dry) and nobody polled for `NETPOLL_PERIOD` (Go's `sched.lastpoll`),
-/// poll without blocking. Waking the readied tasks from this thread, which
-/// is not an M, puts them on the global queue and `wakep`s
-/// (`schedule_remote`).
+/// Go's sysmon netpoll: when sockets are registered, no M sleeps in
+/// netpoll (the busy Ms poll only when their runq runs dry, and every 61st
+/// poll) and nobody polled for `NETPOLL_PERIOD` (Go's `sched.lastpoll`),
+/// poll without blocking. While the idle M waits for timers only
+/// (netpoller.rs, "Two ways to wait") the period is
+/// `TIMERS_ONLY_NETPOLL_PERIOD`: an idle P is there to run what the poll
+/// finds. Waking the readied tasks from this thread, which is not an M,
+/// puts them on the global queue and `wakep`s (`schedule_remote`).
 fn netpoll(handle: &Handle, ready: &mut Vec<std::task::Waker>) {
     let np = &handle.shared.netpoller;
     let h = np.handle();
+    let period = match np.timers_only() {
+        true => TIMERS_ONLY_NETPOLL_PERIOD,
+        false => NETPOLL_PERIOD,
+    };
     if !h.has_registrations()
-        || np.is_claimed()
-        || h.last_poll().is_some_and(|t| t.elapsed() < NETPOLL_PERIOD)
+        || np.watches_sockets()
+        || h.last_poll().is_some_and(|t| t.elapsed() < period)
     {
         return;
     }
