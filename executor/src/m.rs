@@ -261,8 +261,8 @@ impl MCore {
                             idle.wakep_local();
                         }
                     }
-                    if p.backlog.is_some() {
-                        self.check_backlog(&mut p);
+                    if let Some(since) = p.backlog {
+                        self.check_backlog(&mut p, since);
                     }
                     held = p;
                 }
@@ -522,10 +522,7 @@ impl MCore {
     /// (`place_readied`): forget it once the runq is empty; wake a helper
     /// once it has waited `HELPER_DELAY`.
     #[inline(never)]
-    fn check_backlog(&self, p: &mut P) {
-        let Some(since) = p.backlog else {
-            return;
-        };
+    fn check_backlog(&self, p: &mut P, since: Instant) {
         if p.runq.is_empty() {
             p.backlog = None;
         } else if since.elapsed() >= HELPER_DELAY {
@@ -605,23 +602,25 @@ impl MCore {
             // While another M holds a P it polls the sockets between its
             // tasks: wait for timers only (netpoller.rs, "Two ways to
             // wait"), so that readiness does not wake a second thread.
-            if np.choose_timers_only(self.info.note.unparker(), || {
+            let timers_only = np.choose_timers_only(self.info.note.unparker(), || {
                 idle.npidle_seqcst() < idle.nprocs()
-            }) {
-                match idle.take_nextp(&self.info.note) {
-                    NextP::Got(got) => {
-                        np.end_timers_only();
-                        np.release();
-                        return Some(self.leave_idle(got, true));
-                    }
-                    NextP::Shutdown => {
-                        np.end_timers_only();
-                        np.release();
-                        return None;
-                    }
-                    NextP::Empty => {}
+            });
+            let next = match timers_only {
+                true => idle.take_nextp(&self.info.note),
+                false => idle.begin_netpoll(&self.info.note),
+            };
+            if !matches!(next, NextP::Empty) {
+                if timers_only {
+                    np.end_timers_only();
                 }
-                self.probe.flush(); // DIAG: nothing buffered while asleep
+                np.release();
+                return match next {
+                    NextP::Got(got) => Some(self.leave_idle(got, true)),
+                    _ => None,
+                };
+            }
+            self.probe.flush(); // DIAG: nothing buffered while asleep
+            if timers_only {
                 np.wait_timers(earliest, &mut self.parker.borrow_mut());
                 np.release();
                 let due = shared.has_expired_timers();
@@ -631,19 +630,7 @@ impl MCore {
                 skip_due = due;
                 continue;
             }
-            match idle.begin_netpoll(&self.info.note) {
-                NextP::Got(got) => {
-                    np.release();
-                    return Some(self.leave_idle(got, true));
-                }
-                NextP::Shutdown => {
-                    np.release();
-                    return None;
-                }
-                NextP::Empty => {}
-            }
             let mut ready = self.ready.borrow_mut();
-            self.probe.flush(); // DIAG: nothing buffered while asleep
             let t0 = self.probe.netpoll_start(); // DIAG
             let polled = np.block(earliest, &mut ready);
             self.probe.netpoll_done(&shared.diag, t0, ready.len()); // DIAG
