@@ -49,7 +49,9 @@ use crate::loom::sync::atomic::Ordering;
 use crate::mcache::with_mcache;
 use crate::mcentral::MCentral;
 use crate::mheap::HEAP;
-use crate::sizeclass::{CLASS_NPAGES, NUM_CLASSES, class_for, span_class};
+#[cfg(not(loom))]
+use crate::sizeclass::NUM_CLASSES;
+use crate::sizeclass::{CLASS_NPAGES, class_for, span_class};
 use crate::span::{BITMAP_WORDS, FreeCursor, Span, word_of};
 use crate::stats::{CENTRAL, bump};
 use std::alloc::Layout;

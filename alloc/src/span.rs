@@ -391,6 +391,8 @@ impl SpanRef {
     /// Slots `64 * w ..` that are allocated and unmarked, as a bit word (bit
     /// `j` is slot `64 * w + j`): the alloc word is read first, with Acquire
     /// as in `is_allocated`, so a slot allocated black shows its mark.
+    /// (Only the root scan uses it, and it is not built under loom.)
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn allocated_unmarked(&self, w: usize) -> u64 {
         let s = self.span();

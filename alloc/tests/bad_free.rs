@@ -3,6 +3,8 @@
 //! corrupting the heap. A global allocator may not unwind, so it aborts; each
 //! case runs in a child process (this test binary re-run with `--exact`).
 
+#![cfg(not(loom))]
+
 use gort_alloc::SpanAlloc;
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;

@@ -1,5 +1,7 @@
 //! Cycles, self-loops, survival, destructors and cells, single-threaded.
 
+#![cfg(not(loom))]
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,8 @@
 //! (another test, or the pacer) would rightly defer frees to the sweep, so
 //! the phases run in order with pacing off.
 
+#![cfg(not(loom))]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;

@@ -2,6 +2,8 @@
 //! memory limit pulls the goal down. One test function: the phases share
 //! the process-wide pacer and must not interleave.
 
+#![cfg(not(loom))]
+
 use std::time::{Duration, Instant};
 
 use gort_alloc::{Gc, GcCell, Trace, gc_stats, set_gc_percent, set_memory_limit};

@@ -4,6 +4,8 @@
 //! (the model: reachable means not dropped, with its check word); at the end
 //! every object is dropped exactly once.
 
+#![cfg(not(loom))]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! frees), maps that grow and shrink, sorting, formatting, and the test
 //! harness itself, for a few seconds.
 
+#![cfg(not(loom))]
+
 use gort_alloc::{SpanAlloc, stats};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc;

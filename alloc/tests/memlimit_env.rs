@@ -2,6 +2,8 @@
 //! soft memory limit, a bad one is reported on stderr and ignored. Each case
 //! runs in a child process (this binary re-run) with the variable set.
 
+#![cfg(not(loom))]
+
 use gort_alloc::{SpanAlloc, memory_limit};
 use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;

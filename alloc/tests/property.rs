@@ -4,6 +4,8 @@
 //! live allocations never overlap, every byte is writable and keeps what was
 //! written, every pointer is aligned, and at the end everything is returned.
 
+#![cfg(not(loom))]
+
 use gort_alloc::{SpanAlloc, stats};
 use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! resident memory (from /proc/self/statm) falls to within 10% of what is
 //! still live. One test per binary: resident memory is process-wide.
 
+#![cfg(not(loom))]
+
 use gort_alloc::{SpanAlloc, free_os_memory, resident_bytes, stats};
 use std::alloc::{GlobalAlloc, Layout};
 

@@ -158,6 +158,8 @@ fn cell_move_races_counting_and_marking() {
                 }
                 record.exit();
                 // `take()`: the handle moves to the stack.
+                // SAFETY: still WRITING (released below): no reader or
+                // writer of the cell runs concurrently.
                 holds_x.with_mut(|held| unsafe { *held = false });
                 flag.release_write();
             })
@@ -169,6 +171,8 @@ fn cell_move_races_counting_and_marking() {
         // Counting: read the cell if no mutator holds it.
         let mut internal_x = 0;
         if flag.collector_try_read(&barrier) {
+            // SAFETY: the collector's read holds the flag (no writer until
+            // `end_cell_read`).
             if holds_x.with(|held| unsafe { *held }) {
                 internal_x += 1;
             }
@@ -182,6 +186,7 @@ fn cell_move_races_counting_and_marking() {
         }
         let trace = |id: usize, stack: &mut Vec<usize>| {
             if id == 1 && flag.collector_try_read(&barrier) {
+                // SAFETY: as above, read under the collector's read flag.
                 let held = holds_x.with(|held| unsafe { *held });
                 barrier.end_cell_read();
                 if held && try_mark(&x.mark, EPOCH) {
